@@ -1,0 +1,361 @@
+"""The job model: one validated pydantic tree describing a crawl, built in code or loaded from YAML.
+
+Every key of the YAML contract lives here with its default; unknown keys are errors everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "AuthConfig",
+    "ConcurrencyConfig",
+    "ExtractConfig",
+    "HttpConfig",
+    "Job",
+    "LimitsConfig",
+    "OAuth2Config",
+    "OutputConfig",
+    "Rate",
+    "RateLimitConfig",
+    "RetryConfig",
+    "SaveConfig",
+    "ScopeConfig",
+    "TimeoutConfig",
+    "parse_rate",
+    "parse_size",
+]
+
+
+class Rate(BaseModel):
+    """A request rate: `count` requests per `period` seconds. `None` in its place means unlimited."""
+
+    model_config = ConfigDict(frozen=True)
+
+    count: float
+    period: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.period
+
+    def __str__(self) -> str:
+        return f"{self.count:g}/{self.period:g}s"
+
+
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)?\s*(ms|s|sec|m|min|h|hour)?\s*$", re.I)
+_PERIODS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
+
+
+def parse_rate(value: Any) -> Rate | None:
+    """Parse `20/s`, `100/m`, `5/10s`, a bare number (per second) or `unlimited` (returns None)."""
+    if value is None or isinstance(value, Rate):
+        return value
+    if isinstance(value, dict):
+        return Rate(**value)
+    if isinstance(value, bool):
+        raise ValueError("a rate is like '20/s', '100/m' or 'unlimited', not a boolean")
+    if isinstance(value, int | float):
+        if value <= 0:
+            raise ValueError("a rate must be positive (or 'unlimited')")
+        return Rate(count=float(value), period=1.0)
+    if isinstance(value, str):
+        if value.strip().lower() in {"unlimited", "none", "inf"}:
+            return None
+        m = _RATE_RE.match(value)
+        if m:
+            count = float(m.group(1))
+            mult = float(m.group(2)) if m.group(2) else 1.0
+            unit = _PERIODS[(m.group(3) or "s").lower()]
+            if count > 0 and mult > 0:
+                return Rate(count=count, period=mult * unit)
+    raise ValueError(f"invalid rate {value!r}: use 'N/s', 'N/m', 'N/h', 'N/10s' or 'unlimited'")
+
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.I)
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 1000, "kb": 1000, "kib": 1024, "ki": 1024,
+    "m": 1000**2, "mb": 1000**2, "mib": 1024**2, "mi": 1024**2,
+    "g": 1000**3, "gb": 1000**3, "gib": 1024**3, "gi": 1024**3,
+    "t": 1000**4, "tb": 1000**4, "tib": 1024**4, "ti": 1024**4,
+}  # fmt: skip
+
+
+def parse_size(value: Any) -> int | None:
+    """Parse a byte size: an integer or `50MB`, `1.5GiB`, `512k`. None stays None (no cap)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("a size is a number of bytes or like '50MB'")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a size cannot be negative")
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str):
+        m = _SIZE_RE.match(value)
+        if m and (m.group(2) or "").lower() in _SIZE_UNITS:
+            return int(float(m.group(1)) * _SIZE_UNITS[(m.group(2) or "").lower()])
+    raise ValueError(f"invalid size {value!r}: use a number of bytes or e.g. '512KB', '50MB', '2GiB'")
+
+
+RateValue = Annotated[
+    Rate | None,
+    BeforeValidator(parse_rate),
+    PlainSerializer(lambda r: "unlimited" if r is None else f"{r.count:g}/{r.period:g}s"),
+]
+SizeValue = Annotated[int | None, BeforeValidator(parse_size)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScopeConfig(_Section):
+    allowed_domains: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    max_depth: int | None = Field(default=None, ge=0)
+    max_pages: int | None = Field(default=None, ge=0)
+    robots_txt: bool = True
+    sitemaps: bool = False
+    keep_query_order: bool = True
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+        return patterns
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _lower_domains(cls, domains: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip(".") for d in domains if d.strip()]
+
+
+class ConcurrencyConfig(_Section):
+    workers: int = Field(default=64, ge=1, le=10_000)
+    per_host: int = Field(default=16, ge=1, le=10_000)
+    processes: int = Field(default=1, ge=1, le=256)
+
+
+class RateLimitConfig(_Section):
+    per_host: RateValue = Field(default_factory=lambda: Rate(count=20, period=1))
+    hosts: dict[str, RateValue] = Field(default_factory=dict)
+
+    @field_validator("hosts")
+    @classmethod
+    def _lower_hosts(cls, hosts: dict[str, Rate | None]) -> dict[str, Rate | None]:
+        return {h.strip().lower(): r for h, r in hosts.items()}
+
+
+class TimeoutConfig(_Section):
+    connect: float | None = Field(default=5.0, gt=0)
+    read: float | None = Field(default=30.0, gt=0)
+    write: float | None = Field(default=30.0, gt=0)
+    pool: float | None = Field(default=30.0, gt=0)
+
+
+class LimitsConfig(_Section):
+    max_connections: int | None = Field(default=100, ge=1)
+    # httpcore counts all connections, not idle ones, against this: keep it equal to max_connections.
+    max_keepalive_connections: int | None = Field(default=100, ge=0)
+    keepalive_expiry: float | None = Field(default=30.0, ge=0)
+
+
+class OAuth2Config(_Section):
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = None
+
+
+class AuthConfig(_Section):
+    basic: tuple[str, str] | None = None
+    bearer: str | None = None
+    oauth2: OAuth2Config | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AuthConfig:
+        chosen = [k for k in ("basic", "bearer", "oauth2") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("auth takes exactly one of: basic, bearer, oauth2")
+        return self
+
+
+DEFAULT_USER_AGENT = "crawler/0.1 (+https://github.com/crawler/crawler)"
+
+
+class HttpConfig(_Section):
+    http2: bool = True
+    verify: bool | str = True
+    timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    headers: dict[str, str] = Field(default_factory=dict)
+    user_agent: str = DEFAULT_USER_AGENT
+    max_body: SizeValue = Field(default=50_000_000)
+    follow_redirects: bool = True
+    max_redirects: int = Field(default=10, ge=0)
+    proxy: str | None = None
+    auth: AuthConfig | None = None
+    trust_env: bool = False
+
+    @field_validator("verify")
+    @classmethod
+    def _ca_bundle_exists(cls, verify: bool | str) -> bool | str:
+        if isinstance(verify, str) and not Path(verify).expanduser().exists():
+            raise ValueError(f"CA bundle {verify!r} does not exist")
+        return verify
+
+
+class BackoffConfig(_Section):
+    initial: float = Field(default=0.5, ge=0)
+    max: float = Field(default=30.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    jitter: float = Field(default=0.5, ge=0)
+
+
+class RetryConfig(_Section):
+    attempts: int = Field(default=4, ge=1, le=100)
+    statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    max_retry_after: float = Field(default=120.0, ge=0)
+    unsafe_methods: bool = False
+
+    @field_validator("statuses")
+    @classmethod
+    def _valid_statuses(cls, statuses: list[int]) -> list[int]:
+        for s in statuses:
+            if not 100 <= s <= 599:
+                raise ValueError(f"{s} is not an HTTP status code")
+        return statuses
+
+
+class ExtractConfig(_Section):
+    # CSS selector for links to follow; null turns link following off.
+    links: str | None = "a[href]"
+    fields: dict[str, str] = Field(default_factory=dict)
+    json_fields: dict[str, str] = Field(default_factory=dict, alias="json")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @field_validator("fields")
+    @classmethod
+    def _selectors_parse(cls, fields: dict[str, str]) -> dict[str, str]:
+        from pipelines.fields import parse_field_spec
+
+        for name, spec in fields.items():
+            try:
+                parse_field_spec(spec)
+            except ValueError as exc:
+                raise ValueError(f"field {name!r}: {exc}") from None
+        return fields
+
+
+class SaveConfig(_Section):
+    # URL regexes; a response whose URL matches one streams to disk under `dir`.
+    match: list[str] = Field(default_factory=list)
+    content_types: list[str] = Field(default_factory=list)
+    dir: str = "out/files"
+
+    @field_validator("match")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        return ScopeConfig._regexes_compile(patterns)  # type: ignore[operator]
+
+
+class OutputConfig(_Section):
+    items: str | None = None
+    overwrite: bool = True
+    stats: str | None = None
+    flush_every: float = Field(default=0.5, gt=0)
+
+    @field_validator("items")
+    @classmethod
+    def _known_format(cls, items: str | None) -> str | None:
+        if items is not None:
+            from pipelines.writers import writer_format
+
+            writer_format(items)  # raises ValueError naming the allowed extensions
+        return items
+
+
+class Job(_Section):
+    """A crawl job. Build it in code (`Job(start_urls=[...])`) or load it with `Job.from_yaml(path)`."""
+
+    name: str = "crawl"
+    start_urls: list[str] = Field(default_factory=list)
+    start_sitemaps: list[str] = Field(default_factory=list)
+    scope: ScopeConfig = Field(default_factory=ScopeConfig)
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    save: SaveConfig = Field(default_factory=SaveConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    stages: list[str] = Field(default_factory=list)
+    frontier: str = "memory"
+    state: str | None = None
+    log_every: float = Field(default=5.0, gt=0)
+
+    @field_validator("start_urls", "start_sitemaps")
+    @classmethod
+    def _absolute_http_urls(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            low = u.lower()
+            if not (low.startswith("http://") or low.startswith("https://")):
+                raise ValueError(f"{u!r} is not an absolute http(s) URL")
+        return urls
+
+    @field_validator("stages")
+    @classmethod
+    def _import_paths(cls, stages: list[str]) -> list[str]:
+        for s in stages:
+            mod, sep, attr = s.partition(":")
+            if not sep or not mod or not attr:
+                raise ValueError(f"stage {s!r} must be an import path like 'package.module:callable'")
+        return stages
+
+    @field_validator("frontier")
+    @classmethod
+    def _known_frontier(cls, frontier: str) -> str:
+        if frontier != "memory" and not frontier.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("frontier is 'memory' or a redis:// URL")
+        return frontier
+
+    @model_validator(mode="after")
+    def _has_start(self) -> Job:
+        if not self.start_urls and not self.start_sitemaps:
+            raise ValueError("a job needs at least one of start_urls or start_sitemaps")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Job:
+        """Load and validate a YAML job file; raises `JobError` naming each bad key and its line."""
+        from crawler._jobfile import load_job
+
+        return load_job(path, overrides=overrides)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> Job:
+        return cls.model_validate(data)
+

@@ -1,0 +1,143 @@
+"""The frontier: where requests wait. One small backend interface, several implementations.
+
+The engine talks to a backend through four verbs, all batched so that a persistent backend (SQLite,
+Redis) pays one round trip per batch, not per URL:
+
+- `push_many(requests)`: enqueue what has not been seen before; returns how many were new.
+- `pop_ready(limit, budget)`: take up to `limit` requests, at most `budget(host)` from each host. The
+  engine's budget says how many requests a host may start now (in-flight cap, tokens, pauses), so a
+  host that must wait never holds a worker while another host has ready work.
+- `ack(requests)`: the requests are finished (after the pipeline stages and the output flush). Until
+  acked, a persistent backend keeps them leased so that a crashed process loses nothing.
+- `size()`: requests queued or leased and not yet acked; 0 means the crawl is done.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol, runtime_checkable
+
+from crawler._request import Request
+
+__all__ = ["FrontierBackend", "MemoryFrontier", "SeenSet"]
+
+
+@runtime_checkable
+class FrontierBackend(Protocol):
+    async def push_many(self, requests: Iterable[Request]) -> int: ...
+
+    async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]: ...
+
+    async def ack(self, requests: Sequence[Request]) -> None: ...
+
+    async def size(self) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class SeenSet:
+    """Exact set of 64-bit fingerprints."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set: set[int] = set()
+
+    def add(self, fp: int) -> bool:
+        """Add `fp`; True when it was not there before."""
+        s = self._set
+        if fp in s:
+            return False
+        s.add(fp)
+        return True
+
+    def __contains__(self, fp: int) -> bool:
+        return fp in self._set
+
+    def __len__(self) -> int:
+        return len(self._set)
+
+
+class MemoryFrontier:
+    """In-process frontier: per-host priority queues visited round-robin, exact dedup.
+
+    Per-host queues keep `pop_ready` proportional to the number of ready hosts, not the queue length,
+    and round-robin keeps one huge host from starving the others.
+    """
+
+    def __init__(self) -> None:
+        self._seen = SeenSet()
+        self._queues: dict[str, list[tuple[int, int, Request]]] = {}
+        self._rotation: deque[str] = deque()  # hosts with queued work
+        self._counter = itertools.count()
+        self._queued = 0
+        self._leased = 0
+
+    async def push_many(self, requests: Iterable[Request]) -> int:
+        added = 0
+        seen_add = self._seen.add
+        queues = self._queues
+        counter = self._counter
+        for req in requests:
+            if not req.dont_filter and not seen_add(req.fingerprint):
+                continue
+            q = queues.get(req.host)
+            if q is None:
+                q = queues[req.host] = []
+                self._rotation.append(req.host)
+            # Retried requests (retries > 0) must not lose their place behind fresh links.
+            heapq.heappush(q, (-req.priority, next(counter), req))
+            added += 1
+        self._queued += added
+        return added
+
+    def requeue(self, requests: Iterable[Request]) -> None:
+        """Put leased requests back without dedup (used by the engine on shutdown)."""
+        for req in requests:
+            q = self._queues.get(req.host)
+            if q is None:
+                q = self._queues[req.host] = []
+                self._rotation.append(req.host)
+            heapq.heappush(q, (-req.priority, next(self._counter), req))
+            self._queued += 1
+            self._leased -= 1
+
+    async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
+        out: list[Request] = []
+        rotation = self._rotation
+        queues = self._queues
+        for _ in range(len(rotation)):
+            if len(out) >= limit:
+                break
+            host = rotation[0]
+            rotation.rotate(-1)
+            allowance = budget(host)
+            if allowance <= 0:
+                continue
+            q = queues[host]
+            take = min(allowance, limit - len(out), len(q))
+            for _ in range(take):
+                out.append(heapq.heappop(q)[2])
+            if not q:
+                del queues[host]
+                # The host just rotated to the end: remove it from there.
+                rotation.pop()
+        self._queued -= len(out)
+        self._leased += len(out)
+        return out
+
+    async def ack(self, requests: Sequence[Request]) -> None:
+        self._leased -= len(requests)
+
+    async def size(self) -> int:
+        return self._queued + self._leased
+
+    @property
+    def seen_count(self) -> int:
+        return len(self._seen)
+
+    async def close(self) -> None:
+        return None
