@@ -1,0 +1,94 @@
+"""Crawl counters: what a summary, `stats.json` and a progress display read."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Stats"]
+
+_EXAMPLES_PER_KIND = 5
+
+
+@dataclass
+class Stats:
+    pages: int = 0
+    items: int = 0
+    bytes: int = 0
+    requests: int = 0
+    retries: int = 0
+    dropped: int = 0
+    robots_denied: int = 0
+    offsite: int = 0
+    queued: int = 0
+    in_flight: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, list[str]] = field(default_factory=dict)
+    hosts: Counter[str] = field(default_factory=Counter)
+    http_versions: Counter[str] = field(default_factory=Counter)
+    interrupted: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def pages_per_second(self) -> float:
+        e = self.elapsed
+        return self.pages / e if e > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def error(self, kind: str, url: str) -> None:
+        self.errors[kind] += 1
+        examples = self.error_examples.setdefault(kind, [])
+        if len(examples) < _EXAMPLES_PER_KIND:
+            examples.append(url)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "items": self.items,
+            "bytes": self.bytes,
+            "requests": self.requests,
+            "retries": self.retries,
+            "dropped": self.dropped,
+            "robots_denied": self.robots_denied,
+            "offsite": self.offsite,
+            "elapsed": round(self.elapsed, 3),
+            "pages_per_second": round(self.pages_per_second, 1),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "errors": dict(self.errors),
+            "error_examples": self.error_examples,
+            "hosts": dict(self.hosts.most_common()),
+            "http_versions": dict(self.http_versions),
+            "interrupted": self.interrupted,
+        }
+
+    def summary(self) -> str:
+        lines = [
+            f"pages {self.pages}  items {self.items}  bytes {self.bytes:,}  elapsed {self.elapsed:.2f}s  "
+            f"{self.pages_per_second:.1f} pages/s",
+            f"requests {self.requests}  retries {self.retries}  errors {self.error_count}  "
+            f"robots-denied {self.robots_denied}  dropped {self.dropped}",
+        ]
+        if self.statuses:
+            lines.append("statuses " + ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())))
+        if self.http_versions:
+            lines.append("http " + ", ".join(f"{k}: {v}" for k, v in self.http_versions.items()))
+        for kind, n in self.errors.most_common():
+            ex = self.error_examples.get(kind, [])
+            lines.append(f"  {kind}: {n}" + (f" (e.g. {ex[0]})" if ex else ""))
+        if self.interrupted:
+            lines.append("interrupted: the crawl was stopped before the frontier was empty")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
