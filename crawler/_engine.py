@@ -129,10 +129,18 @@ class Crawler:
             stages.append(saver)
         stages += [load_stage(path) for path in job.stages]
         stages += self._user_stages
+        self._writer = None
+        checkpoint = await self._frontier.checkpoint()
         if job.output.items:
+            resuming = checkpoint is not None and "items_offset" in checkpoint
             writer = open_writer(job.output.items, columns=list(job.extract.fields),
-                                 overwrite=job.output.overwrite, flush_every=job.output.flush_every)  # fmt: skip
+                                 overwrite=job.output.overwrite and not resuming,
+                                 flush_every=job.output.flush_every)  # fmt: skip
+            if resuming:
+                assert checkpoint is not None
+                writer.truncate(int(checkpoint["items_offset"]))
             stages.append(writer)
+            self._writer = writer
         self._stages = stages
         self._closers = [s for s in stages if callable(getattr(s, "close", None))]
         self._flushers = [s for s in stages if callable(getattr(s, "flush", None))]
@@ -165,6 +173,15 @@ class Crawler:
             self._wake.set()
 
     @property
+    def in_flight(self) -> int:
+        """Requests being fetched or processed right now."""
+        return self._in_flight
+
+    @property
+    def retries_waiting(self) -> int:
+        return len(self._delayed) + len(self._due)
+
+    @property
     def client(self) -> httpx.AsyncClient:
         assert self._client is not None, "the crawler is not open"
         return self._client
@@ -191,8 +208,8 @@ class Crawler:
         self.stats = Stats()
         if self.job.start_urls:
             await self.add(self.job.start_urls)
-        for sitemap in self.job.start_sitemaps:
-            await self.add([sitemap])
+        if self.job.start_sitemaps:
+            await self.add([Request.make(u, meta={"sitemap": True}) for u in self.job.start_sitemaps])
         self._workers = [asyncio.create_task(self._worker(), name=f"crawler-worker-{i}")
                          for i in range(self.job.concurrency.workers)]  # fmt: skip
         dispatcher = asyncio.create_task(self._dispatch(), name="crawler-dispatcher")
@@ -237,6 +254,10 @@ class Crawler:
             if delay:
                 self.limiter.lower_rate(host, Rate(count=1, period=delay))
                 log.info("%s asks for Crawl-delay %gs", host, delay)
+            if self.job.scope.sitemaps:
+                sitemaps = [Request.make(u, meta={"sitemap": True}) for u in self._robots.sitemaps(host)]
+                if sitemaps:
+                    await self.frontier.push_many(sitemaps)
         finally:
             self._robots_loading.discard(host)
             self._wake.set()
@@ -457,7 +478,8 @@ class Crawler:
                 await result
         if self._pending_acks and self._frontier is not None:
             acks, self._pending_acks = self._pending_acks, []
-            await self._frontier.ack(acks)
+            checkpoint = {"items_offset": self._writer.offset} if self._writer is not None else None
+            await self._frontier.ack(acks, checkpoint)
 
 
 def _is_async_callable(obj: Any) -> bool:

@@ -7,9 +7,14 @@ Redis) pays one round trip per batch, not per URL:
 - `pop_ready(limit, budget)`: take up to `limit` requests, at most `budget(host)` from each host. The
   engine's budget says how many requests a host may start now (in-flight cap, tokens, pauses), so a
   host that must wait never holds a worker while another host has ready work.
-- `ack(requests)`: the requests are finished (after the pipeline stages and the output flush). Until
-  acked, a persistent backend keeps them leased so that a crashed process loses nothing.
+- `ack(requests, checkpoint)`: the requests are finished (after the pipeline stages and the output
+  flush). Until acked, a persistent backend keeps them leased so that a crashed process loses nothing.
+  `checkpoint` (e.g. `{"items_offset": 12345}`) is what the outputs looked like when these acks were
+  made; a persistent backend stores it atomically with the acks and returns it from `checkpoint()`.
 - `size()`: requests queued or leased and not yet acked; 0 means the crawl is done.
+- `checkpoint()`: the last stored checkpoint, or None. On resume the engine truncates the items file
+  to the stored offset before re-fetching the leased requests: output past the last ack belonged to
+  pages that are fetched again, so every page ends up in the output exactly once.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from crawler._request import Request
 
@@ -31,9 +36,11 @@ class FrontierBackend(Protocol):
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]: ...
 
-    async def ack(self, requests: Sequence[Request]) -> None: ...
+    async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None: ...
 
     async def size(self) -> int: ...
+
+    async def checkpoint(self) -> dict[str, Any] | None: ...
 
     async def close(self) -> None: ...
 
@@ -129,8 +136,11 @@ class MemoryFrontier:
         self._leased += len(out)
         return out
 
-    async def ack(self, requests: Sequence[Request]) -> None:
+    async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
         self._leased -= len(requests)
+
+    async def checkpoint(self) -> dict[str, Any] | None:
+        return None
 
     async def size(self) -> int:
         return self._queued + self._leased

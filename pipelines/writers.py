@@ -68,6 +68,17 @@ class ItemWriter:
         self.written = 0
         if not overwrite:
             self._repair_torn_tail()
+        # Bytes of whole lines on disk: what a frontier checkpoint records and a resume truncates to.
+        self.offset = os.fstat(self._fd).st_size
+
+    def truncate(self, offset: int) -> None:
+        """Cut the file back to `offset` (a checkpoint), dropping lines written after it."""
+        assert self._fd is not None
+        self._pending.clear()
+        if offset < self.offset:
+            os.ftruncate(self._fd, offset)
+            log.info("%s: dropped %d bytes written after the last checkpoint", self.path, self.offset - offset)
+        self.offset = min(offset, self.offset)
 
     def _repair_torn_tail(self) -> None:
         """Appending after a hard kill: drop a last line without its newline so no record is torn."""
@@ -111,6 +122,7 @@ class ItemWriter:
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
+        self.offset += len(data)
 
     def close(self) -> None:
         self.flush()
