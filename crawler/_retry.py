@@ -87,7 +87,7 @@ class RetryPolicy:
         self.attempts = config.attempts
         self.statuses = frozenset(config.statuses)
         b = config.backoff
-        self._backoff = tenacity.wait_exponential_jitter(initial=b.initial, max=b.max, exp_base=b.multiplier,
+        self._backoff = tenacity.wait_exponential_jitter(multiplier=b.initial, max=b.max, exp_base=b.multiplier,
                                                          jitter=b.jitter)  # fmt: skip
         self._wait = _WaitRetryAfter(self._backoff, config.max_retry_after)
 
@@ -95,7 +95,7 @@ class RetryPolicy:
         return self.config.unsafe_methods or method.upper() in SAFE_METHODS
 
     def retryable_error(self, exc: BaseException) -> bool:
-        return isinstance(exc, RETRYABLE_ERRORS | RetryableStatus)
+        return isinstance(exc, (*RETRYABLE_ERRORS, RetryableStatus))
 
     def retry_after_of(self, status: int, headers: Mapping[str, str]) -> float | None:
         """The capped Retry-After of a response, when it has one."""

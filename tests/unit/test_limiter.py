@@ -1,0 +1,57 @@
+"""Per-host budgets: token buckets, in-flight caps, pauses, Crawl-delay."""
+
+import time
+
+from crawler import HostLimiter, Rate
+
+
+async def test_unlimited_host_budget_is_the_in_flight_cap() -> None:
+    lim = HostLimiter(None, per_host=4)
+    assert lim.budget("a") == 4
+    for _ in range(4):
+        await lim.acquire("a")
+    assert lim.budget("a") == 0
+    lim.release("a")
+    assert lim.budget("a") == 1
+
+
+async def test_token_bucket_spaces_requests() -> None:
+    lim = HostLimiter(Rate(count=10, period=1), per_host=100)
+    started = time.monotonic()
+    taken = 0
+    while time.monotonic() - started < 1.0:
+        if lim.budget("h") > 0:
+            await lim.acquire("h")
+            lim.release("h")
+            taken += 1
+        else:
+            time.sleep(0.001)
+    # 10/s with a one-token bucket: about 10 in one second, never a burst of many more.
+    assert 9 <= taken <= 12
+
+
+async def test_per_host_overrides_and_isolation() -> None:
+    lim = HostLimiter(Rate(count=1, period=10), {"fast.example": None}, per_host=2)
+    await lim.acquire("slow.example")
+    lim.release("slow.example")
+    assert lim.budget("slow.example") == 0
+    assert lim.budget("fast.example") == 2
+    assert lim.budget("fast.example:8080") == 2  # an override without port covers every port
+
+
+def test_pause_blocks_the_whole_host_until_it_expires() -> None:
+    lim = HostLimiter(None, per_host=8)
+    lim.pause("h", 0.2)
+    assert lim.budget("h") == 0
+    assert lim.budget("other") == 8
+    assert 0.1 < lim.paused_for("h") <= 0.2
+    time.sleep(0.21)
+    assert lim.budget("h") == 8
+
+
+def test_crawl_delay_only_lowers_the_rate() -> None:
+    lim = HostLimiter(Rate(count=20, period=1), per_host=8)
+    lim.lower_rate("h", Rate(count=1, period=2))
+    assert lim.rate_of("h") == 0.5
+    lim.lower_rate("h", Rate(count=100, period=1))
+    assert lim.rate_of("h") == 0.5
