@@ -72,14 +72,16 @@ def page_links(n: int, pages: int) -> list[int]:
     """The page numbers /page/{n} links to, in document order, duplicates included.
 
     Children 2n+1 and 2n+2 make every page reachable from page 0 (a binary tree), the neighbours and a
-    seeded sample make the graph dense, and the first child is repeated once as a duplicate link.
+    seeded sample make the graph dense, and the first link is repeated once as a duplicate.
     """
     if pages <= 1:
         return [0] if pages == 1 else []
     rng = random.Random(n * 7919 + pages)
     targets = [k for k in (2 * n + 1, 2 * n + 2) if k < pages]
+    children = len(targets)
     targets += [(n + 1) % pages, (n - 1) % pages]
-    targets += rng.sample(range(pages), min(pages, rng.randint(6, 8)))
+    # Leaf pages (no children) get two more sampled links, so every page carries 11-13 links.
+    targets += rng.sample(range(pages), min(pages, rng.randint(6, 8) + 2 - children))
     targets.append(targets[0])
     return targets
 
@@ -149,13 +151,13 @@ def _link_href(n: int, k: int, i: int, base: str) -> str:
 
 def render_page(n: int, pages: int, base: str) -> bytes:
     rng = random.Random(n)
-    links = "\n".join(
-        f'<li><a href="{_link_href(n, k, i, base)}">Page {k}</a></li>'
-        for i, k in enumerate(page_links(n, pages))
-    )
+    targets = page_links(n, pages)
+    hrefs = [_link_href(n, k, i, base) for i, k in enumerate(targets)]
+    hrefs[-1] = hrefs[0]  # the duplicate link is spelled exactly like the first one
+    links = "\n".join(f'<li><a href="{h}">Page {k}</a></li>' for h, k in zip(hrefs, targets, strict=True))
     price = f"{(n * 37) % 1000}.{n % 100:02d}"
     tags = "".join(f"<li>{rng.choice(_WORDS)}</li>" for _ in range(3))
-    target_size = 2000 + (n * 7919) % 5500  # 2-8 KB per page once the markup is added
+    target_size = 1000 + (n * 7919) % 5300  # 2-8 KB per page once the markup is added
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f"<title>Page {n}</title>\n"
