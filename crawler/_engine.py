@@ -399,6 +399,10 @@ class Crawler:
             return
         self.limiter.release(req.host)
         status = page.status
+        remaining = page.headers.get("x-ratelimit-remaining")
+        if remaining is not None:
+            self.limiter.observe_quota(req.host, remaining, page.headers.get("x-ratelimit-reset"),
+                                       self.job.retry.max_retry_after)  # fmt: skip
         if status in self.retry_policy.statuses:
             retry_after = self.retry_policy.retry_after_of(status, page.headers)
             if retry_after is not None and status in (429, 503):

@@ -95,6 +95,32 @@ class HostLimiter:
             return 0.0
         return max(0.0, st.paused_until - time.monotonic())
 
+    def observe_quota(self, host: str, remaining: str, reset: str | None, cap: float) -> None:
+        """Slow a host from its X-RateLimit-Remaining / -Reset headers before it answers 429.
+
+        With no requests left, hold the host until the reset; with few left, spread them over the
+        time to the reset. Reset is delta-seconds or, when larger than a day, a Unix timestamp.
+        """
+        try:
+            left = int(float(remaining))
+        except ValueError:
+            return
+        seconds: float | None = None
+        if reset:
+            try:
+                value = float(reset)
+            except ValueError:
+                value = -1.0
+            if value >= 0:
+                seconds = value - time.time() if value > 86_400 else value
+        if seconds is None or seconds <= 0:
+            return
+        seconds = min(seconds, cap)
+        if left <= 0:
+            self.pause(host, seconds)
+        elif left < self._per_host:
+            self.lower_rate(host, Rate(count=left, period=seconds))
+
     def set_blocked(self, host: str, blocked: bool) -> None:
         self._state(host).blocked = blocked
 

@@ -55,3 +55,18 @@ def test_crawl_delay_only_lowers_the_rate() -> None:
     assert lim.rate_of("h") == 0.5
     lim.lower_rate("h", Rate(count=100, period=1))
     assert lim.rate_of("h") == 0.5
+
+
+def test_exhausted_quota_pauses_until_reset() -> None:
+    lim = HostLimiter(None, per_host=8)
+    lim.observe_quota("api", "0", "2", cap=120)
+    assert lim.budget("api") == 0
+    assert 1.5 < lim.paused_for("api") <= 2
+
+
+def test_low_quota_spreads_the_rest_until_reset() -> None:
+    lim = HostLimiter(None, per_host=8)
+    lim.observe_quota("api", "5", "10", cap=120)
+    assert lim.rate_of("api") == 0.5
+    lim.observe_quota("other", "500", "10", cap=120)
+    assert lim.rate_of("other") is None
