@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     with SiteServer(tls=True, port=args.port, pages=args.pages, tls_dir=TLS_DIR) as site:
         overrides = [f"http.verify={site.ca_path}"]
         if site.host_key != DEMO_HOST_KEY:
-            print(f"port {args.port} is busy: the demo site is on {site.url} instead")
+            if args.port and site.port != args.port:
+                print(f"port {args.port} is busy: the demo site is on {site.url} instead")
             overrides.append(f'start_urls=["{site.url}/"]')
         overrides += args.overrides
         print(f"demo site: {site.url}/ ({args.pages} pages, HTTP/2 over TLS, CA {site.ca_path})")
