@@ -4,6 +4,28 @@ every request it receives so tests assert what the *server* saw (paths, HTTP ver
 Settings are read once from the environment when the server process starts (see `SiteSettings`), so each
 server subprocess is one variant of the site. The pure helpers `page_links` and `big_body` let tests
 compute the expected link graph and payloads without fetching them.
+
+Endpoints (query parameters and defaults):
+  /                         home: links to /page/0../page/9 (page 0 reaches every page)
+  /page/{n}                 n in [0, SITE_PAGES): 2-8 KB, 11-13 links (mixed spellings, one duplicate)
+  /robots.txt               SITE_ROBOTS: allow | private | deny | delay:<s> | missing (404) | error (500)
+  /sitemap.xml              every /page/{n}
+  /links?href=A&href=B      a page linking exactly to the given hrefs
+  /private/{any}            a page (for robots tests: disallowed by the `private` and `delay:` variants)
+  /status/{code}
+  /retry-after/{key}?status=429&after=2&times=1&date=0   Retry-After seconds, or HTTP-date with date=1
+  /flaky/{key}?fail=2&status=500
+  /gzip-bomb?mb=200         gzip body expanding to mb*10^6 zero bytes;  /gzip-page: a small gzip page
+  /slow/{ms}?where=head     delay before the response; where=body sends headers, then stalls the body
+  /big/{bytes}?chunked=0&type=application/octet-stream   the big_body() byte cycle
+  /truncated?length=100000&send=1000    h1: connection drops mid-body; h2: stream ends short
+  /file/{name}.{ext}?size=&disposition=0    content type from the extension; /files?count=6 links them
+  /redirect/{n}?to=/page/0&status=302&absolute=0
+  /base-href?absolute=0     <base href="/page/"> with relative links
+  /charset/{encoding}?where=header      where: header | meta | both | none
+  /oauth/token (POST, client credentials, ?expires_in=)   /protected[/{any}] (Bearer)
+  /basic-auth?user=user&password=pass   /headers (echo)   /api/items?page=1&per_page=20
+  /__log?clear=0&reset=0&prefix=   /__health           (never logged)
 """
 
 from __future__ import annotations
