@@ -1,19 +1,133 @@
-"""The transport under the shared client.
+"""The transport under the shared client: turns an `httpx.Request` into an `httpx.Response`, fast.
 
-Users configure an `httpx.AsyncClient` with `httpx.Limits`; this module decides what carries the bytes.
-For now: httpx's own `AsyncHTTPTransport` (httpcore). See the benchmarks issue for the faster path.
+Users configure an `httpx.AsyncClient` with `httpx.Limits` and `httpx.Timeout`; `make_transport` builds
+what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`_http1.py`), pooled per origin
+with O(1) acquire/release under one connection budget (`_transport_pool.py`), and httpcore's HTTP/2 for
+TLS origins that choose h2 via ALPN (`_transport_h2.py`). With a proxy it falls back to httpx's own transport.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 
 import httpx
 
-__all__ = ["make_transport"]
+from crawler._http1 import StaleConnection
+from crawler._transport_h2 import HTTP2Connection, RetryRequest
+from crawler._transport_pool import ConnectionPool
+
+__all__ = ["CrawlerTransport", "make_transport"]
+
+_NO_TIMEOUTS: dict[str, float | None] = {"connect": None, "read": None, "write": None, "pool": None}
+# Safe to send again when a reused keep-alive connection turns out to have been closed by the server.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_MAX_ATTEMPTS = 3
 
 
 def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.Limits,
                    proxy: str | None = None, trust_env: bool = False) -> httpx.AsyncBaseTransport:  # fmt: skip
-    return httpx.AsyncHTTPTransport(http2=http2, verify=verify, limits=limits, proxy=proxy,
-                                     trust_env=trust_env)  # fmt: skip
+    """The transport for the shared client. `verify` is an SSLContext or a bool, as for httpx."""
+    if proxy is not None:
+        return httpx.AsyncHTTPTransport(http2=http2, verify=verify, limits=limits, proxy=proxy,
+                                         trust_env=trust_env)  # fmt: skip
+    if isinstance(verify, ssl.SSLContext):
+        ssl_context = verify  # like httpcore, ALPN is set on the caller's context
+    else:
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+    ssl_context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
+    return CrawlerTransport(http2=http2, ssl_context=ssl_context, limits=limits)
+
+
+def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
+    """The request line and headers as one bytes object; also whether the body is chunked and keep-alive."""
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    chunked = False
+    keep_alive = True
+    raw = request.headers.raw
+    for name, value in raw:
+        parts += (name, b": ", value, b"\r\n")
+        n = len(name)
+        if n == 10:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                keep_alive = False
+        elif n == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    # A CR or LF inside a method, target, name or value would split the message: refuse it.
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        raise httpx.LocalProtocolError("illegal CR or LF in the request line or a header")
+    return head, chunked, keep_alive
+
+
+class CrawlerTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 (httptools) and HTTP/2 (httpcore, via ALPN) over one per-origin connection pool."""
+
+    def __init__(self, *, http2: bool, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+        self._http2 = http2
+        self._ssl_context = ssl_context
+        self._limits = limits
+        self._pool: ConnectionPool | None = None
+
+    def _pool_for_loop(self) -> ConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if pool is None or pool.loop is not loop:
+            # Sockets belong to one event loop; a transport reused under a new loop starts afresh.
+            pool = self._pool = ConnectionPool(limits=self._limits, ssl_context=self._ssl_context,
+                                               http2=self._http2, loop=loop)  # fmt: skip
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pool = self._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = self._pool_for_loop()
+        url = request.url
+        origin = pool.origin(url.raw_scheme, url.raw_host, url.port)
+        timeouts = request.extensions.get("timeout") or _NO_TIMEOUTS
+        head = b""
+        content: bytes | None = None
+        chunked = False
+        keep_alive = True
+        prepared = False
+        for attempt in range(_MAX_ATTEMPTS):
+            conn = pool.acquire_idle(origin) if origin.h2 is None else None
+            if conn is None:
+                acquired = await pool.acquire(origin, timeouts)
+                if isinstance(acquired, HTTP2Connection):
+                    try:
+                        return await acquired.send(request)
+                    except RetryRequest:
+                        continue
+                conn = acquired
+            if not prepared:
+                try:
+                    head, chunked, keep_alive = _request_head(request)
+                except BaseException:
+                    pool.release(conn)
+                    raise
+                try:
+                    content = request.content
+                except httpx.RequestNotRead:
+                    content = None  # a streaming body: sent chunk by chunk, never buffered
+                prepared = True
+            try:
+                return await conn.send(request, head, content, chunked, keep_alive, timeouts)
+            except StaleConnection:
+                conn.abort()
+                if content is None or request.method not in _IDEMPOTENT or attempt == _MAX_ATTEMPTS - 1:
+                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from None
+            except BaseException:
+                conn.abort()
+                raise
+        raise httpx.RemoteProtocolError("no connection could take the request")
+
+    async def aclose(self) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        for h2 in pool.close_all():
+            h2.close()
+

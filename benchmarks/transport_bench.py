@@ -1,0 +1,317 @@
+"""Micro-benchmark of the fetch path: req/s of GETs of a ~8.5 KB page on loopback, several clients side by side.
+
+    .venv/bin/python benchmarks/transport_bench.py                      # all clients, C = 1, 64, 256
+    .venv/bin/python benchmarks/transport_bench.py --concurrency 64 --duration 5 --loop uvloop
+    .venv/bin/python benchmarks/transport_bench.py --aiohttp-python /tmp/benchvenv/bin/python
+
+Serves the page with nginx from Debian (`apt-get install -y nginx-light`), run as a non-daemon child on free
+loopback ports: cleartext HTTP/1.1, and TLS with h2 (certificates from trustme). Without nginx it falls back to
+hypercorn. Every (client, concurrency) case runs in its own fresh interpreter; aiohttp (never a project
+dependency) runs from the interpreter given by --aiohttp-python, or is skipped when none has it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+PAGE_SIZE = 8500
+LIMITS = {"max_connections": 100, "max_keepalive_connections": 100, "keepalive_expiry": 30.0}  # product defaults
+
+CLIENTS = {
+    "httpx-default": "httpx.AsyncClient, httpx's own transport (httpcore), HTTP/1.1",
+    "ours-h1": "httpx.AsyncClient over make_transport(http2=False), HTTP/1.1 cleartext",
+    "ours-h1-tls": "httpx.AsyncClient over make_transport(http2=False), HTTP/1.1 over TLS",
+    "httpx-default-h2": "httpx.AsyncClient, httpx's own transport, HTTP/2 over TLS",
+    "ours-h2": "httpx.AsyncClient over make_transport(http2=True), HTTP/2 over TLS (ALPN)",
+    "aiohttp": "bare aiohttp.ClientSession, HTTP/1.1 cleartext (reference)",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not listen on {port}")
+
+
+def _page() -> bytes:
+    row = b"<p>The quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet.</p>\n"
+    head = b"<!doctype html><html><head><title>bench page</title></head><body>\n"
+    body = head + row * ((PAGE_SIZE - len(head) - 15) // len(row))
+    return body.ljust(PAGE_SIZE - 15, b" ") + b"</body></html>\n"
+
+
+class Servers:
+    """nginx (or hypercorn) serving /page.html on a cleartext and a TLS (h2 + http/1.1) port."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="transport-bench-"))
+        self.dir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+        self.http_port = _free_port()
+        self.https_port = _free_port()
+        self.kind = ""
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        import trustme
+
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        cert.private_key_and_cert_chain_pem.write_to_path(str(self.dir / "server.pem"))
+        cert.private_key_pem.write_to_path(str(self.dir / "server.key"))
+        ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
+        (self.dir / "www").mkdir()
+        (self.dir / "www" / "page.html").write_bytes(_page())
+        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        if nginx:
+            self._start_nginx(nginx)
+        else:
+            self._start_hypercorn()
+        _wait_port(self.http_port)
+        _wait_port(self.https_port)
+
+    def _start_nginx(self, nginx: str) -> None:
+        self.kind = "nginx"
+        (self.dir / "logs").mkdir()
+        conf = textwrap.dedent(f"""
+            worker_processes 1;
+            error_log {self.dir}/logs/error.log warn;
+            pid {self.dir}/nginx.pid;
+            events {{ worker_connections 4096; }}
+            http {{
+                access_log off;
+                sendfile on;
+                tcp_nopush on;
+                keepalive_timeout 65;
+                keepalive_requests 1000000;
+                client_body_temp_path {self.dir}/tmp_body;
+                proxy_temp_path {self.dir}/tmp_proxy;
+                fastcgi_temp_path {self.dir}/tmp_fcgi;
+                uwsgi_temp_path {self.dir}/tmp_uwsgi;
+                scgi_temp_path {self.dir}/tmp_scgi;
+                types {{ text/html html; }}
+                server {{
+                    listen 127.0.0.1:{self.http_port};
+                    root {self.dir}/www;
+                }}
+                server {{
+                    listen 127.0.0.1:{self.https_port} ssl http2;
+                    ssl_certificate {self.dir}/server.pem;
+                    ssl_certificate_key {self.dir}/server.key;
+                    http2_max_concurrent_streams 256;
+                    root {self.dir}/www;
+                }}
+            }}
+        """)
+        (self.dir / "nginx.conf").write_text(conf)
+        self._procs.append(subprocess.Popen(
+            [nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), "-g", "daemon off;"],
+            stderr=subprocess.DEVNULL,
+        ))  # fmt: skip
+
+    def _start_hypercorn(self) -> None:
+        self.kind = "hypercorn"
+        app = self.dir / "bench_app.py"
+        app.write_text(textwrap.dedent(f"""
+            PAGE = open({str(self.dir / "www" / "page.html")!r}, "rb").read()
+            async def app(scope, receive, send):
+                if scope["type"] != "http":
+                    return
+                await send({{"type": "http.response.start", "status": 200,
+                            "headers": [(b"content-type", b"text/html"),
+                                        (b"content-length", str(len(PAGE)).encode())]}})
+                await send({{"type": "http.response.body", "body": PAGE}})
+        """))
+        for port, tls in ((self.http_port, False), (self.https_port, True)):
+            cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "bench_app:app"]
+            if tls:
+                cmd += ["--certfile", str(self.dir / "server.pem"), "--keyfile", str(self.dir / "server.key")]
+            self._procs.append(subprocess.Popen(cmd, cwd=self.dir, stderr=subprocess.DEVNULL))
+
+    def stop(self) -> None:
+        for p in self._procs:
+            p.terminate()
+        for p in self._procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# -- one case, in a fresh interpreter ------------------------------------------------------------------
+
+
+async def _run_case(client: str, url: str, ca: str, concurrency: int, duration: float) -> dict[str, float]:
+    if client == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=LIMITS["max_connections"]))
+
+        async def fetch() -> int:
+            async with session.get(url) as r:
+                return len(await r.read())
+
+        async def close() -> None:
+            await session.close()
+
+        version = "HTTP/1.1"
+    else:
+        import ssl
+
+        import httpx
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from crawler._transport import make_transport
+
+        limits = httpx.Limits(**LIMITS)
+        verify = ssl.create_default_context(cafile=ca)
+        http2 = client.endswith("h2")
+        if client.startswith("ours"):
+            transport = make_transport(http2=http2, verify=verify, limits=limits)
+            c = httpx.AsyncClient(transport=transport)
+        else:
+            c = httpx.AsyncClient(http2=http2, verify=verify, limits=limits)
+        seen: set[str] = set()
+
+        async def fetch() -> int:
+            r = await c.get(url)
+            seen.add(r.http_version)
+            return len(r.content)
+
+        async def close() -> None:
+            await c.aclose()
+
+    # Warm up: open the connections, fill caches.
+    await asyncio.gather(*(fetch() for _ in range(concurrency)))
+    for _ in range(3):
+        await fetch()
+    done = 0
+    stop_at = time.perf_counter() + duration
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < stop_at:
+            n = await fetch()
+            if n != PAGE_SIZE:
+                raise RuntimeError(f"got {n} bytes, expected {PAGE_SIZE}")
+            done += 1
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await close()
+    if client != "aiohttp":
+        version = ",".join(sorted(seen))
+    return {"rps": done / elapsed, "requests": done, "http_version": version}  # type: ignore[dict-item]
+
+
+def _case_main(args: argparse.Namespace) -> None:
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    result = asyncio.run(_run_case(args.client, args.url, args.ca, args.c, args.duration))
+    print(json.dumps(result))
+
+
+def _aiohttp_python(explicit: str | None) -> str | None:
+    candidates = [explicit] if explicit else [sys.executable, "/tmp/benchvenv/bin/python"]
+    for py in candidates:
+        if py and Path(py).exists():
+            ok = subprocess.run([py, "-c", "import aiohttp"], capture_output=True).returncode == 0
+            if ok:
+                return py
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concurrency", default="1,64,256", help="comma-separated, default 1,64,256")
+    ap.add_argument("--duration", type=float, default=4.0, help="seconds measured per case (after warm-up)")
+    ap.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of: " + ", ".join(CLIENTS))
+    ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "both"])
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
+    ap.add_argument("--aiohttp-python", default=None, help="an interpreter with aiohttp installed")
+    # internal: one case
+    ap.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--client", help=argparse.SUPPRESS)
+    ap.add_argument("--url", help=argparse.SUPPRESS)
+    ap.add_argument("--ca", help=argparse.SUPPRESS)
+    ap.add_argument("--c", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.case:
+        _case_main(args)
+        return
+
+    concurrencies = [int(x) for x in args.concurrency.split(",")]
+    clients = [c for c in args.clients.split(",") if c]
+    loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
+    aio_py = _aiohttp_python(args.aiohttp_python) if "aiohttp" in clients else None
+    servers = Servers()
+    servers.start()
+    print(f"server: {servers.kind}, page {PAGE_SIZE} B, limits {LIMITS}, {args.duration:g}s per case, "
+          f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
+    rows: list[tuple[str, str, dict[int, str], str]] = []
+    try:
+        for loop in loops:
+            for client in clients:
+                if client == "aiohttp" and aio_py is None:
+                    print("aiohttp: skipped (no interpreter with aiohttp; see --aiohttp-python)", flush=True)
+                    continue
+                py = aio_py if client == "aiohttp" else sys.executable
+                tls = client.endswith("h2") or client.endswith("tls")
+                port = servers.https_port if tls else servers.http_port
+                url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/page.html"
+                cells: dict[int, str] = {}
+                version = ""
+                for c in concurrencies:
+                    best = 0.0
+                    for _ in range(args.repeat):
+                        cmd = [py, str(Path(__file__).resolve()), "--case", "--client", client, "--url", url,
+                               "--ca", str(servers.dir / "ca.pem"), "--c", str(c),
+                               "--duration", str(args.duration), "--loop", loop]  # fmt: skip
+                        out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+                        if out.returncode != 0:
+                            print(f"{client} C={c}: failed\n{out.stderr[-2000:]}", flush=True)
+                            break
+                        res = json.loads(out.stdout.strip().splitlines()[-1])
+                        best = max(best, res["rps"])
+                        version = res["http_version"]
+                    cells[c] = f"{best:,.0f}" if best else "error"
+                    print(f"  {loop:7} {client:17} C={c:<4} {cells[c]:>8} req/s  ({version})", flush=True)
+                rows.append((loop, client, cells, version))
+    finally:
+        servers.stop()
+
+    print()
+    header = "| loop | client | protocol | " + " | ".join(f"C={c}" for c in concurrencies) + " |"
+    print(header)
+    print("|" + "---|" * (3 + len(concurrencies)))
+    for loop, client, cells, version in rows:
+        print(f"| {loop} | {client} | {version} | " + " | ".join(cells.get(c, "-") for c in concurrencies) + " |")
+
+
+if __name__ == "__main__":
+    main()
