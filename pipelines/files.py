@@ -22,7 +22,9 @@ __all__ = ["FileSaver", "safe_filename", "safe_relative_path"]
 
 _WRITE_BATCH = 1 << 20  # bytes gathered before one write: per-chunk writes through a thread pool are slow
 _WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
-_BAD_CHARS = re.compile(r'[\x00-\x1f\x7f<>:"|?*\\/]')
+# Separators, characters Windows refuses, C0/C1 controls, and invisible format characters (bidi overrides
+# such as U+202E turn `gpj.exe` into what reads as `exe.jpg`).
+_BAD_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff<>:"|?*\\/]')
 _MAX_NAME = 200
 
 
