@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from crawler._request import Request
+from crawler._seen import CompactSeenSet
 
 __all__ = ["FrontierBackend", "MemoryFrontier", "SeenSet"]
 
@@ -45,27 +46,10 @@ class FrontierBackend(Protocol):
     async def close(self) -> None: ...
 
 
-class SeenSet:
-    """Exact set of 64-bit fingerprints."""
+class SeenSet(CompactSeenSet):
+    """Exact set of 64-bit fingerprints in 10-15 bytes each (see `crawler._seen`)."""
 
-    __slots__ = ("_set",)
-
-    def __init__(self) -> None:
-        self._set: set[int] = set()
-
-    def add(self, fp: int) -> bool:
-        """Add `fp`; True when it was not there before."""
-        s = self._set
-        if fp in s:
-            return False
-        s.add(fp)
-        return True
-
-    def __contains__(self, fp: int) -> bool:
-        return fp in self._set
-
-    def __len__(self) -> int:
-        return len(self._set)
+    __slots__ = ()
 
 
 class MemoryFrontier:
