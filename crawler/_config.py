@@ -28,6 +28,7 @@ __all__ = [
     "LimitsConfig",
     "OAuth2Config",
     "OutputConfig",
+    "PaginateConfig",
     "Rate",
     "RateLimitConfig",
     "RetryConfig",
@@ -64,7 +65,12 @@ def parse_rate(value: Any) -> Rate | None:
     if value is None or isinstance(value, Rate):
         return value
     if isinstance(value, dict):
-        return Rate(**value)
+        if set(value) != {"count", "period"}:
+            raise ValueError("a rate mapping has exactly the keys count and period (or write it as '20/s')")
+        count, period = value["count"], value["period"]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in (count, period)):
+            raise ValueError("a rate's count and period are positive numbers")
+        return Rate(count=float(count), period=float(period))
     if isinstance(value, bool):
         raise ValueError("a rate is like '20/s', '100/m' or 'unlimited', not a boolean")
     if isinstance(value, int | float):
@@ -116,7 +122,9 @@ def parse_size(value: Any) -> int | None:
 RateValue = Annotated[
     Rate | None,
     BeforeValidator(parse_rate),
-    PlainSerializer(lambda r: "unlimited" if r is None else f"{r.count:g}/{r.period:g}s"),
+    PlainSerializer(
+        lambda r: "unlimited" if r is None else f"{r.count:g}/{'' if r.period == 1 else f'{r.period:g}'}s"
+    ),
 ]
 SizeValue = Annotated[int | None, BeforeValidator(parse_size)]
 
@@ -253,7 +261,13 @@ class ExtractConfig(_Section):
     # CSS selector for links to follow; null turns link following off.
     links: str | None = "a[href]"
     fields: dict[str, str] = Field(default_factory=dict)
+    # JSON responses: field name -> key path (`data.items[0].name`, `tags[*].name`). Relative to each
+    # element of `items_path` when that is set.
     json_fields: dict[str, str] = Field(default_factory=dict, alias="json")
+    # JSON responses: key path of a list; each element becomes one item (e.g. `data`, `results`).
+    items_path: str | None = None
+    # JSON responses: key paths whose string values are URLs to follow (e.g. `results[*].url`).
+    json_links: list[str] = Field(default_factory=list)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
 
@@ -269,6 +283,100 @@ class ExtractConfig(_Section):
                 raise ValueError(f"field {name!r}: {exc}") from None
         return fields
 
+    @field_validator("json_fields")
+    @classmethod
+    def _json_paths_parse(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name, path in fields.items():
+            _check_key_path(path, f"field {name!r}: ")
+        return fields
+
+    @field_validator("items_path")
+    @classmethod
+    def _items_path_parses(cls, path: str | None) -> str | None:
+        if path is not None:
+            _check_key_path(path)
+        return path
+
+    @field_validator("json_links")
+    @classmethod
+    def _link_paths_parse(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            _check_key_path(path)
+        return paths
+
+
+def _check_key_path(path: str, prefix: str = "") -> None:
+    from pipelines.json_items import parse_key_path
+
+    try:
+        parse_key_path(path)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{exc}") from None
+
+
+class PaginateConfig(_Section):
+    """Following a listing or API page to the next one. The next page keeps the depth of the page it
+    came from (it is a sibling, not a child), so `scope.max_depth` does not cut a long listing short."""
+
+    # `Link: <...>; rel="next"` response headers (GitHub-style APIs).
+    link_header: bool = False
+    # JSON key path holding the next page's URL, absolute or relative (`next`, `links.next`).
+    next_field: str | None = None
+    # HTML: CSS selector of the next-page link (`a[rel=next]`, `li.next > a`).
+    next_selector: str | None = None
+    # Page-number query parameter: page N is followed by N + step until a page has no items.
+    param: str | None = None
+    start: int = 1
+    step: int = Field(default=1, ge=1)
+    # Cursor style: the next cursor is read from `cursor_field` (JSON key path) into `cursor_param`.
+    cursor_field: str | None = None
+    cursor_param: str | None = None
+    # What counts as "the items" of a page for stop_on_empty: a JSON key path (default: extract.items_path,
+    # else the whole document), or for HTML a CSS selector.
+    items_path: str | None = None
+    items_selector: str | None = None
+    stop_on_empty: bool = True
+    # Pages per chain, counting the first (a guard against APIs that never say stop).
+    max_pages: int | None = Field(default=None, ge=1)
+    # URL regexes: paginate only pages whose URL matches one (empty: every page).
+    match: list[str] = Field(default_factory=list)
+
+    @field_validator("match")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        return ScopeConfig._regexes_compile(patterns)
+
+    @field_validator("next_field", "cursor_field", "items_path")
+    @classmethod
+    def _key_paths_parse(cls, path: str | None) -> str | None:
+        if path is not None:
+            _check_key_path(path)
+        return path
+
+    @field_validator("next_selector", "items_selector")
+    @classmethod
+    def _selectors_parse(cls, css: str | None) -> str | None:
+        if css is not None:
+            from selectolax.lexbor import LexborHTMLParser
+
+            try:
+                LexborHTMLParser("<html></html>").css(css)
+            except Exception as exc:  # selectolax raises ValueError or its own errors for bad selectors
+                raise ValueError(f"invalid CSS selector {css!r}: {exc}") from None
+        return css
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PaginateConfig:
+        if (self.cursor_field is None) != (self.cursor_param is None):
+            raise ValueError("cursor pagination needs both cursor_field and cursor_param")
+        styles = [self.link_header, self.next_field, self.next_selector, self.param, self.cursor_field]
+        if not any(styles):
+            raise ValueError("paginate needs one of: link_header: true, next_field, next_selector, param, "
+                             "cursor_field + cursor_param")  # fmt: skip
+        if self.param and not self.stop_on_empty and self.max_pages is None:
+            raise ValueError("page-number pagination without stop_on_empty needs max_pages, or it never ends")
+        return self
+
 
 class SaveConfig(_Section):
     # URL regexes; a response whose URL matches one streams to disk under `dir`.
@@ -279,7 +387,7 @@ class SaveConfig(_Section):
     @field_validator("match")
     @classmethod
     def _regexes_compile(cls, patterns: list[str]) -> list[str]:
-        return ScopeConfig._regexes_compile(patterns)  # type: ignore[operator]
+        return ScopeConfig._regexes_compile(patterns)
 
 
 class OutputConfig(_Section):
@@ -313,9 +421,14 @@ class Job(_Section):
     save: SaveConfig = Field(default_factory=SaveConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[str] = Field(default_factory=list)
+    paginate: PaginateConfig | None = None
     frontier: str = "memory"
     state: str | None = None
+    # Seconds between progress lines when stderr is not a terminal.
     log_every: float = Field(default=5.0, gt=0)
+    # `crawler run` exits 1 when failed URLs / fetched URLs is above this (0.5 = more than half failed);
+    # null never fails on errors.
+    max_error_rate: float | None = Field(default=0.5, ge=0, le=1)
 
     @field_validator("start_urls", "start_sitemaps")
     @classmethod
@@ -358,4 +471,3 @@ class Job(_Section):
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Job:
         return cls.model_validate(data)
-

@@ -1,16 +1,20 @@
-"""Item writers: JSON lines and CSV, chosen by the file's extension.
+"""Item writers: JSON lines and CSV, chosen by the file's extension; `.gz` on top compresses.
 
 Lines are buffered and written with one `os.write` of whole lines, so a crash or kill never leaves a torn
-line in the file, and the file sees a few large writes rather than one per item.
+line in the file, and the file sees a few large writes rather than one per item. Compressed, each flush
+is one whole gzip member (a file of concatenated members is a valid gzip file), so `offset` stays a
+boundary that a resume can truncate to.
 """
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,13 +33,20 @@ _BUFFER_LINES = 2000
 
 
 def writer_format(path: str | os.PathLike[str]) -> str:
-    """`jsonl` or `csv` from the extension; ValueError naming the allowed ones otherwise."""
-    suffix = Path(path).suffix.lower()
+    """`jsonl` or `csv` from the extension (before any `.gz`); ValueError naming the allowed ones otherwise."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    suffix = Path(name).suffix
     fmt = _FORMATS.get(suffix)
     if fmt is None:
         raise ValueError(f"unknown items format {suffix or '(none)'!r} for {str(path)!r}: "
-                         f"use one of {', '.join(sorted(_FORMATS))}")  # fmt: skip
+                         f"use one of {', '.join(sorted(_FORMATS))}, optionally followed by .gz")  # fmt: skip
     return fmt
+
+
+def is_gzip_path(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(".gz")
 
 
 def page_item(page: Page) -> dict[str, Any]:
@@ -54,11 +65,19 @@ def page_item(page: Page) -> dict[str, Any]:
     return record
 
 
+_META_KEYS = frozenset(("url", "status", "depth", "fetched_at"))
+
+
 class ItemWriter:
-    """Base of the writers: a pipeline stage with `flush()` and `close()`."""
+    """Base of the writers: a pipeline stage with `flush()` and `close()`.
+
+    A page normally makes one record. A stage that finds several items on one page (a JSON list) puts
+    them in `page.item["_items"]`: one record each, carrying the page's url, status, depth and fetched_at."""
 
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
         self.path = Path(path)
+        self.compressed = is_gzip_path(self.path)
+        self._shadowed: set[str] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else 0)
         self._fd: int | None = os.open(self.path, flags, 0o644)
@@ -81,10 +100,17 @@ class ItemWriter:
         self.offset = min(offset, self.offset)
 
     def _repair_torn_tail(self) -> None:
-        """Appending after a hard kill: drop a last line without its newline so no record is torn."""
+        """Appending after a hard kill: drop a last line without its newline (or, compressed, a last gzip
+        member cut short) so no record is torn."""
         assert self._fd is not None
         size = os.fstat(self._fd).st_size
         if size == 0:
+            return
+        if self.compressed:
+            keep = _whole_gzip_members(self.path)
+            if keep < size:
+                os.ftruncate(self._fd, keep)
+                log.warning("%s ended in a torn gzip member; truncated it to %d bytes", self.path, keep)
             return
         with open(self.path, "rb") as f:
             f.seek(max(0, size - 65536))
@@ -110,7 +136,22 @@ class ItemWriter:
             self.write(r)
 
     def __call__(self, page: Page) -> None:
-        self.write(page_item(page))
+        items = page.item.get("_items")
+        if items is None:
+            self.write(page_item(page))
+            return
+        base = page_item(page)
+        for extra in items:
+            record = dict(base)
+            for key, value in extra.items():
+                if key in _META_KEYS:
+                    if key not in self._shadowed:
+                        self._shadowed.add(key)
+                        log.warning("items have a field %r, shadowed by the page's own %r; rename it in "
+                                    "extract.json (e.g. item_%s: %s)", key, key, key, key)  # fmt: skip
+                    continue
+                record[key] = value
+            self.write(record)
 
     def flush(self) -> None:
         self._last_flush = time.monotonic()
@@ -118,6 +159,8 @@ class ItemWriter:
             return
         data = b"".join(self._pending)
         self._pending.clear()
+        if self.compressed:
+            data = gzip.compress(data, compresslevel=6, mtime=0)
         view = memoryview(data)
         while view:
             n = os.write(self._fd, view)
@@ -167,6 +210,32 @@ class CsvWriter(ItemWriter):
                 v = orjson.dumps(v).decode()
             values.append("" if v is None else v)
         return self._row(values)
+
+
+def _whole_gzip_members(path: Path) -> int:
+    """Bytes of `path` that are whole gzip members: where a member cut short (a kill mid-write) begins."""
+    end = pos = 0
+    decoder: Any = None
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            data = chunk
+            while data:
+                if decoder is None:
+                    decoder = zlib.decompressobj(31)
+                try:
+                    decoder.decompress(data, 1 << 20)  # the output is not needed, only the boundaries
+                except zlib.error:
+                    return end
+                rest = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
+                if not decoder.eof and not rest:
+                    while decoder.decompress(b"", 1 << 20) and not decoder.eof:  # drain buffered output
+                        pass
+                pos += len(data) - len(rest)
+                if decoder.eof:
+                    end = pos
+                    decoder = None
+                data = rest
+    return end
 
 
 def open_writer(path: str | os.PathLike[str], *, columns: list[str] | None = None, overwrite: bool = True,

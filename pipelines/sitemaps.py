@@ -1,0 +1,113 @@
+"""Sitemaps: the stage that reads requests marked `meta={"sitemap": True}` (`start_sitemaps`, and robots.txt
+`Sitemap:` lines when `scope.sitemaps` is on), follows the page URLs they list (at the sitemap's own
+depth: a sitemap entry is as good as a start URL), queues nested sitemaps from a sitemap index, and
+drops the sitemap itself so it never becomes an item.
+
+Accepted: XML `<urlset>` and `<sitemapindex>`, gzipped (`.xml.gz`, decompressed here with a hard cap so a
+gzip bomb costs at most `max_bytes`), and plain-text sitemaps (one URL per line). The XML is scanned for
+`<loc>` elements rather than parsed, so entity tricks cannot expand and broken XML still yields its URLs.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import zlib
+from typing import TYPE_CHECKING
+
+from crawler._request import Request
+from crawler._stages import DropPage
+
+if TYPE_CHECKING:
+    from crawler import Page
+
+__all__ = ["SitemapStage", "decompress_capped", "parse_sitemap"]
+
+log = logging.getLogger("crawler.sitemaps")
+
+# The sitemaps protocol caps a sitemap at 50 MB uncompressed and 50,000 URLs.
+MAX_SITEMAP_BYTES = 50 * 1024 * 1024
+_GZIP_MAGIC = b"\x1f\x8b"
+_LOC_RE = re.compile(rb"<loc>\s*(?:<!\[CDATA\[)?\s*(.*?)\s*(?:\]\]>)?\s*</loc>", re.S | re.I)
+_INDEX_RE = re.compile(rb"<(?:\w+:)?sitemapindex[\s>]", re.I)
+_URLSET_RE = re.compile(rb"<(?:\w+:)?urlset[\s>]", re.I)
+
+
+def decompress_capped(data: bytes, max_bytes: int) -> tuple[bytes, bool]:
+    """Gunzip `data` (several members allowed), producing at most `max_bytes`. Returns (bytes, complete):
+    `complete` is False when the output was cut at the cap or the stream is corrupt or truncated."""
+    out = bytearray()
+    while data:
+        decoder = zlib.decompressobj(31)
+        try:
+            while data and not decoder.eof:
+                chunk = decoder.decompress(data, max(1, max_bytes - len(out) + 1))
+                out += chunk
+                if len(out) > max_bytes:
+                    return bytes(out[:max_bytes]), False
+                data = decoder.unconsumed_tail
+                if not chunk and not data:
+                    break
+        except zlib.error:
+            return bytes(out), False
+        if not decoder.eof:
+            return bytes(out), False
+        data = decoder.unused_data.lstrip(b"\x00")
+    return bytes(out), True
+
+
+def parse_sitemap(body: bytes) -> tuple[str, list[str]]:
+    """(`"index"` | `"urlset"` | `"text"` | `"unknown"`, the URLs listed), from an uncompressed sitemap."""
+    head = body[:4096]
+    if _INDEX_RE.search(head) or (not _URLSET_RE.search(head) and _INDEX_RE.search(body)):
+        kind = "index"
+    elif _URLSET_RE.search(head) or b"<loc>" in body:
+        kind = "urlset"
+    else:
+        lines = [ln.strip() for ln in body.decode("utf-8", "replace").splitlines()]
+        urls = [ln for ln in lines if ln.startswith(("http://", "https://")) and " " not in ln]
+        return ("text", urls) if urls else ("unknown", [])
+    urls = []
+    for m in _LOC_RE.finditer(body):
+        url = html.unescape(m.group(1).decode("utf-8", "replace")).strip()
+        if url.startswith(("http://", "https://")):
+            urls.append(url)
+    return kind, urls
+
+
+class SitemapStage:
+    """Turns sitemap responses into requests; every other page passes through untouched."""
+
+    def __init__(self, *, max_bytes: int = MAX_SITEMAP_BYTES, sort_query: bool = False) -> None:
+        self.max_bytes = max_bytes
+        self.sort_query = sort_query
+
+    def __call__(self, page: Page) -> None:
+        meta = page.request.meta
+        if not meta or not meta.get("sitemap"):
+            return
+        body = page.body
+        if body[:2] == _GZIP_MAGIC:
+            body, complete = decompress_capped(body, self.max_bytes)
+            if not complete:
+                log.warning("sitemap %s: gzip stream is corrupt or decompresses past %d bytes; using the first "
+                            "%d bytes", page.url, self.max_bytes, len(body))  # fmt: skip
+        elif len(body) > self.max_bytes:
+            log.warning("sitemap %s is larger than %d bytes; using the first part", page.url, self.max_bytes)
+            body = body[: self.max_bytes]
+        kind, urls = parse_sitemap(body)
+        if kind == "unknown":
+            log.warning("sitemap %s is neither a sitemap nor a list of URLs (content type %r); skipped",
+                        page.url, page.content_type or "none")  # fmt: skip
+            raise DropPage("not a sitemap")
+        child_meta = {"sitemap": True} if kind == "index" else None
+        for url in urls:
+            try:
+                req = Request.make(url, depth=page.depth, referer=page.url, meta=child_meta,
+                                   sort_query=self.sort_query)  # fmt: skip
+            except ValueError:
+                continue
+            page.requests.append(req)
+        log.info("sitemap %s: %d %s", page.url, len(urls), "sitemaps" if kind == "index" else "URLs")
+        raise DropPage("sitemap")
