@@ -260,6 +260,7 @@ def _problems_from_validation(exc: ValidationError, data: Any, positions: dict[t
         problems.append(
             JobProblem(_dotted(real), msg, None if origin else line, None if origin else col, origin)
         )
+    problems.sort(key=lambda p: (p.origin is not None, p.line or 0, p.column or 0))
     # One line per bad key: unions can report the same key more than once.
     seen: set[tuple[str, int | None, str | None]] = set()
     unique = []
@@ -408,6 +409,12 @@ def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise JobError(str(path), [JobProblem("", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JobError(str(path), [JobProblem("", f"cannot read: {exc}")]) from None
+    except IsADirectoryError:
+        raise JobError(str(path), [JobProblem("", "is a directory, not a job file")]) from None
+    except UnicodeDecodeError as exc:
+        raise JobError(
+            str(path), [JobProblem("", f"is not UTF-8 text ({exc.reason} at byte {exc.start})")]
+        ) from None
+    except OSError as exc:
+        raise JobError(str(path), [JobProblem("", f"cannot read: {exc.strerror or exc}")]) from None
     return load_job_text(text, str(path), overrides)

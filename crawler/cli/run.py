@@ -1,4 +1,5 @@
-"""`crawler run JOB.yaml`: run a crawl job."""
+"""`crawler run JOB.yaml`: run a crawl job, showing progress, printing a summary, exiting with a code a
+script can trust (0 ok, 1 error rate above `max_error_rate` or a crash, 2 bad job or usage, 130 stopped)."""
 
 from __future__ import annotations
 
@@ -7,47 +8,110 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from crawler.cli import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crawler.cli._common import configure_logging, install_stop_signals, run_async
 
 log = logging.getLogger("crawler")
 
+_EPILOG = """\
+examples:
+  crawler run configs/demo.yaml
+  crawler run job.yaml --set scope.max_pages=50 --set rate_limit.per_host=5/s
+  crawler run job.yaml -o items.jsonl.gz --log-level DEBUG --log-file crawl.log
+  crawler run job.yaml --set 'start_urls=[https://example.com/a, https://example.com/b]'
+
+--set takes any key of the job file as a dotted path; the value is typed by the job schema
+(numbers, booleans, rates like 5/s, lists like [a, b]). Dict keys with dots are fine:
+--set rate_limit.hosts.api.example.com=2/s.
+
+exit codes: 0 done, 1 error rate above max_error_rate (or the crawl crashed),
+            2 bad job file or usage, 130 stopped by Ctrl-C / SIGTERM.
+Ctrl-C once stops cleanly (in-flight pages finish, items are flushed whole); twice quits at once.
+"""
+
+
+class _StartupError(Exception):
+    """The crawl could not start (unwritable output, a stage that fails to build, ...): exit 2."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("run", help="run a crawl job", formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Crawl as a YAML job file says, writing items and files.",
-                       epilog="examples:\n  crawler run configs/demo.yaml\n"
-                              "  crawler run job.yaml --set scope.max_pages=50 --set rate_limit.per_host=5/s\n"
-                              "  crawler run job.yaml -o items.csv --log-level DEBUG")  # fmt: skip
+                       epilog=_EPILOG)  # fmt: skip
     p.add_argument("job", help="the job file (YAML)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job key, e.g. --set concurrency.workers=32 (repeatable)")  # fmt: skip
-    p.add_argument("-o", "--output", help="items file (.jsonl or .csv); overrides output.items")
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.add_argument("-o", "--output", metavar="ITEMS_PATH",
+                   help="items file (.jsonl, .csv, optionally .gz); overrides output.items")  # fmt: skip
+    p.add_argument(
+        "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
     p.add_argument("--log-file", help="also write the log to this file")
-    p.add_argument("--max-error-rate", type=float, default=None,
-                   help="exit 1 when errors/requests exceeds this (default: any error... see docs)")  # fmt: skip
+    p.add_argument("--max-error-rate", type=float, default=None, metavar="RATE",
+                   help="exit 1 when failed/fetched URLs is above RATE (0..1); overrides max_error_rate")  # fmt: skip
+    p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
+                   help="live panel on a terminal, log lines otherwise (default: auto)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="discard saved crawl state before starting")
     p.set_defaults(handler=main)
 
 
+def _use_rich_logging(console: Any) -> None:
+    """Route terminal log lines through the live panel's console so they scroll above it."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if type(handler) is logging.StreamHandler and getattr(handler, "stream", None) is sys.stderr:
+            rich_handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+            rich_handler.setLevel(handler.level)
+            root.removeHandler(handler)
+            root.addHandler(rich_handler)
+
+
+def error_rate(stats: Any) -> float:
+    """Failed URLs / URLs with a final outcome (attempts minus retries)."""
+    outcomes = stats.requests - stats.retries
+    return stats.error_count / outcomes if outcomes > 0 else (1.0 if stats.error_count else 0.0)
+
+
 def main(args: argparse.Namespace) -> int:
     from crawler import Crawler, JobError
+    from crawler._jobfile import load_job
+    from crawler._progress import CrawlProgress, choose_mode, summary_text
 
-    configure_logging(args.log_level, args.log_file)
+    try:
+        configure_logging(args.log_level, args.log_file)
+    except OSError as exc:
+        print(f"crawler: cannot write the log file {args.log_file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
     overrides = list(args.overrides)
     if args.output:
-        overrides.append(f"output.items={args.output}")
+        overrides.append(f"output.items={json.dumps(args.output)}")
+    if args.max_error_rate is not None:
+        overrides.append(f"max_error_rate={args.max_error_rate}")
     try:
-        from crawler._jobfile import load_job
-
         job = load_job(args.job, overrides=overrides)
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
 
-    crawler = Crawler(job)
+    try:
+        crawler = Crawler(job)
+        from pipelines.job_stages import job_stages
+
+        # Sitemaps, JSON items, pagination. Until the engine installs these itself (tests/crawl/ENGINE_CHANGES.md),
+        # the CLI passes them as user stages; job_stages() builds them once per crawler either way.
+        crawler._user_stages.extend(job_stages(job, owner=crawler))
+    except Exception as exc:  # any failure to build the crawl is a startup error
+        print(f"crawler: cannot start: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    mode = choose_mode(args.progress)
+    progress = CrawlProgress(crawler, mode=mode, interval=job.log_every)
+    if mode == "live":
+        _use_rich_logging(progress.console)
 
     async def go() -> None:
         def force() -> None:
@@ -55,29 +119,51 @@ def main(args: argparse.Namespace) -> int:
             for stage in getattr(crawler, "_flushers", []):
                 try:
                     stage.flush()
-                except Exception:  # noqa: BLE001 - exiting anyway
+                except Exception:  # exiting anyway
                     pass
 
         install_stop_signals(crawler.stop, force)
-        async with crawler:
-            await crawler.run()
+        try:
+            await crawler.open()
+        except Exception as exc:
+            await crawler.close()
+            raise _StartupError(str(exc) or type(exc).__name__) from exc
+        try:
+            async with progress:
+                await crawler.run()
+        finally:
+            await crawler.close()
 
     try:
         run_async(go)
+    except _StartupError as exc:
+        log.error("cannot start the crawl: %s", exc)
+        return EXIT_USAGE
+    except KeyboardInterrupt:  # before the signal handlers were installed
+        return EXIT_INTERRUPTED
     except Exception as exc:  # a crash of the engine itself: say it in one line, keep the exit code honest
         log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
         return EXIT_ERRORS
     stats = crawler.stats
-    print(stats.summary(), file=sys.stderr)
+    print(summary_text(stats), file=sys.stderr)
     if job.output.items:
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
+    code = EXIT_OK
     if job.output.stats:
-        Path(job.output.stats).parent.mkdir(parents=True, exist_ok=True)
-        Path(job.output.stats).write_text(json.dumps(stats.as_dict(), indent=2))
+        try:
+            path = Path(job.output.stats)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
+            print(f"stats: {path.resolve()}", file=sys.stderr)
+        except OSError as exc:
+            log.error("cannot write stats to %s: %s", job.output.stats, exc.strerror or exc)
+            code = EXIT_ERRORS
     if stats.interrupted:
         return EXIT_INTERRUPTED
-    if args.max_error_rate is not None and stats.requests:
-        if stats.error_count / stats.requests > args.max_error_rate:
-            return EXIT_ERRORS
-    return EXIT_OK
+    rate = error_rate(stats)
+    if job.max_error_rate is not None and rate > job.max_error_rate:
+        log.error("error rate %.1f%% (%d of %d URLs failed) is above max_error_rate %.1f%%",
+                  rate * 100, stats.error_count, stats.requests - stats.retries, job.max_error_rate * 100)  # fmt: skip
+        return EXIT_ERRORS
+    return code
