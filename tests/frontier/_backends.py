@@ -1,0 +1,154 @@
+"""Test helpers for the frontier backends: starting a private redis-server, and `Backend`, which opens
+frontiers of one kind on one crawl's state (a second `open()` is a restart for SQLite, another worker for
+Redis) and can drop one the way kill -9 would."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler._frontier import FrontierBackend, MemoryFrontier
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RedisServer:
+    port: int
+    directory: Path
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def client(self) -> Any:
+        import redis
+
+        return redis.Redis(port=self.port, decode_responses=True)
+
+
+def redis_required() -> bool:
+    return os.environ.get("CRAWLER_REQUIRE_REDIS") == "1" or bool(os.environ.get("CI"))
+
+
+def start_redis() -> RedisServer:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        message = ("redis-server is not installed: the Redis frontier tests need a real server "
+                   "(Debian: apt-get install redis-server; .ci/run installs it)")  # fmt: skip
+        if redis_required():
+            pytest.fail(message + " [CRAWLER_REQUIRE_REDIS/CI is set, so this fails instead of skipping]",
+                        pytrace=False)  # fmt: skip
+        pytest.skip(message)
+    directory = Path(tempfile.mkdtemp(prefix="crawler-redis-"))
+    last_error = ""
+    for _ in range(5):  # another process may grab the free port between the probe and the bind
+        port = free_port()
+        log = open(directory / "redis.log", "wb")
+        proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(directory), "--protected-mode", "no", "--daemonize", "no"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return RedisServer(port, directory, proc)
+            time.sleep(0.05)
+        last_error = (directory / "redis.log").read_text(errors="replace")[-2000:]
+        proc.kill()
+        proc.wait()
+    shutil.rmtree(directory, ignore_errors=True)
+    pytest.fail(f"redis-server did not start:\n{last_error}", pytrace=False)
+
+
+@dataclass
+class Backend:
+    """Opens frontiers on one crawl's state. `open()` twice = two processes (Redis) or a restart (SQLite)."""
+
+    name: str
+    tmp: Path
+    redis: RedisServer | None = None
+    job: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:10]}")
+    opened: list[Any] = field(default_factory=list)
+    _memory: MemoryFrontier | None = None
+
+    @property
+    def persistent(self) -> bool:
+        return self.name != "memory"
+
+    @property
+    def shared(self) -> bool:
+        """Several live instances may work on the same crawl at once."""
+        return self.name == "redis"
+
+    async def open(self, *, worker: str | None = None, lease: float = 30.0, **kwargs: Any) -> FrontierBackend:
+        frontier: Any
+        if self.name == "memory":
+            if self._memory is None:
+                self._memory = MemoryFrontier()
+            return self._memory
+        if self.name == "sqlite":
+            from crawler._frontier_sqlite import SqliteFrontier
+
+            frontier = await SqliteFrontier.open(self.tmp / "state", **kwargs)
+        else:
+            from crawler._frontier_redis import RedisFrontier
+
+            assert self.redis is not None
+            frontier = await RedisFrontier.connect(f"{self.redis.url}?lease={lease}", self.job,
+                                                   worker=worker or f"w-{uuid.uuid4().hex[:6]}", **kwargs)  # fmt: skip
+        self.opened.append(frontier)
+        return frontier  # type: ignore[no-any-return]
+
+    async def crash(self, frontier: Any) -> None:
+        """Drop a frontier the way kill -9 would: nothing flushed, nothing released."""
+        self.opened.remove(frontier)
+        if self.name == "sqlite":
+            frontier._conn.close()  # an open transaction is rolled back, as after a kill
+            frontier._lock.release()
+        elif self.name == "redis":
+            frontier._closed = True
+            assert frontier._keepalive is not None
+            frontier._keepalive.cancel()
+            with contextlib.suppress(BaseException):
+                await frontier._keepalive
+            await frontier._r.aclose()
+
+    async def close_all(self) -> None:
+        for frontier in reversed(self.opened):
+            await frontier.close()
+        self.opened.clear()
+        if self.name == "redis":
+            from crawler._frontier_redis import RedisFrontier
+
+            assert self.redis is not None
+            await RedisFrontier.discard(self.redis.url, self.job, force=True)
