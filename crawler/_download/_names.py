@@ -1,0 +1,117 @@
+"""Choosing a download's file name: `out=`, else Content-Disposition (RFC 6266, `filename*` per RFC 5987/8187),
+else the URL path, else `index.html`; every name goes through `pipelines.files.safe_filename`, and every
+path is checked to stay under the destination directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from pipelines.files import safe_filename
+
+__all__ = [
+    "DEFAULT_NAME",
+    "UnsafePath",
+    "filename_from_content_disposition",
+    "filename_from_url",
+    "inside",
+    "numbered",
+    "safe_subpath",
+]
+
+DEFAULT_NAME = "index.html"
+
+# `; name = value` where value is a quoted-string (with backslash escapes) or a token (lenient: up to `;`).
+_PARAM = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)', re.S)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
+
+
+class UnsafePath(ValueError):
+    """A path that would leave the destination directory."""
+
+
+def _basename(name: str) -> str:
+    # A name is one segment: keep what follows the last separator of either flavour (as browsers do).
+    return re.split(r"[/\\]", name)[-1]
+
+
+def _decode_ext_value(value: str) -> str | None:
+    """RFC 8187 ext-value: `charset'language'pct-encoded`."""
+    charset, q1, rest = value.partition("'")
+    _lang, q2, encoded = rest.partition("'")
+    if not (q1 and q2):
+        return None
+    charset = charset.strip().lower() or "utf-8"
+    if charset not in ("utf-8", "utf8", "iso-8859-1", "latin-1", "latin1", "us-ascii"):
+        charset = "utf-8"
+    try:
+        return unquote(encoded.strip(), encoding=charset, errors="replace")
+    except LookupError:
+        return unquote(encoded.strip(), errors="replace")
+
+
+def filename_from_content_disposition(value: str | None) -> str | None:
+    """The raw file name a Content-Disposition header asks for (not yet sanitised), or None.
+    `filename*` wins over `filename`, as RFC 6266 section 4.3 says."""
+    if not value:
+        return None
+    plain: str | None = None
+    extended: str | None = None
+    for m in _PARAM.finditer(value if value.lstrip().startswith(";") else ";" + value.partition(";")[2]):
+        key = m.group(1).lower()
+        raw = m.group(2).strip()
+        if key == "filename*":
+            decoded = _decode_ext_value(raw.strip('"'))
+            if decoded:
+                extended = decoded
+        elif key == "filename":
+            if raw.startswith('"'):
+                raw = _QUOTED_PAIR.sub(r"\1", raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:])
+            if raw:
+                plain = raw
+    return extended or plain
+
+
+def filename_from_url(url: str) -> str | None:
+    """The last path segment of `url`, percent-decoded (UTF-8), or None for a directory URL."""
+    path = urlsplit(url).path
+    if not path or path.endswith("/"):
+        return None
+    last = unquote(path.rpartition("/")[2], errors="replace")
+    return last or None
+
+
+def choose_name(out: str | None, content_disposition: str | None, url: str) -> str:
+    """The sanitised file name: `out`, else Content-Disposition, else the URL, else `index.html`."""
+    for candidate in (out, filename_from_content_disposition(content_disposition), filename_from_url(url)):
+        if candidate:
+            name = safe_filename(_basename(candidate), default="")
+            if name:
+                return name
+    return DEFAULT_NAME
+
+
+def safe_subpath(path: str) -> PurePosixPath:
+    """A user-given relative path (`dir=`, `out=` with directories) as sanitised segments: absolute paths,
+    drive letters, `.` and `..` lose their meaning instead of escaping the destination."""
+    segments = [s for s in re.split(r"[/\\]", path) if s.strip() not in ("", ".", "..")]
+    return PurePosixPath(*[safe_filename(s, default="_") for s in segments])
+
+
+def inside(root: Path, *parts: str | PurePosixPath) -> Path:
+    """`root/parts...`, resolved (symlinks followed); raises `UnsafePath` if it is not under `root`."""
+    root = root.resolve()
+    path = root.joinpath(*parts).resolve()
+    if path != root and not path.is_relative_to(root):
+        raise UnsafePath(f"refusing to write outside {root}: {path}")
+    return path
+
+
+def numbered(name: str, n: int) -> str:
+    """`name.N.ext` for `--rename` (`report.pdf` -> `report.1.pdf`, `README` -> `README.1`)."""
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem:
+        return f"{name}.{n}"
+    return f"{stem}.{n}.{ext}"
