@@ -82,6 +82,8 @@ def parse_key_path(path: str) -> KeyPath:
         while j < n and text[j] not in ".[":
             j += 1
         key = text[i:j].strip()
+        if "]" in key:
+            raise ValueError(f"invalid key path {path!r}: ']' without '['; quote odd keys as [\"a]b\"]")
         if key == "*":
             steps.append(WILDCARD)
         elif key.lstrip("-").isdigit():

@@ -1,0 +1,40 @@
+"""Fixtures for the crawl-feature tests: the API test site and a helper that runs a job through the
+library the way `crawler run` does."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler import Crawler, Job, Stats
+from pipelines.job_stages import job_stages
+from tests.crawl.apisite import ApiServer
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[ApiServer]:
+    with ApiServer() as server:
+        yield server
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    return [json.loads(line) for line in data.splitlines()]
+
+
+async def run_job(config: dict[str, Any], tmp_path: Path) -> tuple[Stats, list[dict[str, Any]]]:
+    """Crawl `config` (a job mapping) into tmp_path/items.jsonl; returns the stats and the items written."""
+    items = tmp_path / "items.jsonl"
+    config = {"output": {"items": str(items)}, **config}
+    config.setdefault("http", {}).setdefault("http2", False)
+    job = Job.model_validate(config)
+    crawler = Crawler(job)
+    crawler._user_stages.extend(job_stages(job, owner=crawler))  # as crawler.cli.run does
+    async with crawler:
+        stats = await crawler.run()
+    return stats, read_items(items) if items.exists() else []
