@@ -25,8 +25,13 @@ import textwrap
 import time
 from pathlib import Path
 
+REPO = str(Path(__file__).resolve().parent.parent)
 PAGE_SIZE = 8500
-LIMITS = {"max_connections": 100, "max_keepalive_connections": 100, "keepalive_expiry": 30.0}  # product defaults
+LIMITS = {
+    "max_connections": 100,
+    "max_keepalive_connections": 100,
+    "keepalive_expiry": 30.0,
+}  # product defaults
 
 CLIENTS = {
     "httpx-default": "httpx.AsyncClient, httpx's own transport (httpcore), HTTP/1.1",
@@ -133,7 +138,8 @@ class Servers:
     def _start_hypercorn(self) -> None:
         self.kind = "hypercorn"
         app = self.dir / "bench_app.py"
-        app.write_text(textwrap.dedent(f"""
+        app.write_text(
+            textwrap.dedent(f"""
             PAGE = open({str(self.dir / "www" / "page.html")!r}, "rb").read()
             async def app(scope, receive, send):
                 if scope["type"] != "http":
@@ -142,7 +148,8 @@ class Servers:
                             "headers": [(b"content-type", b"text/html"),
                                         (b"content-length", str(len(PAGE)).encode())]}})
                 await send({{"type": "http.response.body", "body": PAGE}})
-        """))
+        """)
+        )
         for port, tls in ((self.http_port, False), (self.https_port, True)):
             cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "bench_app:app"]
             if tls:
@@ -182,7 +189,7 @@ async def _run_case(client: str, url: str, ca: str, concurrency: int, duration: 
 
         import httpx
 
-        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        sys.path.insert(0, REPO)
         from crawler._transport import make_transport
 
         limits = httpx.Limits(**LIMITS)
@@ -250,7 +257,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", default="1,64,256", help="comma-separated, default 1,64,256")
     ap.add_argument("--duration", type=float, default=4.0, help="seconds measured per case (after warm-up)")
-    ap.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of: " + ", ".join(CLIENTS))
+    ap.add_argument(
+        "--clients", default=",".join(CLIENTS), help="comma-separated subset of: " + ", ".join(CLIENTS)
+    )
     ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "both"])
     ap.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
     ap.add_argument("--aiohttp-python", default=None, help="an interpreter with aiohttp installed")
@@ -292,7 +301,9 @@ def main() -> None:
                         cmd = [py, str(Path(__file__).resolve()), "--case", "--client", client, "--url", url,
                                "--ca", str(servers.dir / "ca.pem"), "--c", str(c),
                                "--duration", str(args.duration), "--loop", loop]  # fmt: skip
-                        out = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+                        out = subprocess.run(
+                            cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent
+                        )
                         if out.returncode != 0:
                             print(f"{client} C={c}: failed\n{out.stderr[-2000:]}", flush=True)
                             break
@@ -310,7 +321,11 @@ def main() -> None:
     print(header)
     print("|" + "---|" * (3 + len(concurrencies)))
     for loop, client, cells, version in rows:
-        print(f"| {loop} | {client} | {version} | " + " | ".join(cells.get(c, "-") for c in concurrencies) + " |")
+        print(
+            f"| {loop} | {client} | {version} | "
+            + " | ".join(cells.get(c, "-") for c in concurrencies)
+            + " |"
+        )
 
 
 if __name__ == "__main__":

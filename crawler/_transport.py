@@ -118,7 +118,9 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
             except StaleConnection:
                 conn.abort()
                 if content is None or request.method not in _IDEMPOTENT or attempt == _MAX_ATTEMPTS - 1:
-                    raise httpx.RemoteProtocolError("Server disconnected without sending a response.") from None
+                    raise httpx.RemoteProtocolError(
+                        "Server disconnected without sending a response."
+                    ) from None
             except BaseException:
                 conn.abort()
                 raise
@@ -130,4 +132,3 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
             return
         for h2 in pool.close_all():
             h2.close()
-

@@ -115,7 +115,7 @@ class _Socket(asyncio.Protocol, httpcore.AsyncNetworkStream):
             w.set_result(None)
 
     # httpcore side
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's API)
         chunks = self._chunks
         if not chunks:
             if self._eof:
@@ -125,7 +125,9 @@ class _Socket(asyncio.Protocol, httpcore.AsyncNetworkStream):
             self._read_waiter = waiter
             timer = None
             if timeout is not None:
-                timer = loop.call_at(loop.time() + timeout, _expire, waiter, httpcore.ReadTimeout, "read timed out")
+                timer = loop.call_at(
+                    loop.time() + timeout, _expire, waiter, httpcore.ReadTimeout, "read timed out"
+                )
             try:
                 await waiter
             finally:
@@ -142,7 +144,7 @@ class _Socket(asyncio.Protocol, httpcore.AsyncNetworkStream):
             self._transport.resume_reading()
         return data
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's API)
         if not buffer:
             return
         if self._closed:
@@ -154,7 +156,9 @@ class _Socket(asyncio.Protocol, httpcore.AsyncNetworkStream):
             self._drain_waiter = waiter
             timer = None
             if timeout is not None:
-                timer = loop.call_at(loop.time() + timeout, _expire, waiter, httpcore.WriteTimeout, "write timed out")
+                timer = loop.call_at(
+                    loop.time() + timeout, _expire, waiter, httpcore.WriteTimeout, "write timed out"
+                )
             try:
                 await waiter
             finally:
@@ -247,7 +251,7 @@ class HTTP2Connection:
             method=request.method,
             url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
             headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
+            content=request.stream,
             extensions=request.extensions,
         )
         self.active += 1
@@ -262,7 +266,7 @@ class HTTP2Connection:
         return httpx.Response(
             resp.status,
             headers=resp.headers,
-            stream=_Body(self, resp.stream),  # type: ignore[arg-type]
+            stream=_Body(self, resp.stream),
             extensions=resp.extensions,
         )
 

@@ -104,7 +104,9 @@ class ConnectionPool:
         o = self._origins.get(key)
         if o is None:
             if scheme not in (b"http", b"https"):
-                raise httpx.UnsupportedProtocol(f"Request URL has an unsupported protocol '{scheme.decode()}://'.")
+                raise httpx.UnsupportedProtocol(
+                    f"Request URL has an unsupported protocol '{scheme.decode()}://'."
+                )
             if not host:
                 raise httpx.UnsupportedProtocol("Request URL is missing a host.")
             default = 443 if scheme == b"https" else 80
@@ -177,8 +179,13 @@ class ConnectionPool:
         if shield:
             # Several requests wait on one probe: each needs its own timeout, the probe must survive.
             inner = fut
-            fut = loop.create_future()
-            inner.add_done_callback(lambda _: fut.done() or fut.set_result(None))
+            outer = fut = loop.create_future()
+
+            def wake(_: asyncio.Future[Any]) -> None:
+                if not outer.done():
+                    outer.set_result(None)
+
+            inner.add_done_callback(wake)
         if deadline is not None:
             timer = loop.call_at(deadline, _expire_waiter, fut)
         try:
@@ -217,7 +224,9 @@ class ConnectionPool:
             except TimeoutError:
                 raise httpx.ConnectTimeout(f"timed out connecting to {origin.host}:{origin.port}") from None
             except ssl.SSLError as exc:
-                raise httpx.ConnectError(f"TLS handshake with {origin.host}:{origin.port} failed: {exc}") from exc
+                raise httpx.ConnectError(
+                    f"TLS handshake with {origin.host}:{origin.port} failed: {exc}"
+                ) from exc
             except (OSError, socket.gaierror) as exc:
                 raise httpx.ConnectError(f"could not connect to {origin.host}:{origin.port}: {exc}") from exc
             transport = conn.transport

@@ -1,0 +1,644 @@
+"""The transport under the shared client (crawler/_transport.py), against real servers on loopback.
+
+hypercorn (tests/transport_site.py, in a subprocess) plays a well-behaved HTTP/1.1 and HTTP/2-over-TLS
+server; small asyncio servers in the test process play misbehaving ones and count connections. Every test
+goes through a plain `httpx.AsyncClient(transport=make_transport(...))`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trustme
+
+from crawler._transport import make_transport
+from tests.transport_site import GZIP_TEXT
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# -- servers ---------------------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hypercorn exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"hypercorn did not listen on {port}")
+
+
+class Certs:
+    def __init__(self, directory: Path) -> None:
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.certfile = directory / "server.pem"
+        self.keyfile = directory / "server.key"
+        self.ca_path = directory / "ca.pem"
+        cert.private_key_and_cert_chain_pem.write_to_path(str(self.certfile))
+        cert.private_key_pem.write_to_path(str(self.keyfile))
+        ca.cert_pem.write_to_path(str(self.ca_path))
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return Certs(tmp_path_factory.mktemp("transport-certs"))
+
+
+def _hypercorn(*tls_files: Path) -> Iterator[str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "tests.transport_site", str(port), *map(str, tls_files)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_listening(port, proc)
+        yield f"{'https' if tls_files else 'http'}://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[str]:
+    """Base URL of the cleartext HTTP/1.1 hypercorn site."""
+    yield from _hypercorn()
+
+
+@pytest.fixture(scope="module")
+def tls_site(certs: Certs) -> Iterator[str]:
+    """Base URL of the TLS hypercorn site offering h2 and http/1.1 via ALPN."""
+    yield from _hypercorn(certs.certfile, certs.keyfile)
+
+
+Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """An in-process TCP server running `handler` per connection, counting connections as they come and go."""
+
+    def __init__(self, handler: Handler, shared: RawServer | None = None) -> None:
+        self._handler = handler
+        self._shared = shared  # also count this server's connections there (several origins, one budget)
+        self.accepted = 0
+        self.open = 0
+        self.max_open = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._on_connection, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    async def _on_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        counters = [self] if self._shared is None else [self, self._shared]
+        for c in counters:
+            c.accepted += 1
+            c.open += 1
+            c.max_open = max(c.max_open, c.open)
+        try:
+            await self._handler(self, reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            for c in counters:
+                c.open -= 1
+            writer.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes] | None:
+    """One request (head, body) with a Content-Length body, or None at the end of the connection."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except (asyncio.IncompleteReadError, ConnectionError):
+        return None
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length) if length else b""
+    return head, body
+
+
+def ok(body: bytes = b"ok", extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n%s" % (len(body), extra, body)
+
+
+async def serve_ok(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while await read_request(reader) is not None:
+        writer.write(ok())
+        await writer.drain()
+
+
+def serve_slowly(delay: float) -> Handler:
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader) is not None:
+            await asyncio.sleep(delay)
+            writer.write(ok())
+            await writer.drain()
+
+    return handler
+
+
+def client(*, http2: bool = False, verify: ssl.SSLContext | bool = False, max_connections: int | None = 10,
+           max_keepalive: int | None = None, keepalive_expiry: float | None = 30.0,
+           **kwargs: Any) -> httpx.AsyncClient:  # fmt: skip
+    limits = httpx.Limits(
+        max_connections=max_connections,
+        max_keepalive_connections=max_connections if max_keepalive is None else max_keepalive,
+        keepalive_expiry=keepalive_expiry,
+    )
+    transport = make_transport(http2=http2, verify=verify, limits=limits)
+    return httpx.AsyncClient(transport=transport, **kwargs)
+
+
+# -- keep-alive and the connection budget -----------------------------------------------------------------
+
+
+async def test_keep_alive_reuses_one_connection_for_sequential_requests(site: str) -> None:
+    async with client() as c:
+        ports = {(await c.get(f"{site}/client-port")).text for _ in range(20)}
+    assert len(ports) == 1
+
+
+async def test_reuse_counted_at_the_server() -> None:
+    async with RawServer(serve_ok) as server, client() as c:
+        for _ in range(30):
+            assert (await c.get(server.url())).text == "ok"
+    assert server.accepted == 1
+
+
+async def test_max_connections_is_never_exceeded() -> None:
+    async with RawServer(serve_slowly(0.02)) as server, client(max_connections=4) as c:
+        responses = await asyncio.gather(*(c.get(server.url(f"/{i}")) for i in range(60)))
+    assert all(r.status_code == 200 for r in responses)
+    assert server.max_open <= 4
+    assert server.accepted == 4  # and every connection was reused
+
+
+async def test_budget_is_shared_between_origins_without_deadlock() -> None:
+    both = RawServer(serve_ok)  # only counts
+    a, b = RawServer(serve_slowly(0.01), shared=both), RawServer(serve_slowly(0.01), shared=both)
+    async with a, b, client(max_connections=3) as c:
+        urls = [a.url(), b.url()] * 30
+        responses = await asyncio.gather(*(c.get(u) for u in urls))
+        assert all(r.status_code == 200 for r in responses)
+        # +1: a connection the client just closed to hand its slot to the other origin may not be seen closed yet
+        assert both.max_open <= 3 + 1
+        assert a.accepted >= 1 and b.accepted >= 1
+
+
+async def test_idle_connection_of_another_origin_is_closed_to_make_room() -> None:
+    async with RawServer(serve_ok) as a, RawServer(serve_ok) as b, client(max_connections=1) as c:
+        assert (await c.get(a.url())).status_code == 200
+        assert (await asyncio.wait_for(c.get(b.url()), 5)).status_code == 200
+        await asyncio.sleep(0.05)
+        assert a.open == 0 and b.open == 1
+
+
+async def test_max_keepalive_connections_caps_idle_connections() -> None:
+    async with RawServer(serve_slowly(0.05)) as server, client(max_connections=5, max_keepalive=2) as c:
+        await asyncio.gather(*(c.get(server.url()) for _ in range(5)))
+        await asyncio.sleep(0.1)
+        assert server.accepted == 5
+        assert server.open == 2
+
+
+async def test_keepalive_expiry_opens_a_new_connection(site: str) -> None:
+    async with client(keepalive_expiry=0.2) as c:
+        first = (await c.get(f"{site}/client-port")).text
+        assert (await c.get(f"{site}/client-port")).text == first
+        await asyncio.sleep(0.4)
+        assert (await c.get(f"{site}/client-port")).text != first
+
+
+async def test_cancelled_request_gives_its_connection_back() -> None:
+    async with RawServer(serve_slowly(0.3)) as server, client(max_connections=1) as c:
+        task = asyncio.create_task(c.get(server.url()))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        r = await asyncio.wait_for(c.get(server.url(), timeout=httpx.Timeout(2.0)), 3)
+        assert r.status_code == 200
+
+
+async def test_waiters_cancelled_while_queued_do_not_leak_slots() -> None:
+    async with RawServer(serve_slowly(0.1)) as server, client(max_connections=1) as c:
+        tasks = [asyncio.create_task(c.get(server.url())) for _ in range(5)]
+        await asyncio.sleep(0.02)
+        for t in tasks[1:]:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert (await asyncio.wait_for(c.get(server.url()), 3)).status_code == 200
+        assert server.max_open == 1
+
+
+# -- timeouts and errors ----------------------------------------------------------------------------------
+
+
+async def test_read_timeout_waiting_for_the_head(site: str) -> None:
+    async with client() as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.get(f"{site}/slow-head?delay=2", timeout=httpx.Timeout(5.0, read=0.2))
+        # the connection that timed out is gone; the pool still works
+        assert (await c.get(f"{site}/bytes/3")).content == b"xxx"
+
+
+async def test_read_timeout_while_streaming_the_body(site: str) -> None:
+    async with client() as c:
+        async with c.stream("GET", f"{site}/slow-body?delay=2", timeout=httpx.Timeout(5.0, read=0.2)) as r:
+            assert r.status_code == 200
+            with pytest.raises(httpx.ReadTimeout):
+                await r.aread()
+
+
+async def test_pool_timeout_when_every_connection_is_busy() -> None:
+    async with RawServer(serve_slowly(1.0)) as server, client(max_connections=1) as c:
+        first = asyncio.create_task(c.get(server.url()))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout):
+            await c.get(server.url(), timeout=httpx.Timeout(5.0, pool=0.1))
+        assert (await first).status_code == 200
+
+
+async def test_connect_error_on_a_closed_port() -> None:
+    async with client() as c:
+        with pytest.raises(httpx.ConnectError):
+            await c.get(f"http://127.0.0.1:{_free_port()}/")
+
+
+async def test_connect_timeout_when_the_server_never_accepts() -> None:
+    # A listener with a full backlog: the kernel drops further SYNs, so connecting hangs.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    try:
+        async with client() as c:
+            with pytest.raises(httpx.ConnectTimeout):
+                await c.get(f"http://127.0.0.1:{port}/", timeout=httpx.Timeout(5.0, connect=0.3))
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+
+
+async def test_write_timeout_when_the_server_does_not_read() -> None:
+    async def never_read(
+        server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await asyncio.sleep(5)
+
+    async def body() -> AsyncIterator[bytes]:
+        block = b"u" * (1 << 20)
+        for _ in range(256):
+            yield block
+
+    async with RawServer(never_read) as server, client() as c:
+        with pytest.raises(httpx.WriteTimeout):
+            await c.post(server.url(), content=body(), timeout=httpx.Timeout(5.0, write=0.3))
+
+
+async def test_truncated_body_raises_remote_protocol_error() -> None:
+    async def truncate(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"y" * 50)
+        await writer.drain()
+
+    async with RawServer(truncate) as server, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.get(server.url())
+
+
+async def test_truncated_chunked_body_raises_remote_protocol_error() -> None:
+    async def truncate(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nwor")
+        await writer.drain()
+
+    async with RawServer(truncate) as server, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.get(server.url())
+
+
+async def test_disconnect_without_response_raises_remote_protocol_error() -> None:
+    async def hang_up(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+
+    async with RawServer(hang_up) as server, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.get(server.url())
+
+
+async def test_garbage_response_raises_remote_protocol_error() -> None:
+    async def garbage(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(garbage) as server, client() as c:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.get(server.url())
+
+
+def one_answer_per_connection() -> Handler:
+    """Answers the first request of a connection; on the second, hangs up without a word (a stale keep-alive)."""
+
+    async def handler(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if await read_request(reader) is None:
+            return
+        writer.write(ok())
+        await writer.drain()
+        await read_request(reader)
+
+    return handler
+
+
+async def test_get_on_a_stale_keep_alive_connection_is_retried_on_a_new_one() -> None:
+    async with RawServer(one_answer_per_connection()) as server, client() as c:
+        for _ in range(3):
+            assert (await c.get(server.url())).text == "ok"
+        assert server.accepted == 3
+
+
+async def test_post_on_a_stale_keep_alive_connection_is_not_replayed() -> None:
+    async with RawServer(one_answer_per_connection()) as server, client() as c:
+        assert (await c.post(server.url(), content=b"once")).text == "ok"
+        with pytest.raises(httpx.RemoteProtocolError):
+            await c.post(server.url(), content=b"twice")
+
+
+async def test_header_injection_is_refused() -> None:
+    async with RawServer(serve_ok) as server, client() as c:
+        with pytest.raises(httpx.LocalProtocolError):
+            await c.get(server.url(), headers={"x-evil": "a\r\nInjected: yes"})
+        assert (await c.get(server.url())).text == "ok"
+
+
+async def test_unsupported_scheme() -> None:
+    async with client() as c:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await c.get("ftp://127.0.0.1/file")
+
+
+# -- message framing ---------------------------------------------------------------------------------------
+
+
+async def test_chunked_response_body(site: str) -> None:
+    async with client() as c:
+        r = await c.get(f"{site}/chunked/10000")
+    assert r.headers["transfer-encoding"] == "chunked"
+    assert r.content == b"a" * 2500 + b"b" * 2500 + b"c" * 2500 + b"d" * 2500
+
+
+async def test_chunked_request_body_is_framed(site: str) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for piece in (b"abc", b"", b"defgh", b"i" * 70000):
+            yield piece
+
+    async with client() as c:
+        r = await c.post(f"{site}/echo", content=body())
+        assert r.json() == {"size": 70008, "transfer_encoding": "chunked"}
+        r = await c.put(f"{site}/echo", content=b"q" * 100000)
+        assert r.json() == {"size": 100000, "transfer_encoding": ""}
+
+
+async def test_head_response_has_no_body_and_the_connection_is_reused(site: str) -> None:
+    async with client() as c:
+        port = (await c.get(f"{site}/client-port")).text
+        r = await c.head(f"{site}/bytes/1000")
+        assert r.status_code == 200
+        assert r.headers["content-length"] == "1000"
+        assert r.content == b""
+        assert (await c.get(f"{site}/bytes/7")).content == b"x" * 7
+        assert (await c.get(f"{site}/client-port")).text == port
+
+
+@pytest.mark.parametrize("status", [204, 304])
+async def test_no_body_statuses_and_reuse(site: str, status: int) -> None:
+    async with client() as c:
+        port = (await c.get(f"{site}/client-port")).text
+        r = await c.get(f"{site}/status/{status}")
+        assert r.status_code == status
+        assert r.content == b""
+        assert (await c.get(f"{site}/client-port")).text == port
+
+
+async def test_body_delimited_by_connection_close() -> None:
+    async def close_delimited(
+        server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+
+    async with RawServer(close_delimited) as server, client() as c:
+        assert (await c.get(server.url())).text == "until the end"
+        assert (await c.get(server.url())).text == "until the end"
+    assert server.accepted == 2
+
+
+async def test_informational_responses_are_skipped() -> None:
+    async def early_hints(
+        server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while await read_request(reader) is not None:
+            writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n" + ok(b"final"))
+            await writer.drain()
+
+    async with RawServer(early_hints) as server, client() as c:
+        for _ in range(2):
+            r = await c.get(server.url())
+            assert (r.status_code, r.text) == (200, "final")
+    assert server.accepted == 1
+
+
+async def test_reason_phrase_and_http_version() -> None:
+    async def fine(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 Fine Thanks\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    async with RawServer(fine) as server, client() as c:
+        r = await c.get(server.url())
+    assert r.http_version == "HTTP/1.1"
+    assert r.reason_phrase == "Fine Thanks"
+
+
+async def test_gzip_body_is_decoded_by_httpx(site: str) -> None:
+    async with client() as c:
+        r = await c.get(f"{site}/gzip")
+        assert r.headers["content-encoding"] == "gzip"
+        assert r.text == GZIP_TEXT
+        async with c.stream("GET", f"{site}/gzip") as s:
+            raw = b"".join([chunk async for chunk in s.aiter_raw()])
+        assert raw[:2] == b"\x1f\x8b"  # the transport hands over the bytes as sent
+
+
+async def test_redirects_are_followed_by_the_client(site: str) -> None:
+    async with client(follow_redirects=True) as c:
+        r = await c.get(f"{site}/redirect/3")
+    assert r.status_code == 200
+    assert r.content == b"xxxxx"
+    assert len(r.history) == 4
+
+
+# -- streaming ---------------------------------------------------------------------------------------------
+
+
+async def test_large_body_streams_in_bounded_chunks(site: str) -> None:
+    total = 64 * 1024 * 1024
+    async with client() as c, c.stream("GET", f"{site}/stream/{total}?chunk=262144") as r:
+        seen = 0
+        chunks = 0
+        biggest = 0
+        async for chunk in r.aiter_raw():
+            seen += len(chunk)
+            chunks += 1
+            biggest = max(biggest, len(chunk))
+    assert seen == total
+    assert chunks > 10
+    assert biggest <= 2 * 1024 * 1024  # never the whole body at once
+
+
+async def test_early_closed_stream_closes_its_connection_and_frees_the_slot(site: str) -> None:
+    async with client(max_connections=1) as c:
+        first = (await c.get(f"{site}/client-port")).text
+        async with c.stream("GET", f"{site}/stream/{32 * 1024 * 1024}") as r:
+            async for _ in r.aiter_raw():
+                break
+        r2 = await asyncio.wait_for(c.get(f"{site}/client-port"), 5)
+        assert r2.text != first  # the half-read connection was not reused
+        assert (await c.get(f"{site}/client-port")).text == r2.text
+
+
+async def test_unread_response_body_does_not_block_the_pool(site: str) -> None:
+    async with client(max_connections=1) as c:
+        for _ in range(3):
+            async with c.stream("GET", f"{site}/bytes/100") as r:
+                assert r.status_code == 200  # closed without reading
+        assert (await asyncio.wait_for(c.get(f"{site}/bytes/2"), 5)).content == b"xx"
+
+
+# -- TLS and HTTP/2 ----------------------------------------------------------------------------------------
+
+
+async def test_http2_is_negotiated_over_tls(tls_site: str, certs: Certs) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        responses = await asyncio.gather(*(c.get(f"{tls_site}/client-port") for _ in range(30)))
+        assert {r.http_version for r in responses} == {"HTTP/2"}
+        assert len({r.text for r in responses}) == 1  # one connection multiplexes them all
+        r = await c.get(f"{tls_site}/chunked/4000")
+        assert len(r.content) == 4000
+        r = await c.post(f"{tls_site}/echo", content=b"p" * 5000)
+        assert r.json()["size"] == 5000
+
+
+async def test_http1_over_tls_when_http2_is_off(tls_site: str, certs: Certs) -> None:
+    async with client(http2=False, verify=certs.client_context()) as c:
+        r = await c.get(f"{tls_site}/bytes/10")
+        assert r.http_version == "HTTP/1.1"
+        assert r.content == b"x" * 10
+
+
+async def test_tls_verification_failure_is_a_connect_error(tls_site: str) -> None:
+    async with client(http2=True, verify=True) as c:
+        with pytest.raises(httpx.ConnectError):
+            await c.get(f"{tls_site}/bytes/1")
+
+
+async def test_tls_without_verification(tls_site: str) -> None:
+    async with client(http2=True, verify=False) as c:
+        assert (await c.get(f"{tls_site}/bytes/4")).content == b"xxxx"
+
+
+async def test_http2_read_timeout_and_recovery(tls_site: str, certs: Certs) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        with pytest.raises(httpx.ReadTimeout):
+            await c.get(f"{tls_site}/slow-head?delay=2", timeout=httpx.Timeout(5.0, read=0.2))
+        r = await c.get(f"{tls_site}/bytes/3")
+        assert (r.http_version, r.content) == ("HTTP/2", b"xxx")
+
+
+async def test_http2_early_closed_stream_keeps_the_connection_usable(tls_site: str, certs: Certs) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        port = (await c.get(f"{tls_site}/client-port")).text
+        async with c.stream("GET", f"{tls_site}/stream/{8 * 1024 * 1024}") as r:
+            async for _ in r.aiter_raw():
+                break
+        assert (await c.get(f"{tls_site}/client-port")).text == port
+
+
+async def test_http2_counts_as_one_connection_of_the_budget(tls_site: str, certs: Certs, site: str) -> None:
+    async with client(http2=True, verify=certs.client_context(), max_connections=1) as c:
+        r = await c.get(f"{tls_site}/bytes/1")
+        assert r.http_version == "HTTP/2"
+        # the idle HTTP/2 connection makes room for another origin
+        assert (await asyncio.wait_for(c.get(f"{site}/bytes/1"), 5)).http_version == "HTTP/1.1"
+        assert (await asyncio.wait_for(c.get(f"{tls_site}/bytes/1"), 5)).http_version == "HTTP/2"
+
+
+# -- configuration -----------------------------------------------------------------------------------------
+
+
+def test_proxy_falls_back_to_httpx_transport() -> None:
+    t = make_transport(http2=False, verify=True, limits=httpx.Limits(), proxy="http://127.0.0.1:3128")
+    assert isinstance(t, httpx.AsyncHTTPTransport)
+
+
+async def test_the_product_client_uses_this_transport(site: str) -> None:
+    from crawler._client import build_client
+    from crawler._config import HttpConfig
+
+    async with build_client(HttpConfig()) as c:
+        r = await c.get(f"{site}/bytes/3")
+        assert r.content == b"xxx"
+        assert type(c._transport).__module__ == "crawler._transport"
+
+
+async def test_json_echo_through_a_plain_async_client(site: str) -> None:
+    async with client() as c:
+        r = await c.post(f"{site}/echo", json={"a": 1})
+    assert json.loads(r.content)["size"] == len(b'{"a":1}')
