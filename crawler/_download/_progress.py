@@ -1,0 +1,96 @@
+"""The terminal side of a download run: a rich live display (overall bytes, speed, ETA, files done/failed,
+the active files) fed by `DownloadProgress` snapshots, and the human-readable size/time formats."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import IO
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from crawler._download._results import DownloadProgress
+
+__all__ = ["ProgressDisplay", "format_bytes", "format_duration"]
+
+_SHOWN_ACTIVE = 8
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    s = int(seconds + 0.5)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
+
+
+def render(p: DownloadProgress) -> RenderableType:
+    total_known = sum(a.total for a in p.active if a.total is not None)
+    done_active = sum(a.done for a in p.active)
+    files = f"{p.files_done} done"
+    if p.files_skipped:
+        files += f", {p.files_skipped} skipped"
+    files += f", {p.files_failed} failed" if p.files_failed else ""
+    if p.files_total is not None:
+        files += f" of {p.files_total}"
+    head = Text.assemble(
+        (f"{format_bytes(p.bytes_received)}", "bold"),
+        f"  {format_bytes(p.speed)}/s  ETA {format_duration(p.eta)}  ",
+        (files, "cyan"),
+        f"  {len(p.active)} active",
+    )
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True, max_width=40, overflow="ellipsis")
+    table.add_column(width=30)
+    table.add_column(no_wrap=True, justify="right")
+    for a in sorted(p.active, key=lambda a: -a.done)[:_SHOWN_ACTIVE]:
+        size = f"{format_bytes(a.done)} / {format_bytes(a.total)}" if a.total else format_bytes(a.done)
+        if a.segments > 1:
+            size += f"  x{a.segments}"
+        table.add_row(a.name or a.url, ProgressBar(total=a.total or None, completed=a.done, width=30), size)
+    more = len(p.active) - _SHOWN_ACTIVE
+    parts: list[RenderableType] = [head]
+    if total_known:
+        parts.insert(0, ProgressBar(total=total_known, completed=min(done_active, total_known)))
+    parts.append(table)
+    if more > 0:
+        parts.append(Text(f"  ... and {more} more", style="dim"))
+    return Group(*parts)
+
+
+class ProgressDisplay:
+    """A live view on stderr, refreshed from snapshots; a no-op when stderr is not a terminal."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.console = Console(file=stream or sys.stderr)
+        self.enabled = self.console.is_terminal
+        self._live: Live | None = None
+
+    def __enter__(self) -> ProgressDisplay:
+        if self.enabled:
+            self._live = Live(Text(""), console=self.console, refresh_per_second=8, transient=True)
+            self._live.__enter__()
+        return self
+
+    def __call__(self, progress: DownloadProgress) -> None:
+        if self._live is not None:
+            self._live.update(render(progress))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:  # fmt: skip
+        if self._live is not None:
+            self._live.__exit__(exc_type, exc, tb)
+            self._live = None

@@ -1,0 +1,286 @@
+"""`crawler download`: fetch URLs or an (aria2-style) input file into a directory: resumable, verified,
+atomic, segmented. Exit 0 when every file is complete and verified, 1 when any failed, 2 on usage errors."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+from crawler.cli import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+_EPILOG = """\
+input file (-i): one URL per line, or aria2's format, options indented under their URL:
+  https://example.com/a.iso
+    out=debian.iso
+    dir=isos
+    checksum=sha-256=9f86d08...
+    header=Authorization: Bearer XYZ
+
+examples:
+  crawler download https://example.com/a.iso -d downloads -x 8
+  crawler download -i urls.txt -d out -j 32 --rate-limit 10/s --json
+  cat urls.txt | crawler download -i - --limit-rate 5M
+"""
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
+    return n
+
+
+def _seconds(value: str) -> float:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not n > 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be positive")
+    return n
+
+
+def _size(value: str) -> int:
+    from crawler._config import parse_size
+
+    try:
+        size = parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not size:
+        raise argparse.ArgumentTypeError(f"{value!r} must be more than 0 bytes")
+    return size
+
+
+def _rate(value: str) -> Any:
+    from crawler._config import parse_rate
+
+    try:
+        return parse_rate(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _checksum(value: str) -> Any:
+    from crawler._download import Checksum, InputError
+
+    try:
+        return Checksum.parse(value)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _header(value: str) -> tuple[str, str]:
+    from crawler._download._entries import InputError, parse_header
+
+    try:
+        return parse_header(value)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("download", help="download URLs or an input file: resumable, verified, segmented",
+                       description="Download files: resumable (.part + sidecar, Range/If-Range), verified "
+                                   "(--checksum, checksum= in -i files), atomic (renamed into place when "
+                                   "complete), -j files at once, -x ranged segments per file.",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("urls", nargs="*", metavar="URL", help="URLs to download")
+    p.add_argument("-i", "--input-file", metavar="FILE", help="URL list or aria2 input file ('-' for stdin)")
+    p.add_argument("-d", "--dir", default=".", metavar="DIR", help="destination directory (default: .)")
+    p.add_argument("-o", "--out", metavar="NAME", help="file name (a single URL only)")
+    p.add_argument("-j", "--jobs", type=_positive, default=16, metavar="N", help="files at once (default 16)")
+    p.add_argument("-x", "--split", type=_positive, default=1, metavar="N",
+                   help="ranged segments per file when the server allows ranges (default 1, max 64)")  # fmt: skip
+    p.add_argument("-k", "--min-split-size", type=_size, default=4 << 20, metavar="SIZE",
+                   help="smallest segment -x makes (default 4MiB)")  # fmt: skip
+    p.add_argument("--checksum", type=_checksum, metavar="ALGO=HEX",
+                   help="expected digest, e.g. sha-256=HEX (a single URL only; md5, sha-1, sha-512 too)")  # fmt: skip
+    p.add_argument("--max-size", type=_size, metavar="SIZE", help="fail a file larger than this (e.g. 2GB)")
+    p.add_argument("--rate-limit", type=_rate, metavar="RATE",
+                   help="requests per host, e.g. 10/s or 100/m (default: unlimited)")  # fmt: skip
+    p.add_argument("--max-per-host", type=_positive, default=16, metavar="N",
+                   help="requests in flight per host (default 16)")  # fmt: skip
+    p.add_argument("--limit-rate", type=_size, metavar="SPEED", help="cap the total speed, bytes/s (e.g. 5M)")
+    p.add_argument("--no-continue", dest="resume", action="store_false",
+                   help="ignore partial downloads from earlier runs and start over")  # fmt: skip
+    coll = p.add_mutually_exclusive_group()
+    coll.add_argument("--overwrite", dest="collision", action="store_const", const="overwrite",
+                      help="replace existing files")  # fmt: skip
+    coll.add_argument("--skip-existing", dest="collision", action="store_const", const="skip",
+                      help="skip a complete file of the same size (the default)")  # fmt: skip
+    coll.add_argument("--rename", dest="collision", action="store_const", const="rename",
+                      help="save as name.1.ext, name.2.ext, ... when the name is taken")  # fmt: skip
+    p.set_defaults(collision="skip")
+    p.add_argument("-H", "--header", dest="headers", type=_header, action="append", default=[],
+                   metavar="'K: V'", help="extra request header (repeatable)")  # fmt: skip
+    p.add_argument("-U", "--user-agent", metavar="UA")
+    p.add_argument("--http1", action="store_true", help="HTTP/1.1 only (default: HTTP/2 where offered)")
+    p.add_argument("-m", "--max-tries", type=_positive, default=4, metavar="N",
+                   help="attempts per request, Retry-After honoured (default 4)")  # fmt: skip
+    p.add_argument("--timeout", type=_seconds, default=30.0, metavar="SEC", help="per read (default 30)")
+    p.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="SEC", help="default 10")
+    p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
+    p.add_argument("--ca-bundle", metavar="FILE", help="trust this CA bundle")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress or summary; failures still listed"
+    )
+    out.add_argument("--json", action="store_true", help="one JSON object per finished file on stdout")
+    p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
+    p.set_defaults(handler=main)
+
+
+def _usage_error(message: str) -> int:
+    print(f"crawler download: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _open_input(name: str) -> IO[str]:
+    if name == "-":
+        return sys.stdin
+    return open(name, encoding="utf-8-sig", errors="replace")
+
+
+def _lines(name: str) -> Iterator[str]:
+    f = _open_input(name)
+    try:
+        yield from f
+    finally:
+        if f is not sys.stdin:
+            f.close()
+
+
+def main(args: argparse.Namespace) -> int:
+    from crawler._config import HttpConfig, LimitsConfig, RetryConfig, TimeoutConfig
+    from crawler._download import DownloadEntry, InputError, parse_input
+    from crawler.cli._common import configure_logging
+
+    configure_logging(args.log_level)
+    # Everything the run needs is checked here, before any download starts.
+    try:
+        direct = [DownloadEntry(u, out=args.out, checksum=args.checksum) for u in args.urls]
+    except InputError as exc:
+        return _usage_error(str(exc))
+    if not direct and not args.input_file:
+        return _usage_error("give at least one URL or -i FILE")
+    if (args.out or args.checksum) and (len(direct) != 1 or args.input_file):
+        return _usage_error("-o/--out and --checksum apply to a single URL (use out=/checksum= in -i files)")
+    if args.split > 64:
+        return _usage_error("-x/--split is at most 64")
+    if args.ca_bundle and not os.path.exists(args.ca_bundle):
+        return _usage_error(f"CA bundle {args.ca_bundle!r} does not exist")
+    total: int | None = len(direct)
+    if args.input_file and args.input_file != "-":
+        try:  # a validation pass: cheap, streaming, and a bad line is a usage error before anything starts
+            total = len(direct) + sum(1 for _ in parse_input(_lines(args.input_file), args.input_file))
+        except (InputError, OSError) as exc:
+            return _usage_error(str(exc))
+    elif args.input_file:
+        total = None
+    if os.path.exists(args.dir) and not os.path.isdir(args.dir):
+        return _usage_error(f"-d {args.dir!r} is not a directory")
+
+    headers = dict(args.headers)
+    if args.user_agent:
+        headers["User-Agent"] = args.user_agent
+    conns = max(100, args.jobs * args.split)
+    http = HttpConfig(http2=not args.http1, verify=False if args.insecure else (args.ca_bundle or True),
+                      timeout=TimeoutConfig(connect=args.connect_timeout, read=args.timeout, write=args.timeout,
+                                            pool=None),
+                      limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))  # fmt: skip
+    retry = RetryConfig(attempts=args.max_tries)
+
+    def entries() -> Iterator[DownloadEntry]:
+        yield from direct
+        if args.input_file:
+            name = "<stdin>" if args.input_file == "-" else args.input_file
+            yield from parse_input(_lines(args.input_file), name)
+
+    from crawler.cli._common import run_async
+
+    try:
+        return run_async(lambda: _run(args, entries(), total, http, retry, headers))
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # never a traceback for the user; --log-level DEBUG shows it
+        logging.getLogger("crawler.download").debug("download failed", exc_info=True)
+        print(f"crawler download: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERRORS
+
+
+async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | None, http: Any, retry: Any,
+               headers: dict[str, str]) -> int:  # fmt: skip
+    import orjson
+
+    from crawler._download import Downloader, DownloadResult, InputError
+    from crawler._download._progress import ProgressDisplay, format_bytes
+    from crawler.cli._common import install_stop_signals
+
+    failures: list[DownloadResult] = []
+    stdout = sys.stdout.buffer
+    display = ProgressDisplay()
+    display.enabled = display.enabled and not (args.quiet or args.json)
+
+    def on_result(result: DownloadResult) -> None:
+        if not result.ok:
+            failures.append(result)
+        if args.json:
+            stdout.write(orjson.dumps(result.to_dict()) + b"\n")
+            stdout.flush()
+
+    task = asyncio.current_task()
+    assert task is not None
+    interrupted = False
+
+    def stop() -> None:
+        nonlocal interrupted
+        interrupted = True
+        task.cancel()  # parts and sidecars stay: a rerun continues where this one stopped
+
+    install_stop_signals(stop)
+    started = time.monotonic()
+    downloader = Downloader(args.dir, jobs=args.jobs, segments=args.split, http=http, retry=retry,
+                            rate_limit=args.rate_limit, per_host=args.max_per_host, limit_rate=args.limit_rate,
+                            max_size=args.max_size, collision=args.collision, resume=args.resume,
+                            headers=headers, min_segment_size=args.min_split_size,
+                            on_progress=display if display.enabled else None, on_result=on_result)  # fmt: skip
+    downloader.files_total = total
+    code = EXIT_OK
+    try:
+        with display:
+            async with downloader:
+                async for _ in downloader.run(entries):
+                    pass
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        code = EXIT_INTERRUPTED
+    except InputError as exc:
+        print(f"crawler download: error: {exc}", file=sys.stderr)
+        code = EXIT_USAGE
+    elapsed = time.monotonic() - started
+    d = downloader
+    if not args.quiet:
+        speed = d.bytes_received / elapsed if elapsed > 0 else 0.0
+        summary = (f"{d.files_done} downloaded, {d.files_skipped} skipped, {d.files_failed} failed; "
+                   f"{format_bytes(d.bytes_received)} in {elapsed:.1f}s ({format_bytes(speed)}/s)")  # fmt: skip
+        if code == EXIT_INTERRUPTED:
+            summary = "interrupted: partial files kept for resuming; " + summary
+        print(summary, file=sys.stderr)
+    if failures:
+        print(f"{len(failures)} failed:", file=sys.stderr)
+        for f in failures:
+            print(f"  {f.url}: {f.error}", file=sys.stderr)
+    if code != EXIT_OK:
+        return code
+    return EXIT_ERRORS if failures else EXIT_OK
