@@ -206,10 +206,12 @@ def _allowed_keys(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-def _origin_of(path: tuple[Any, ...], overridden: dict[tuple[Any, ...], str]) -> str | None:
-    """The `--set` assignment that supplied the value at `path`, if one did."""
-    for prefix, assignment in overridden.items():
-        if path[: len(prefix)] == prefix:
+def _origin_of(path: tuple[Any, ...], overridden: dict[tuple[Any, ...], str],
+               positions: dict[tuple[Any, ...], Position]) -> str | None:  # fmt: skip
+    """The `--set` assignment that supplied the value at `path`: one that set it or a key inside it, or
+    one that created it (a key the file does not have)."""
+    for target, assignment in overridden.items():
+        if path[: len(target)] == target or (target[: len(path)] == path and path not in positions):
             return f"--set {assignment}"
     return None
 
@@ -256,7 +258,7 @@ def _problems_from_validation(exc: ValidationError, data: Any, positions: dict[t
             ):
                 shown = repr(err["input"])
                 msg += f" (got {shown if len(shown) <= 80 else shown[:77] + '...'})"
-        origin = _origin_of(real, overridden) if overridden else None
+        origin = _origin_of(real, overridden, positions) if overridden else None
         problems.append(
             JobProblem(_dotted(real), msg, None if origin else line, None if origin else col, origin)
         )
