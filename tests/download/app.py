@@ -1,0 +1,258 @@
+"""Edge-case server for the downloader tests: a small ASGI app (run by hypercorn in a subprocess, see
+`servers.EdgeServer`) serving deterministic generated files with switchable misbehaviour.
+
+Endpoints (all take `size`, `seed` and `key`; content is `file_bytes(seed, version, size)`, where the
+version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, ETag and Last-Modified):
+  /file/NAME    ranges (single), If-Range, strong ETag and Last-Modified. Switches:
+                  norange=1 (no ranges, no Accept-Ranges), ignore_if_range=1 (206 even when If-Range
+                  does not match), noetag=1, nolength=1 (chunked, no Content-Length),
+                  rate=BYTES_PER_S (throttled), cd=VALUE (Content-Disposition, verbatim)
+  /cut/NAME     like /file, but the first `cuts` (default 1) requests of `key` stop after `cut_at` bytes
+                and drop the connection
+  /flaky/NAME   the first `fail` (default 1) requests of `key` answer `code` (503) with Retry-After
+                `retry_after` (if given), then like /file
+  /status/CODE  that status, a short body
+  /__log        the requests seen (path, query, range, if_range, status, t); `clear=1` empties it
+  /__bump       bump the version of `key`; /__reset forgets versions, hit counts and the log
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.utils
+import hashlib
+import json
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+__all__ = ["app", "file_bytes", "file_sha256"]
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+_BLOCK = 65_521  # prime: segment and chunk boundaries never line up with the pattern
+_CHUNK = 256 * 1024
+_EPOCH = 1_700_000_000
+
+
+@lru_cache(maxsize=64)
+def _block(seed: str, version: int) -> bytes:
+    return random.Random(f"{seed}:{version}").randbytes(_BLOCK)
+
+
+def iter_bytes(seed: str, version: int, start: int, end: int, chunk: int = _CHUNK) -> Iterator[bytes]:
+    """Bytes `[start, end)` of the file, in chunks."""
+    block = _block(seed, version)
+    doubled = block + block
+    pos = start
+    while pos < end:
+        n = min(chunk, end - pos)
+        out = bytearray()
+        while len(out) < n:
+            off = (pos + len(out)) % _BLOCK
+            take = min(n - len(out), _BLOCK)
+            out += doubled[off : off + take]
+        yield bytes(out)
+        pos += n
+
+
+def file_bytes(seed: str, version: int, size: int) -> bytes:
+    return b"".join(iter_bytes(seed, version, 0, size))
+
+
+def file_sha256(seed: str, version: int, size: int) -> str:
+    h = hashlib.sha256()
+    for c in iter_bytes(seed, version, 0, size):
+        h.update(c)
+    return h.hexdigest()
+
+
+class EdgeApp:
+    def __init__(self) -> None:
+        self.versions: dict[str, int] = {}
+        self.hits: dict[str, int] = {}
+        self.log: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                msg = await receive()
+                if msg["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif msg["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        record: dict[str, Any] = {"path": path, "query": query, "range": headers.get("range"),
+                                  "if_range": headers.get("if-range"), "status": None, "t": time.monotonic(),
+                                  "user_agent": headers.get("user-agent"),
+                                  "accept_encoding": headers.get("accept-encoding")}  # fmt: skip
+        if not path.startswith("/__"):
+            self.log.append(record)
+
+        async def respond(status: int, hdrs: list[tuple[str, str]], body: bytes = b"", more: bool = False) -> None:
+            record["status"] = status
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
+            await send({"type": "http.response.body", "body": body, "more_body": more})
+
+        if path == "/__log":
+            data = json.dumps(self.log).encode()
+            if query.get("clear"):
+                self.log.clear()
+            await respond(200, [("content-type", "application/json"), ("content-length", str(len(data)))], data)
+            return
+        if path == "/__bump":
+            key = query.get("key", "")
+            self.versions[key] = self.versions.get(key, 0) + 1
+            await respond(200, [("content-length", "2")], b"ok")
+            return
+        if path == "/__reset":
+            self.versions.clear()
+            self.hits.clear()
+            self.log.clear()
+            await respond(200, [("content-length", "2")], b"ok")
+            return
+        if path == "/__health":
+            await respond(200, [("content-length", "2")], b"ok")
+            return
+        if path.startswith("/status/"):
+            code = int(path.rsplit("/", 1)[1])
+            hdrs = [("content-type", "text/plain"), ("content-length", "6")]
+            if "retry_after" in query:
+                hdrs.append(("retry-after", query["retry_after"]))
+            await respond(code, hdrs, b"status")
+            return
+        kind = path.split("/")[1]
+        if kind not in ("file", "cut", "flaky"):
+            await respond(404, [("content-length", "9")], b"not found")
+            return
+        key = query.get("key", path)
+        hit = self.hits[key] = self.hits.get(key, 0) + 1
+        if kind == "flaky" and hit <= int(query.get("fail", "1")):
+            hdrs = [("content-length", "5")]
+            if "retry_after" in query:
+                hdrs.append(("retry-after", query["retry_after"]))
+            await respond(int(query.get("code", "503")), hdrs, b"flaky")
+            return
+        await self.serve_file(query, headers, key, hit, kind, respond, send, record)
+
+    async def serve_file(self, query: dict[str, str], headers: dict[str, str], key: str, hit: int, kind: str,
+                         respond: Any, send: Send, record: dict[str, Any]) -> None:  # fmt: skip
+        size = int(query.get("size", "100000"))
+        seed = query.get("seed", "seed")
+        version = self.versions.get(key, 0)
+        etag = f'"{seed}-{size}-v{version}"'
+        last_modified = email.utils.formatdate(_EPOCH + version * 3600, usegmt=True)
+        hdrs = [("content-type", "application/octet-stream"), ("last-modified", last_modified)]
+        if not query.get("noetag"):
+            hdrs.append(("etag", etag))
+        if "cd" in query:
+            hdrs.append(("content-disposition", unquote(query["cd"])))
+        ranges_ok = not query.get("norange")
+        if ranges_ok:
+            hdrs.append(("accept-ranges", "bytes"))
+        start, end, status = 0, size, 200
+        rng = headers.get("range")
+        if ranges_ok and rng and rng.startswith("bytes="):
+            if_range = headers.get("if-range")
+            matches = if_range is None or if_range in (etag, last_modified) or bool(query.get("ignore_if_range"))
+            if matches:
+                first, _, last = rng[6:].partition("-")
+                if first.isdigit():
+                    start = int(first)
+                    end = min(size, int(last) + 1) if last.isdigit() else size
+                    if start >= size or start >= end:
+                        await respond(416, [("content-range", f"bytes */{size}"), ("content-length", "0")])
+                        return
+                    status = 206
+                    hdrs.append(("content-range", f"bytes {start}-{end - 1}/{size}"))
+        if not query.get("nolength"):
+            hdrs.append(("content-length", str(end - start)))
+        record["status"] = status
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
+        rate = float(query.get("rate", "0"))
+        cut_at = int(query.get("cut_at", "-1")) if kind == "cut" and hit <= int(query.get("cuts", "1")) else -1
+        sent = 0
+        started = time.monotonic()
+        chunk = 16 * 1024 if rate else _CHUNK
+        for piece in iter_bytes(seed, version, start, end, chunk):
+            if cut_at >= 0 and start + sent + len(piece) > cut_at:
+                piece = piece[: max(0, cut_at - start - sent)]
+                if piece:
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+                await asyncio.sleep(0.05)
+                raise ConnectionAbortedError("cut on purpose")  # hypercorn drops the connection
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            sent += len(piece)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+app = EdgeApp()
+
+
+async def _serve(sock: socket.socket) -> None:
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 0.5
+    config.keep_alive_timeout = 30
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    parent = os.getppid()
+
+    async def orphaned() -> None:
+        while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on when the parent dies
+            await asyncio.sleep(1.0)
+        stop.set()
+
+    watcher = asyncio.create_task(orphaned())
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    watcher.cancel()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="downloader edge-case test server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port-file", required=True)
+    args = parser.parse_args(argv)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, 0))
+    sock.listen(256)
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+    tmp = Path(args.port_file + ".tmp")
+    tmp.write_text(str(sock.getsockname()[1]))
+    tmp.replace(args.port_file)
+    asyncio.run(_serve(sock))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
