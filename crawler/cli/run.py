@@ -76,6 +76,23 @@ def error_rate(stats: Any) -> float:
     return stats.error_count / outcomes if outcomes > 0 else (1.0 if stats.error_count else 0.0)
 
 
+def _discard_state(job: Any) -> None:
+    """`--fresh`: delete the job's saved frontier (the SQLite state directory, or its Redis keys)."""
+    if job.frontier.startswith(("redis://", "rediss://", "unix://")):
+        from crawler._frontier_redis import RedisFrontier
+
+        async def discard() -> int:
+            return await RedisFrontier.discard(job.frontier, job.name)
+
+        if run_async(discard):
+            log.info("--fresh: deleted the Redis state of job %r", job.name)
+    elif job.state:
+        from crawler._frontier_sqlite import SqliteFrontier
+
+        if SqliteFrontier.discard(job.state):
+            log.info("--fresh: deleted the saved state in %s", job.state)
+
+
 def main(args: argparse.Namespace) -> int:
     from crawler import Crawler, JobError
     from crawler._jobfile import load_job
@@ -88,7 +105,7 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     overrides = list(args.overrides)
     if args.output:
-        overrides.append(f"output.items={json.dumps(args.output)}")
+        overrides.append(f"output.items={args.output}")  # a string field: the value is taken verbatim
     if args.max_error_rate is not None:
         overrides.append(f"max_error_rate={args.max_error_rate}")
     try:
@@ -96,6 +113,12 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    if args.fresh:
+        try:
+            _discard_state(job)
+        except Exception as exc:  # a crawl still holds the state, or Redis is unreachable
+            print(f"crawler: cannot discard the saved state: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
     try:
         crawler = Crawler(job)
