@@ -28,6 +28,7 @@ from crawler._config import (
     parse_rate,
     parse_size,
 )
+from crawler._download import DownloadEntry, DownloadResult, download
 from crawler._engine import Crawler, Stage
 from crawler._fetch import BodyTooLarge, FetchError
 from crawler._frontier import FrontierBackend, MemoryFrontier
@@ -47,6 +48,8 @@ __all__ = [
     "BodyTooLarge",
     "ConcurrencyConfig",
     "Crawler",
+    "DownloadEntry",
+    "DownloadResult",
     "DropPage",
     "ExtractConfig",
     "FetchError",
@@ -74,6 +77,7 @@ __all__ = [
     "TimeoutConfig",
     "__version__",
     "canonicalize",
+    "download",
     "fingerprint",
     "parse_rate",
     "parse_retry_after",
