@@ -364,7 +364,9 @@ class RedisFrontier:
         await self._r.hset(self._k_workers, self.worker, orjson.dumps(info).decode())
         released = await self._release_script(keys=self._release_keys(), args=[self._prefix, self.worker])
         if released:
-            log.info("worker %s: %d requests leased by its previous run are queued again", self.worker, released)
+            log.info(
+                "worker %s: %d requests leased by its previous run are queued again", self.worker, released
+            )
         self._keepalive = asyncio.create_task(self._renew_forever(), name=f"frontier-leases-{self.worker}")
 
     async def close(self) -> None:
@@ -395,7 +397,9 @@ class RedisFrontier:
             if not force:
                 alive = [k async for k in client.scan_iter(match=pattern[:-1] + "worker:*:alive", count=1000)]
                 if alive:
-                    raise WorkerBusy(f"{len(alive)} worker(s) of job {job_name!r} are running; stop them first")
+                    raise WorkerBusy(
+                        f"{len(alive)} worker(s) of job {job_name!r} are running; stop them first"
+                    )
             deleted = 0
             batch: list[str] = []
             async for key in client.scan_iter(match=pattern, count=1000):
@@ -514,7 +518,7 @@ class RedisFrontier:
 
     async def checkpoint(self) -> dict[str, Any] | None:
         raw = await self._r.hget(self._k_checkpoint, self.worker)
-        return orjson.loads(raw) if raw else None  # type: ignore[no-any-return]
+        return orjson.loads(raw) if raw else None
 
     def next_wakeup(self) -> float | None:
         """Seconds until the earliest rate-limited host may start (None: unknown or nothing waiting)."""
@@ -575,9 +579,9 @@ async def _claim_identity(client: aioredis.Redis, job_name: str, worker: str | N
     announced = False
     while not await client.set(f"{prefix}worker:{explicit}:alive", value, nx=True, px=ttl):
         if time.monotonic() >= deadline:
+            holder = await client.get(f"{prefix}worker:{explicit}:alive")
             raise WorkerBusy(f"worker identity {explicit!r} of job {job_name!r} is held by a running process "
-                             f"({await client.get(f'{prefix}worker:{explicit}:alive')}); give this one another "
-                             "identity (CRAWLER_WORKER) or items file")  # fmt: skip
+                             f"({holder!s}); give this one another identity (CRAWLER_WORKER) or items file")  # fmt: skip
         if not announced:
             log.info("worker identity %r is still held (a crashed run?): waiting up to %.0fs for it to expire",
                      explicit, wait)  # fmt: skip
@@ -634,7 +638,9 @@ async def read_status(url: str, job_name: str, *, top_hosts: int = 10) -> dict[s
         cp = orjson.loads(checkpoints[w]) if w in checkpoints else None
         worker_rows.append({"worker": w, "alive": bool(is_alive), "host": info.get("host"), "pid": info.get("pid"),
                             "items": info.get("items"), "leased": leased_by.get(w, 0), "checkpoint": cp})  # fmt: skip
-    hosts = sorted(set(queued_by_host) | set(done), key=lambda h: (-queued_by_host.get(h, 0), -int(done.get(h, 0))))
+    hosts = sorted(
+        set(queued_by_host) | set(done), key=lambda h: (-queued_by_host.get(h, 0), -int(done.get(h, 0)))
+    )
     return {
         "backend": "redis",
         "job": job_name,
@@ -646,5 +652,8 @@ async def read_status(url: str, job_name: str, *, top_hosts: int = 10) -> dict[s
         "requeued": int(stats.get("requeued", 0)),
         "lost_leases": int(stats.get("lost_leases", 0)),
         "workers": worker_rows,
-        "hosts": [{"host": h, "queued": queued_by_host.get(h, 0), "done": int(done.get(h, 0))} for h in hosts[:top_hosts]],
+        "hosts": [
+            {"host": h, "queued": queued_by_host.get(h, 0), "done": int(done.get(h, 0))}
+            for h in hosts[:top_hosts]
+        ],
     }

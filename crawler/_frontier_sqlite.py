@@ -85,7 +85,9 @@ class _DirLock:
         except BlockingIOError:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise StateLocked(f"crawl state {self.path.parent} is in use by another process (pid {holder})") from None
+            raise StateLocked(
+                f"crawl state {self.path.parent} is in use by another process (pid {holder})"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -121,6 +123,7 @@ class SqliteFrontier:
         self._leased = 0
         self._next_id = 1
         self._in_tx = False
+        self._closed = False
         self._checkpoint: dict[str, Any] | None = None
         self._pushed_delta: Counter[int] = Counter()
         self._counters = {"pushed": 0, "acked": 0}
@@ -176,15 +179,15 @@ class SqliteFrontier:
                      len(seen), self._counters["acked"])  # fmt: skip
 
     async def close(self) -> None:
-        if self._conn is None:  # type: ignore[comparison-overlap]
+        if self._closed:
             return
+        self._closed = True
         try:
             self._commit_tx()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
         finally:
-            self._conn = None  # type: ignore[assignment]
             self._lock.release()
 
     @staticmethod
@@ -313,7 +316,9 @@ class SqliteFrontier:
         if rows:
             self._cursor[host] = rows[-1][0]
         if n < chunk:  # cannot happen unless the file was edited: trust the file
-            log.warning("%s: expected %d queued requests on disk for %s, found %d", self.directory, chunk, host, n)
+            log.warning(
+                "%s: expected %d queued requests on disk for %s, found %d", self.directory, chunk, host, n
+            )
             self._disk_total -= pending - n
             pending = n
         self._on_disk[host] = pending - n
@@ -330,7 +335,9 @@ class SqliteFrontier:
             conn.executemany("DELETE FROM queue WHERE id = ?", ids)
         done = Counter(r.host for r in requests)
         if done:
-            conn.executemany("UPDATE hosts SET done = done + ? WHERE host = ?", [(n, h) for h, n in done.items()])
+            conn.executemany(
+                "UPDATE hosts SET done = done + ? WHERE host = ?", [(n, h) for h, n in done.items()]
+            )
         if self._pushed_delta:
             conn.executemany("UPDATE hosts SET pushed = pushed + ? WHERE id = ?",
                              [(n, hid) for hid, n in self._pushed_delta.items()])  # fmt: skip
@@ -383,7 +390,9 @@ class SqliteFrontier:
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
         conn.execute("PRAGMA query_only = ON")
         return conn
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -397,7 +406,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-def read_status(directory: Path | str) -> dict[str, Any] | None:
+def read_status(directory: Path | str, *, top_hosts: int = 10) -> dict[str, Any] | None:
     """Progress of a saved crawl, read without taking the lock (works while a crawl runs). None: no state."""
     path = Path(directory) / DB_NAME
     if not path.exists():
@@ -405,12 +414,12 @@ def read_status(directory: Path | str) -> dict[str, Any] | None:
     conn = _connect(path, readonly=True)
     try:
         meta = dict(conn.execute("SELECT key, value FROM meta"))
-        (queued,) = conn.execute("SELECT count(*) FROM queue").fetchone()
-        hosts = [{"host": h, "queued": q, "pushed": p, "done": d} for h, p, d, q in conn.execute(
-            "SELECT h.host, h.pushed, h.done, (SELECT count(*) FROM queue WHERE host_id = h.id) "
-            "FROM hosts h ORDER BY 4 DESC, h.done DESC")]  # fmt: skip
+        queued_by_host = dict(conn.execute("SELECT host_id, count(*) FROM queue GROUP BY host_id"))
+        hosts = [{"host": host, "queued": queued_by_host.get(hid, 0), "pushed": pushed, "done": done}
+                 for hid, host, pushed, done in conn.execute("SELECT id, host, pushed, done FROM hosts")]  # fmt: skip
     finally:
         conn.close()
+    hosts.sort(key=lambda h: (-h["queued"], -h["done"]))
     running = True
     lock = _DirLock(Path(directory))
     try:
@@ -424,10 +433,10 @@ def read_status(directory: Path | str) -> dict[str, Any] | None:
         "backend": "sqlite",
         "state": str(directory),
         "running": running,
-        "queued": queued,  # includes requests in flight in a running crawl (they are acked later)
+        "queued": sum(queued_by_host.values()),  # a running crawl's in-flight requests too (acked later)
         "done": int(meta.get("acked", 0)),
         "pushed": int(meta.get("pushed", 0)),
         "seen": int(meta.get("seen", 0)),
         "checkpoint": orjson.loads(meta["checkpoint"]) if "checkpoint" in meta else None,
-        "hosts": hosts,
+        "hosts": hosts[:top_hosts],
     }
