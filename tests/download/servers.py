@@ -93,7 +93,7 @@ pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
-    log_format dl '$request_uri\\t$status\\t$http_range\\t$http_if_range\\t$body_bytes_sent';
+    log_format dl escape=none '$request_uri\\t$status\\t$http_range\\t$http_if_range\\t$body_bytes_sent';
     access_log {d}/access.log dl;
     sendfile on;
     tcp_nopush on;
