@@ -115,7 +115,14 @@ class _Builder:
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], Position]]:
     positions: dict[tuple[Any, ...], Position] = {}
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:  # checked up front: control characters and the like
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        problem = f"character #x{code:04x} ({chr(code)!r}) is not allowed in YAML"
+        raise JobError(source, [JobProblem("", problem, line, col)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
