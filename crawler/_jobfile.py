@@ -133,8 +133,8 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], Posi
         msg = (exc.problem or str(exc)).strip()
         if exc.context:
             msg = f"{exc.context.strip()}: {msg}"
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
-        raise JobError(source, [JobProblem("", f"YAML syntax error: {msg}", line, col)]) from None
+        where: tuple[int | None, int | None] = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        raise JobError(source, [JobProblem("", f"YAML syntax error: {msg}", *where)]) from None
     except yaml.YAMLError as exc:
         raise JobError(source, [JobProblem("", f"YAML error: {exc}")]) from None
     except RecursionError:
