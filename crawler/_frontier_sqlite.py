@@ -284,13 +284,16 @@ class SqliteFrontier:
             allowance = budget(host)
             if allowance <= 0:
                 continue
-            q = queues.get(host)
-            if not q:
-                q = self._refill(host)
-            take = min(allowance, limit - len(out), len(q))
-            for _ in range(take):
-                out.append(heapq.heappop(q)[2])
-            self._in_memory -= take
+            q = queues.get(host) or self._refill(host)
+            want = min(allowance, limit - len(out))
+            while want > 0 and q:
+                take = min(want, len(q))
+                for _ in range(take):
+                    out.append(heapq.heappop(q)[2])
+                self._in_memory -= take
+                want -= take
+                if not q:
+                    q = self._refill(host)
             if not q and not self._on_disk.get(host):
                 queues.pop(host, None)
                 self._active.discard(host)

@@ -1,0 +1,98 @@
+"""What only the SQLite frontier promises: bounded memory with the rest on disk, one process per state
+directory, fingerprints stored as signed integers, status readable while a crawl runs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from crawler._frontier_sqlite import SqliteFrontier, StateLocked, read_status
+from crawler._request import Request
+
+
+def unlimited(host: str) -> int:
+    return 1000
+
+
+async def test_past_the_memory_bound_requests_wait_on_disk_and_come_back_in_order(tmp_path: Path) -> None:
+    f = await SqliteFrontier.open(tmp_path, memory_queue=20)
+    reqs = [Request.make(f"http://h{i % 3}.test/{i}") for i in range(600)]
+    for start in range(0, 600, 50):
+        await f.push_many(reqs[start : start + 50])
+    assert f.queued_in_memory == 20
+    assert f.queued_on_disk == 580
+    popped: dict[str, list[int]] = defaultdict(list)
+    peak = 0
+    while batch := await f.pop_ready(7, unlimited):
+        peak = max(peak, f.queued_in_memory)
+        for r in batch:
+            popped[r.host].append(int(r.url.rsplit("/", 1)[1]))
+        await f.ack(batch, {"items_offset": 0})
+    assert peak <= 20 + 3 * 64, "a refill reads a small chunk per host, not the whole backlog"
+    for host, numbers in popped.items():
+        assert numbers == sorted(numbers), f"{host} served out of push order"
+    assert sum(len(v) for v in popped.values()) == 600
+    assert await f.size() == 0
+    await f.close()
+
+
+async def test_a_restart_with_a_backlog_on_disk_resumes_it(tmp_path: Path) -> None:
+    f = await SqliteFrontier.open(tmp_path, memory_queue=5)
+    await f.push_many([Request.make(f"http://a.test/{i}") for i in range(40)])
+    first = await f.pop_ready(10, unlimited)
+    await f.ack(first[:6], {"items_offset": 6})
+    await f.close()  # 4 popped and never acked: queued again on reopen
+    g = await SqliteFrontier.open(tmp_path, memory_queue=5)
+    assert await g.size() == 34
+    rest = []
+    while batch := await g.pop_ready(100, unlimited):
+        rest += batch
+    assert sorted(r.url for r in rest) == sorted(f"http://a.test/{i}" for i in range(6, 40))
+    await g.close()
+
+
+async def test_one_process_per_state_directory(tmp_path: Path) -> None:
+    f = await SqliteFrontier.open(tmp_path)
+    with pytest.raises(StateLocked, match="in use by another process"):
+        await SqliteFrontier.open(tmp_path)
+    with pytest.raises(StateLocked):
+        SqliteFrontier.discard(tmp_path)
+    await f.close()
+    g = await SqliteFrontier.open(tmp_path)
+    await g.close()
+    assert SqliteFrontier.discard(tmp_path)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+async def test_fingerprints_above_2_63_round_trip_through_the_signed_column(tmp_path: Path) -> None:
+    f = await SqliteFrontier.open(tmp_path)
+    big = Request.make("http://a.test/x")
+    big.fingerprint = (1 << 64) - 5
+    small = Request.make("http://a.test/y")
+    small.fingerprint = 5
+    await f.push_many([big, small])
+    await f.ack([], {"items_offset": 0})
+    await f.close()
+    g = await SqliteFrontier.open(tmp_path)
+    assert (1 << 64) - 5 in g._seen and 5 in g._seen
+    assert await g.push_many([big, small]) == 0
+    await g.close()
+
+
+async def test_status_reads_committed_progress_while_the_frontier_is_open(tmp_path: Path) -> None:
+    assert read_status(tmp_path / "nothing") is None
+    f = await SqliteFrontier.open(tmp_path)
+    await f.push_many([Request.make(f"http://{h}.test/{i}") for h in "ab" for i in range(5)])
+    done = await f.pop_ready(3, unlimited)
+    await f.ack(done, {"items_offset": 123})
+    status = read_status(tmp_path)
+    assert status is not None
+    assert status["running"] is True
+    assert status["done"] == 3 and status["queued"] == 7 and status["seen"] == 10
+    assert status["checkpoint"] == {"items_offset": 123}
+    assert {h["host"] for h in status["hosts"]} == {"a.test", "b.test"}
+    await f.close()
+    closed = read_status(tmp_path)
+    assert closed is not None and closed["running"] is False
