@@ -123,13 +123,21 @@ class Paginator:
         next_meta = {k: v for k, v in meta.items() if k != "sitemap"}
         next_meta["page_index"] = index + 1
         seen: set[str] = set()
+        # The link extractor may already have queued the same URL one level deeper: the next page of a
+        # listing is a sibling, so it takes that request's place at this page's depth.
+        queued = {r.fingerprint: i for i, r in enumerate(page.requests) if r.fingerprint}
         for href in found:
             url = urljoin(page.url, href)
             if url in seen or url == page.url or not url.startswith(("http://", "https://")):
                 continue
             seen.add(url)
-            page.requests.append(Request.make(url, depth=page.depth, referer=page.url, meta=dict(next_meta),
-                                              sort_query=self._sort_query))  # fmt: skip
+            req = Request.make(url, depth=page.depth, referer=page.url, meta=dict(next_meta),
+                               sort_query=self._sort_query)  # fmt: skip
+            at = queued.get(req.fingerprint)
+            if at is None:
+                page.requests.append(req)
+            else:
+                page.requests[at] = req
 
     def _empty(self, page: Page, json_doc: Any) -> bool:
         """A page with no items: an empty body; JSON whose items (`items_path`, else every list in the top

@@ -70,6 +70,13 @@ async def test_html_next_selector_keeps_the_depth(api: ApiServer, tmp_path: Path
     assert sum(len(i["names"]) for i in items) == ITEMS
 
 
+async def test_next_page_found_by_links_too_keeps_the_listing_depth(api: ApiServer, tmp_path: Path) -> None:
+    # The link extractor also finds the next link (one level deeper); pagination's same-depth request wins.
+    _, items = await run_job({"start_urls": [f"{api.url}/html/list"], "scope": {"robots_txt": False, "max_depth": 1},
+                              "paginate": {"next_selector": "a[rel=next]"}}, tmp_path)  # fmt: skip
+    assert sorted(i["depth"] for i in items) == [0, 0, 0, 0]
+
+
 async def test_max_pages_caps_a_chain(api: ApiServer, tmp_path: Path) -> None:
     _, items = await run_job({"start_urls": [f"{api.url}/num/items"], "scope": {"robots_txt": False},
                               "paginate": {"param": "page", "max_pages": 2}, "extract": {"items_path": "data"}},
