@@ -175,3 +175,19 @@ def test_live_progress_on_a_terminal(tmp_path: Path, http1_site: SiteServer) -> 
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert "in flight" in screen and "pages/s" in screen, "the live panel was drawn"
     assert "pages per host:" in screen, "then the summary"
+
+
+def test_run_paginates_an_api_and_reads_sitemaps(cli: Cli, tmp_path: Path) -> None:
+    from tests.crawl.apisite import ITEMS, ApiServer
+
+    with ApiServer() as api:
+        write_job(tmp_path, f"start_urls: ['{api.url}/next/items']\nstart_sitemaps: ['{api.url}/sitemaps/index.xml']\n"
+                            "scope: {robots_txt: false}\nhttp: {http2: false}\npaginate: {next_field: links.next}\n"
+                            "extract: {items_path: data.results, json: {id: id}}\n"
+                            "output: {items: items.jsonl, stats: stats.json}\n")  # fmt: skip
+        proc = cli("run", "job.yaml")
+    assert proc.returncode == 0, proc.stderr
+    rows = _jsonl(tmp_path / "items.jsonl")
+    assert sorted(r["id"] for r in rows if "id" in r) == list(range(ITEMS))
+    assert not [r for r in rows if "/sitemaps/" in str(r["url"])], "no item for a sitemap"
+    assert len([r for r in rows if "/p/" in str(r["url"])]) == 6
