@@ -20,6 +20,7 @@ __all__ = ["PART_SUFFIX", "SIDECAR_SUFFIX", "PartState", "Segment", "Sidecar", "
 PART_SUFFIX = ".part"
 SIDECAR_SUFFIX = ".part.json"
 _VERSION = 1
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def part_paths(final: Path) -> tuple[Path, Path]:
@@ -140,8 +141,7 @@ class Sidecar:
         with self._lock:
             data = state.to_json()
             if self._fd is None:
-                self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0),
-                                   0o644)  # fmt: skip
+                self._fd = os.open(self.path, _FLAGS, 0o644)
                 self._size = 0
             # Pad with spaces to the previous size: one write replaces the whole record, no truncate needed.
             if len(data) < self._size:

@@ -250,6 +250,9 @@ class Downloader:
             http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))
         self._http = http
         self._executor: ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dirs: dict[PurePosixPath, Path] = {}
+        self._made: set[Path] = set()
         self._claimed: dict[Path, asyncio.Event] = {}
         self._active: dict[int, ActiveFile] = {}
         self._streams = 0
@@ -270,6 +273,12 @@ class Downloader:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # A run abandoned mid-way (the caller's loop raised) is not finalised until its generator is
+        # collected: stop its tasks now, before the client and the writer threads go away.
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._owns_client and self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -365,6 +374,8 @@ class Downloader:
         ticker = asyncio.create_task(self._ticker()) if self.on_progress else None
         tasks = [asyncio.create_task(worker(), name=f"download-worker-{i}") for i in range(self.jobs)]
         supervisor = asyncio.create_task(supervise(tasks))
+        owned = [*tasks, supervisor, *([ticker] if ticker else [])]
+        self._tasks.update(owned)
         try:
             while (result := await results.get()) is not None:
                 yield result
@@ -374,7 +385,8 @@ class Downloader:
                 t.cancel()
             if ticker is not None:
                 ticker.cancel()
-            await asyncio.gather(*tasks, supervisor, *(t for t in [ticker] if t), return_exceptions=True)
+            await asyncio.gather(*owned, return_exceptions=True)
+            self._tasks.difference_update(owned)
             await self._report(finished=True)
         if input_error:
             raise input_error[0]
@@ -404,6 +416,21 @@ class Downloader:
         return result
 
     # --- shared by file jobs -----------------------------------------------------------------------------
+
+    def directory(self, subdir: PurePosixPath) -> Path:
+        """The resolved directory for a sanitised subdirectory of `dest` (cached: resolving costs a
+        syscall per path component). File names joined to it are single safe segments, and part files
+        are opened with O_NOFOLLOW, so nothing is written outside `dest`."""
+        found = self._dirs.get(subdir)
+        if found is None:
+            found = self._dirs[subdir] = inside(self.dest, subdir)
+        return found
+
+    def make_directory(self, path: Path) -> None:
+        if path not in self._made:
+            path.mkdir(parents=True, exist_ok=True)
+            inside(self.dest, path.relative_to(self.dest.resolve()))  # a symlink swapped in meanwhile
+            self._made.add(path)
 
     def claim(self, path: Path) -> asyncio.Event | None:
         """Reserve `path` for one job of this run; returns the owner's done-event if already taken."""
@@ -523,12 +550,12 @@ class _FileJob:
             if not out.parts:
                 raise _Failure(f"out={entry.out!r} names no file")
             subdir, fixed = subdir / out.parent, out.name
-        directory = inside(dl.dest, subdir)
+        directory = dl.directory(subdir)
         self.active.name = fixed or choose_name(None, None, self.url)
         dl._active[self.key] = self.active
 
         if fixed and dl.collision == "skip" and entry.checksum is not None:
-            final = inside(directory, fixed)
+            final = directory / fixed
             if final.is_file() and not dl.claimed(final):
                 digests = await self._hash_existing(final)
                 if digests[entry.checksum.algo] == entry.checksum.hexdigest:
@@ -559,7 +586,7 @@ class _FileJob:
         if self.dl.collision == "rename":
             candidates += [numbered(guess, n) for n in range(1, 100)]
         for name in candidates:
-            final = inside(directory, name)
+            final = directory / name
             part, sidecar = part_paths(final)
             if self.dl.claimed(final):
                 continue
@@ -635,7 +662,7 @@ class _FileJob:
             [numbered(name, n) for n in range(1, 10_000)] if dl.collision == "rename" else []
         )
         for candidate in candidates:
-            final = inside(directory, candidate)
+            final = directory / candidate
             owner = self._claim(final)
             if owner is not None:
                 if dl.collision == "rename":
@@ -706,7 +733,7 @@ class _FileJob:
         dl = self.dl
         if state.length is not None and dl.max_size is not None and state.length > dl.max_size:
             raise _Failure(f"size {state.length} exceeds --max-size {dl.max_size}", self.http_status)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        dl.make_directory(final.parent)
         part_path, sidecar_path = part_paths(final)
         self._close_part()
         self.part = part = PartFile(

@@ -21,6 +21,8 @@ from crawler._download._resume import PartState, Segment, Sidecar
 
 __all__ = ["PartFile", "hash_file", "plan_segments"]
 
+# A part file that is a symlink (planted, or left by something else) is refused, never followed.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
 _READ_BLOCK = 4 << 20
 # Read back and hash what other segments wrote once this much is contiguous past the hashed prefix.
@@ -70,7 +72,7 @@ class PartFile:
         self.sidecar = sidecar
         self._algos = tuple(dict.fromkeys(algos))
         self._executor = executor
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | (os.O_TRUNC if fresh else 0)
+        flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | (os.O_TRUNC if fresh else 0)
         self._fd: int | None = os.open(path, flags, 0o644)
         self._lock = threading.Lock()  # hash state and segment progress
         self._open_cond = threading.Condition()  # the fd and the writers using it

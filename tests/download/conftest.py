@@ -18,6 +18,7 @@ import pytest
 from crawler import RetryConfig
 from crawler._config import BackoffConfig
 
+from .measure import wait_measuring_peak
 from .servers import EdgeServer, NginxServer, find_nginx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -91,64 +92,46 @@ class CliRun:
     returncode: int
     stdout: str
     stderr: str
-    max_rss: int  # bytes
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
 
 
 def run_cli(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60.0) -> CliRun:
-    """`python -m crawler download ARGS` in a subprocess; peak RSS from wait4's rusage of that child."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "crawler", "download", *args], cwd=cwd, env=env,
-                            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    """`python -m crawler download ARGS` in a subprocess."""
     try:
-        out, err = proc.communicate(stdin, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"crawler download timed out:\n{err}") from None
-    return CliRun(proc.returncode, out, err, _child_rusage_maxrss(proc))
+        done = subprocess.run([sys.executable, "-m", "crawler", "download", *args], cwd=cwd, env=_env(),
+                              input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"crawler download timed out:\n{exc.stderr}") from None
+    return CliRun(done.returncode, done.stdout, done.stderr)
 
 
-def _child_rusage_maxrss(proc: subprocess.Popen[str]) -> int:
-    # communicate() reaped the child already; its rusage went to RUSAGE_CHILDREN, which holds the
-    # maximum over every child reaped so far. Tests that need this child's own peak use spawn_cli.
-    import resource
+class Spawned:
+    """A `crawler download` running in the background, its output going to files."""
 
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    def __init__(self, args: tuple[str, ...], directory: Path) -> None:
+        self._out = open(directory / "stdout", "w+b")  # noqa: SIM115 - closed in finish()
+        self._err = open(directory / "stderr", "w+b")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "crawler", "download", *args], env=_env(),
+                                     stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)  # fmt: skip
+
+    def send_signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def finish(self, timeout: float = 120.0) -> tuple[int, int, bytes, bytes]:
+        """Wait; returns (exit code, peak RSS bytes, stdout, stderr)."""
+        try:
+            code, peak = wait_measuring_peak(self.proc, timeout)
+            self._out.seek(0)
+            self._err.seek(0)
+            return code, peak, self._out.read(), self._err.read()
+        finally:
+            self._out.close()
+            self._err.close()
 
 
-def spawn_cli(*args: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-    return subprocess.Popen([sys.executable, "-m", "crawler", "download", *args], cwd=cwd, env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-
-
-def wait_with_rusage(proc: subprocess.Popen[bytes], timeout: float = 120.0) -> tuple[int, int, bytes, bytes]:
-    """Wait for `proc` (its pipes drained by threads) and return (returncode, peak RSS bytes, out, err),
-    the peak from wait4's rusage of exactly this child."""
-    import threading
-    import time
-
-    buffers: dict[str, bytes] = {}
-
-    def drain(name: str, stream: object) -> None:
-        buffers[name] = stream.read()  # type: ignore[attr-defined]
-
-    threads = [threading.Thread(target=drain, args=(n, s), daemon=True)
-               for n, s in (("out", proc.stdout), ("err", proc.stderr))]  # fmt: skip
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + timeout
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            raise AssertionError("crawler download timed out")
-        time.sleep(0.02)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    for t in threads:
-        t.join(5)
-    return proc.returncode, usage.ru_maxrss * 1024, buffers.get("out", b""), buffers.get("err", b"")
+def spawn_cli(*args: str, workdir: Path) -> Spawned:
+    return Spawned(args, workdir)
