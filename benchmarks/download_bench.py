@@ -76,10 +76,15 @@ def _tools() -> list[_Tool]:
 
 def _measure(argv: list[str], timeout: float = 600.0) -> tuple[float, int, int, str]:
     """(seconds, peak RSS bytes, exit code, stderr tail) of one process."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
     with tempfile.TemporaryFile() as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
+        )
         code, peak = wait_measuring_peak(proc, timeout, interval=0.002)
         elapsed = time.perf_counter() - started
         err.seek(0)
@@ -163,12 +168,16 @@ def run(*, big_mb: int = 500, small_count: int = 200, small_mb: float = 1.0, rep
                     seconds, rss, code, err = _measure(t.argv(big_url, out, small_urls, list_file))
                     written = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
                     if code != 0 or written != payload[t.case]:
-                        res.update(ok=False, error=f"exit {code}, wrote {written} bytes: {err.strip()[-300:]}")
+                        res.update(
+                            ok=False, error=f"exit {code}, wrote {written} bytes: {err.strip()[-300:]}"
+                        )
                         say(f"  {t.name}: FAILED ({res['error']})")
                         continue
                     res["runs"].append(payload[t.case] / MB / seconds)
                     res["rss"].append(rss)
-                    say(f"  run {r + 1}/{repeats} {t.name:18s} {res['runs'][-1]:7.1f} MB/s  {rss / MB:6.1f} MB RSS")
+                    say(
+                        f"  run {r + 1}/{repeats} {t.name:18s} {res['runs'][-1]:7.1f} MB/s  {rss / MB:6.1f} MB RSS"
+                    )
     finally:
         shutil.rmtree(out, ignore_errors=True)
         if workdir is None:
@@ -228,7 +237,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--big-mb", type=int, default=500)
     parser.add_argument("--small-count", type=int, default=200)
     parser.add_argument("--small-mb", type=float, default=1.0)

@@ -5,6 +5,7 @@ path is checked to stay under the destination directory.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
@@ -100,7 +101,7 @@ def safe_subpath(path: str) -> PurePosixPath:
     return PurePosixPath(*[safe_filename(s, default="_") for s in segments])
 
 
-def inside(root: Path, *parts: str | PurePosixPath) -> Path:
+def inside(root: Path, *parts: str | os.PathLike[str]) -> Path:
     """`root/parts...`, resolved (symlinks followed); raises `UnsafePath` if it is not under `root`."""
     root = root.resolve()
     path = root.joinpath(*parts).resolve()

@@ -13,28 +13,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from crawler._download._results import DownloadProgress
+from crawler._download._results import DownloadProgress, format_bytes, format_duration
 
-__all__ = ["ProgressDisplay", "format_bytes", "format_duration"]
+__all__ = ["ProgressDisplay", "render"]
 
 _SHOWN_ACTIVE = 8
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def format_duration(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    s = int(seconds + 0.5)
-    h, rem = divmod(s, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
 def render(p: DownloadProgress) -> RenderableType:

@@ -8,7 +8,7 @@ from typing import Any
 
 from crawler._download._entries import DownloadEntry
 
-__all__ = ["ActiveFile", "DownloadProgress", "DownloadResult"]
+__all__ = ["ActiveFile", "DownloadProgress", "DownloadResult", "format_bytes", "format_duration"]
 
 
 @dataclass(slots=True)
@@ -66,3 +66,21 @@ class DownloadProgress:
     files_total: int | None
     active: tuple[ActiveFile, ...]
     finished: bool = False
+
+
+def format_bytes(n: float) -> str:
+    """`1.5 MB`, decimal units as curl and aria2 print them."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    s = int(seconds + 0.5)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"

@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -268,7 +269,7 @@ class Downloader:
     async def __aenter__(self) -> Downloader:
         if self._client is None:
             self._client = build_client(self._http)
-        workers = max(2, min(16, self.jobs * self.segments))
+        workers = max(2, min(8, self.jobs * self.segments))
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawler-download-write")
         return self
 
@@ -517,8 +518,9 @@ class _FileJob:
         log.debug("failed %s: %s", self.url, error)
         return DownloadResult(self.url, None, 0, None, "failed", error, http_status, self.resumed_from)
 
-    def _skipped(self, final: Path, sha256: str | None) -> DownloadResult:
-        size = final.stat().st_size
+    def _skipped(self, final: Path, sha256: str | None, size: int | None = None) -> DownloadResult:
+        if size is None:
+            size = final.stat().st_size
         return DownloadResult(self.url, final, size, sha256, "skipped", None, self.http_status, 0, 0)
 
     def _close_part(self) -> None:
@@ -590,10 +592,11 @@ class _FileJob:
             part, sidecar = part_paths(final)
             if self.dl.claimed(final):
                 continue
-            state = Sidecar.load(sidecar) if part.exists() else None
+            has_part = part.exists()
+            state = Sidecar.load(sidecar) if has_part else None
             if state is not None and state.url == self.url and state.validator and state.segments:
                 return state, final
-            if not (final.exists() or part.exists()):
+            if len(candidates) == 1 or not (has_part or final.exists()):
                 break
         return None, None
 
@@ -676,13 +679,17 @@ class _FileJob:
                 if (prior is not None and prior.url == self.url and prior.validator and prior.written > 0
                         and info.same_file(prior)):  # fmt: skip
                     raise _Restart(f"resuming {final.name} from byte {prior.written}", prior, final)
-            if final.is_dir():
+            try:
+                existing = final.stat()
+            except FileNotFoundError:
+                return final
+            if stat.S_ISDIR(existing.st_mode):
                 raise _Failure(f"{final} is a directory")
-            if not final.exists() or dl.collision == "overwrite":
+            if dl.collision == "overwrite":
                 return final
             if dl.collision == "skip":
-                if info.total is not None and final.stat().st_size == info.total:
-                    return self._skipped(final, None)
+                if info.total is not None and existing.st_size == info.total:
+                    return self._skipped(final, None, existing.st_size)
                 return final  # not the same size: not a complete copy, replace it
         raise _Failure(f"no free name for {name}")
 
@@ -900,9 +907,7 @@ class _FileJob:
 
 def _rename_into_place(final: Path) -> None:
     part, sidecar = part_paths(final)
-    if final.is_dir():
-        raise _Failure(f"{final} is a directory")
-    os.replace(part, final)
+    os.replace(part, final)  # onto a directory: IsADirectoryError, the entry fails
     sidecar.unlink(missing_ok=True)
 
 

@@ -79,11 +79,13 @@ class PartFile:
         self._writers = 0
         self._hashers: dict[str, Any] = {}
         self._hashed = 0
+        self._final: dict[str, str] | None = None
         self._reset_hash()
 
     def _reset_hash(self) -> None:
         self._hashers = {a: hashlib.new(a) for a in self._algos}
         self._hashed = 0
+        self._final = None
 
     # --- run in writer threads ---------------------------------------------------------------------
 
@@ -115,6 +117,8 @@ class PartFile:
             if self.state.contiguous_end() - self._hashed >= _CATCH_UP:
                 self._catch_up(fd)
         self.sidecar.save(self.state)
+        if self.state.complete and self._final is None:
+            self._final = self._digests()  # in this thread: saves the event loop a hand-off per file
 
     def _catch_up(self, fd: int) -> None:
         """Hash `[hashed, contiguous_end)` from the file. Caller holds the lock."""
@@ -128,6 +132,8 @@ class PartFile:
             self._hashed += len(block)
 
     def _digests(self) -> dict[str, str]:
+        if self._final is not None:
+            return self._final
         fd = self._fd
         if fd is None:
             raise ValueError("part file is closed")
@@ -145,6 +151,8 @@ class PartFile:
 
     async def digests(self) -> dict[str, str]:
         """Digests of the whole file (the prefix must be complete); hashes whatever is not hashed yet."""
+        if self._final is not None:
+            return self._final
         return await asyncio.get_running_loop().run_in_executor(self._executor, self._digests)
 
     async def restart(self, state: PartState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -223,13 +224,16 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     import orjson
 
     from crawler._download import Downloader, DownloadResult, InputError
-    from crawler._download._progress import ProgressDisplay, format_bytes
+    from crawler._download._results import format_bytes
     from crawler.cli._common import install_stop_signals
 
     failures: list[DownloadResult] = []
     stdout = sys.stdout.buffer
-    display = ProgressDisplay()
-    display.enabled = display.enabled and not (args.quiet or args.json)
+    display: Any = contextlib.nullcontext()
+    if not (args.quiet or args.json) and sys.stderr.isatty():
+        from crawler._download._progress import ProgressDisplay  # rich costs ~25 ms to import: only for a TTY
+
+        display = ProgressDisplay()
 
     def on_result(result: DownloadResult) -> None:
         if not result.ok:
@@ -253,7 +257,7 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
                             rate_limit=args.rate_limit, per_host=args.max_per_host, limit_rate=args.limit_rate,
                             max_size=args.max_size, collision=args.collision, resume=args.resume,
                             headers=headers, min_segment_size=args.min_split_size,
-                            on_progress=display if display.enabled else None, on_result=on_result)  # fmt: skip
+                            on_progress=display if callable(display) else None, on_result=on_result)  # fmt: skip
     downloader.files_total = total
     code = EXIT_OK
     try:

@@ -105,7 +105,9 @@ class EdgeApp:
         if not path.startswith("/__"):
             self.log.append(record)
 
-        async def respond(status: int, hdrs: list[tuple[str, str]], body: bytes = b"", more: bool = False) -> None:
+        async def respond(
+            status: int, hdrs: list[tuple[str, str]], body: bytes = b"", more: bool = False
+        ) -> None:
             record["status"] = status
             await send({"type": "http.response.start", "status": status,
                         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
@@ -115,7 +117,9 @@ class EdgeApp:
             data = json.dumps(self.log).encode()
             if query.get("clear"):
                 self.log.clear()
-            await respond(200, [("content-type", "application/json"), ("content-length", str(len(data)))], data)
+            await respond(
+                200, [("content-type", "application/json"), ("content-length", str(len(data)))], data
+            )
             return
         if path == "/__bump":
             key = query.get("key", "")
@@ -171,7 +175,9 @@ class EdgeApp:
         rng = headers.get("range")
         if ranges_ok and rng and rng.startswith("bytes="):
             if_range = headers.get("if-range")
-            matches = if_range is None or if_range in (etag, last_modified) or bool(query.get("ignore_if_range"))
+            matches = (
+                if_range is None or if_range in (etag, last_modified) or bool(query.get("ignore_if_range"))
+            )
             if matches:
                 first, _, last = rng[6:].partition("-")
                 if first.isdigit():
@@ -188,7 +194,9 @@ class EdgeApp:
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
         rate = float(query.get("rate", "0"))
-        cut_at = int(query.get("cut_at", "-1")) if kind == "cut" and hit <= int(query.get("cuts", "1")) else -1
+        cut_at = (
+            int(query.get("cut_at", "-1")) if kind == "cut" and hit <= int(query.get("cuts", "1")) else -1
+        )
         sent = 0
         started = time.monotonic()
         chunk = 16 * 1024 if rate else _CHUNK

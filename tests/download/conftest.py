@@ -80,7 +80,9 @@ def nginx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NginxSite]:
     }
     (root / "many").mkdir()
     for i in range(40):
-        sums[f"many/f{i:02d}.bin"] = _write_random(root / "many" / f"f{i:02d}.bin", 50_000 + 5_000 * i, 100 + i)
+        sums[f"many/f{i:02d}.bin"] = _write_random(
+            root / "many" / f"f{i:02d}.bin", 50_000 + 5_000 * i, 100 + i
+        )
     with open(root / "sparse-1g.bin", "wb") as f:
         f.truncate(GiB)
     with NginxServer(root, slow_rate="3m") as server:
@@ -95,7 +97,10 @@ class CliRun:
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+    }
 
 
 def run_cli(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60.0) -> CliRun:
@@ -113,8 +118,8 @@ class Spawned:
     """A `crawler download` running in the background, its output going to files."""
 
     def __init__(self, args: tuple[str, ...], directory: Path) -> None:
-        self._out = open(directory / "stdout", "w+b")  # noqa: SIM115 - closed in finish()
-        self._err = open(directory / "stderr", "w+b")  # noqa: SIM115
+        self._out = open(directory / "stdout", "w+b")
+        self._err = open(directory / "stderr", "w+b")
         self.proc = subprocess.Popen([sys.executable, "-m", "crawler", "download", *args], env=_env(),
                                      stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)  # fmt: skip
 

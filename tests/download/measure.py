@@ -7,7 +7,6 @@ when the child execs, so a small `curl` would report the size of the Python proc
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 

@@ -37,7 +37,9 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], what: s
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}")
+            raise RuntimeError(
+                f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return
@@ -67,7 +69,9 @@ class NginxServer:
     (nginx's limit_rate) for tests that must interrupt a transfer. The access log records Range and
     If-Range of every request (`requests()`)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, host: str = "127.0.0.1", slow_rate: str = "4m") -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, host: str = "127.0.0.1", slow_rate: str = "4m"
+    ) -> None:
         self.root = Path(root).resolve()
         self.host = host
         self.slow_rate = slow_rate
@@ -86,7 +90,9 @@ class NginxServer:
         assert self._dir is not None
         d = self._dir
         user = "user root;\n" if os.geteuid() == 0 else ""
-        temp = " ".join(f"{k}_temp_path {d}/tmp;" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        temp = " ".join(
+            f"{k}_temp_path {d}/tmp;" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
         return f"""{user}daemon off;
 worker_processes 1;
 pid {d}/nginx.pid;
@@ -206,7 +212,9 @@ class EdgeServer:
 
     def log(self, clear: bool = False) -> list[dict[str, Any]]:
         assert self._client is not None
-        data: list[dict[str, Any]] = json.loads(self._client.get("/__log", params={"clear": "1"} if clear else {}).content)
+        data: list[dict[str, Any]] = json.loads(
+            self._client.get("/__log", params={"clear": "1"} if clear else {}).content
+        )
         return data
 
     def requests_for(self, key: str) -> list[dict[str, Any]]:

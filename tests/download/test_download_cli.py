@@ -31,13 +31,21 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def test_resume_after_kill_9_sends_range_and_verifies(nginx: NginxSite, tmp_path: Path,
-                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_resume_after_kill_9_sends_range_and_verifies(
+    nginx: NginxSite, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     # /slow/ is nginx's limit_rate (3 MB/s): the 12 MB file takes seconds, so the kill lands mid-file.
     url = nginx.url("slow/kill.bin")
     digest = nginx.sha256["kill.bin"]
-    proc = spawn_cli(url, "-d", str(tmp_path), "--checksum", f"sha-256={digest}", "-q",
-                     workdir=tmp_path_factory.mktemp("proc"))
+    proc = spawn_cli(
+        url,
+        "-d",
+        str(tmp_path),
+        "--checksum",
+        f"sha-256={digest}",
+        "-q",
+        workdir=tmp_path_factory.mktemp("proc"),
+    )
     sidecar = tmp_path / "kill.bin.part.json"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -68,15 +76,20 @@ def test_resume_after_kill_9_sends_range_and_verifies(nginx: NginxSite, tmp_path
     assert files_under(tmp_path) == ["kill.bin"]
 
 
-def test_one_gibibyte_file_with_flat_memory(nginx: NginxSite, tmp_path: Path,
-                                            tmp_path_factory: pytest.TempPathFactory) -> None:
-    proc = spawn_cli(nginx.url("sparse-1g.bin"), "-d", str(tmp_path), "--json", workdir=tmp_path_factory.mktemp("p"))
+def test_one_gibibyte_file_with_flat_memory(
+    nginx: NginxSite, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    proc = spawn_cli(
+        nginx.url("sparse-1g.bin"), "-d", str(tmp_path), "--json", workdir=tmp_path_factory.mktemp("p")
+    )
     code, max_rss, out, err = proc.finish(timeout=120)
 
     assert code == 0, err.decode()
     record = json.loads(out)
     assert record["bytes"] == GiB and record["status"] == "ok"
-    assert record["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"  # 1 GiB of zeros
+    assert (
+        record["sha256"] == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"
+    )  # 1 GiB of zeros
     assert (tmp_path / "sparse-1g.bin").stat().st_size == GiB
     assert 20e6 < max_rss < 150e6, f"peak RSS {max_rss / 1e6:.0f} MB"
     (tmp_path / "sparse-1g.bin").unlink()
@@ -89,7 +102,12 @@ def test_segmented_download_from_nginx(nginx: NginxSite, tmp_path: Path) -> None
     record = json.loads(run.stdout)
     assert record["segments"] == 4 and record["sha256"] == nginx.sha256["seg.bin"]
     ranges = sorted(r["range"] for r in nginx.server.requests() if r["uri"] == "/seg.bin")[-4:]
-    assert ranges == ["bytes=0-", "bytes=12000000-17999999", "bytes=18000000-23999999", "bytes=6000000-11999999"]
+    assert ranges == [
+        "bytes=0-",
+        "bytes=12000000-17999999",
+        "bytes=18000000-23999999",
+        "bytes=6000000-11999999",
+    ]
     assert sha256_of(tmp_path / "seg.bin") == nginx.sha256["seg.bin"]
 
 
@@ -99,7 +117,11 @@ def test_aria2_input_file_with_out_dir_and_checksums(nginx: NginxSite, tmp_path:
     for i, name in enumerate(names):
         lines.append(nginx.url(name))
         if i % 2:
-            lines += [f"  out=renamed-{i}.bin", f"  dir=odd/{i % 3}", f"  checksum=sha-256={nginx.sha256[name]}"]
+            lines += [
+                f"  out=renamed-{i}.bin",
+                f"  dir=odd/{i % 3}",
+                f"  checksum=sha-256={nginx.sha256[name]}",
+            ]
     (tmp_path / "list.txt").write_text("# downloads\n" + "\n".join(lines) + "\n")
     dest = tmp_path / "out"
 
@@ -113,7 +135,9 @@ def test_aria2_input_file_with_out_dir_and_checksums(nginx: NginxSite, tmp_path:
         assert sha256_of(path) == nginx.sha256[name]
 
     again = run_cli("-i", str(tmp_path / "list.txt"), "-d", str(dest), "--json")  # complete files are skipped
-    assert again.returncode == 0 and {json.loads(x)["status"] for x in again.stdout.splitlines()} == {"skipped"}
+    assert again.returncode == 0 and {json.loads(x)["status"] for x in again.stdout.splitlines()} == {
+        "skipped"
+    }
 
 
 def test_urls_from_stdin(nginx: NginxSite, tmp_path: Path) -> None:
@@ -128,7 +152,9 @@ def test_failures_exit_1_and_are_listed_at_the_end(edge: EdgeServer, key: str, t
     missing = edge.url_for("/status/404", key=key)
     broken = edge.url_for("/status/500", key=key)
     mismatch = edge.url_for("/file/sum.bin", size=1000, seed=key, key=key)
-    (tmp_path / "list.txt").write_text(f"{good}\n{missing}\n{broken}\n{mismatch}\n  checksum=md5={'0' * 32}\n")
+    (tmp_path / "list.txt").write_text(
+        f"{good}\n{missing}\n{broken}\n{mismatch}\n  checksum=md5={'0' * 32}\n"
+    )
 
     run = run_cli("-i", str(tmp_path / "list.txt"), "-d", str(tmp_path / "out"), "-m", "1", "-q")
 
@@ -190,8 +216,9 @@ def test_bad_input_file_line_is_a_usage_error_before_anything_downloads(
     assert edge.requests_for(key) == [] and not (tmp_path / "out").exists()
 
 
-def test_sigterm_keeps_the_part_for_resuming(nginx: NginxSite, tmp_path: Path,
-                                            tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_sigterm_keeps_the_part_for_resuming(
+    nginx: NginxSite, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     proc = spawn_cli(nginx.url("slow/kill.bin"), "-d", str(tmp_path), workdir=tmp_path_factory.mktemp("p"))
     deadline = time.monotonic() + 20
     while Sidecar.load(tmp_path / "kill.bin.part.json") is None and time.monotonic() < deadline:

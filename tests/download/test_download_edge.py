@@ -27,6 +27,14 @@ def files_under(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+def sidecars_under(root: Path) -> list[Path]:
+    return list(root.rglob("*.part.json"))
+
+
+def real(path: Path) -> Path:
+    return path.resolve()
+
+
 async def interrupt_after(url: str, dest: Path, min_bytes: int, **options: Any) -> None:
     """Start a download and cancel it once its sidecar records `min_bytes`: a partial from an 'earlier run'."""
     task = asyncio.create_task(download([url], dest, batch_size=64 << 10, **options))
@@ -34,7 +42,7 @@ async def interrupt_after(url: str, dest: Path, min_bytes: int, **options: Any) 
     while time.monotonic() < deadline:
         await asyncio.sleep(0.02)
         assert not task.done(), f"finished before it could be interrupted: {task.result()}"
-        for sidecar in dest.rglob("*.part.json"):
+        for sidecar in sidecars_under(dest):
             state = Sidecar.load(sidecar)
             if state is not None and state.written >= min_bytes:
                 task.cancel()
@@ -76,7 +84,9 @@ async def test_validator_change_restarts_from_zero(edge: EdgeServer, key: str, t
 
     assert result.status == "ok" and result.resumed_from == 0
     retry = edge.requests_for(key)[-1]
-    assert retry["if_range"] == f'"{key}-1000000-v0"' and retry["status"] == 200  # If-Range failed: whole file
+    assert (
+        retry["if_range"] == f'"{key}-1000000-v0"' and retry["status"] == 200
+    )  # If-Range failed: whole file
     assert (tmp_path / "changing.bin").read_bytes() == file_bytes(key, 1, 1_000_000)
     assert files_under(tmp_path) == ["changing.bin"]
 
@@ -95,7 +105,9 @@ async def test_a_206_with_a_different_etag_starts_over(edge: EdgeServer, key: st
     assert result.sha256 == file_sha256(key, 1, 1_000_000)
 
 
-async def test_server_without_range_support_starts_over_cleanly(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+async def test_server_without_range_support_starts_over_cleanly(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
     url = edge.url_for("/file/norange.bin", size=1_000_000, seed=key, key=key, rate=1_000_000, norange=1)
     await interrupt_after(url, tmp_path, 200_000)
 
@@ -136,7 +148,9 @@ async def test_checksum_mismatch_fails_and_leaves_nothing(edge: EdgeServer, key:
 
 
 @pytest.mark.parametrize("algo", ["md5", "sha1", "sha512"])
-async def test_checksums_of_other_algorithms_verify(edge: EdgeServer, key: str, tmp_path: Path, algo: str) -> None:
+async def test_checksums_of_other_algorithms_verify(
+    edge: EdgeServer, key: str, tmp_path: Path, algo: str
+) -> None:
     url = edge.url_for("/file/sum.bin", size=200_000, seed=key, key=key)
     digest = hashlib.new(algo, file_bytes(key, 0, 200_000)).hexdigest()
     label = "md5" if algo == "md5" else f"sha-{algo[3:]}"
@@ -167,7 +181,7 @@ async def test_hostile_content_disposition_names_stay_inside_dest(
     [result] = await download([url], dest)
 
     assert result.status == "ok", result.error
-    assert result.path == dest.resolve() / expected
+    assert result.path == real(dest) / expected
     assert files_under(tmp_path) == [f"dest/{expected}"]
 
 
@@ -239,7 +253,9 @@ async def test_unknown_length_downloads_completely(edge: EdgeServer, key: str, t
     assert result.sha256 == file_sha256(key, 0, 1_234_567)
 
 
-async def test_segments_fetch_ranges_in_parallel_and_verify(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+async def test_segments_fetch_ranges_in_parallel_and_verify(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
     url = edge.url_for("/file/split.bin", size=3_000_000, seed=key, key=key)
 
     [result] = await download([url], tmp_path, segments=4, min_segment_size="256KiB")
@@ -269,7 +285,7 @@ async def test_collision_policies(edge: EdgeServer, key: str, tmp_path: Path) ->
     assert skipped.status == "skipped" and (tmp_path / "same.bin").read_bytes() == b"x" * 10_000
 
     [renamed] = await download([url], tmp_path, collision="rename")
-    assert renamed.status == "ok" and renamed.path == tmp_path.resolve() / "same.1.bin"
+    assert renamed.status == "ok" and renamed.path == real(tmp_path) / "same.1.bin"
 
     [overwritten] = await download([url], tmp_path, collision="overwrite")
     assert overwritten.status == "ok" and (tmp_path / "same.bin").read_bytes() == file_bytes(key, 0, 10_000)
@@ -293,7 +309,9 @@ async def test_existing_file_matching_its_checksum_needs_no_request(
     assert edge.requests_for(key) == []
 
 
-async def test_same_name_twice_in_one_run_renames_the_second(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+async def test_same_name_twice_in_one_run_renames_the_second(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
     a = edge.url_for("/file/dup.bin", size=10_000, seed=key + "a", key=key + "a")
     b = edge.url_for("/file/dup.bin", size=20_000, seed=key + "b", key=key + "b")
 
@@ -315,20 +333,26 @@ async def test_shared_client_is_used_and_left_open(edge: EdgeServer, key: str, t
 
 
 async def test_progress_and_result_callbacks(edge: EdgeServer, key: str, tmp_path: Path) -> None:
-    urls = [edge.url_for(f"/file/p{i}.bin", size=400_000, seed=key, key=f"{key}{i}", rate=2_000_000) for i in range(3)]
+    urls = [
+        edge.url_for(f"/file/p{i}.bin", size=400_000, seed=key, key=f"{key}{i}", rate=2_000_000)
+        for i in range(3)
+    ]
     snapshots: list[DownloadProgress] = []
     finished: list[DownloadResult] = []
 
     async def on_result(result: DownloadResult) -> None:
         finished.append(result)
 
-    results = await download(urls, tmp_path, on_progress=snapshots.append, on_result=on_result,
-                             progress_interval=0.05)
+    results = await download(
+        urls, tmp_path, on_progress=snapshots.append, on_result=on_result, progress_interval=0.05
+    )
 
     assert all(r.status == "ok" for r in results) and len(finished) == 3
     assert any(s.active for s in snapshots)
     last = snapshots[-1]
-    assert last.finished and last.files_done == 3 and last.bytes_received == 1_200_000 and last.files_total == 3
+    assert (
+        last.finished and last.files_done == 3 and last.bytes_received == 1_200_000 and last.files_total == 3
+    )
 
 
 async def test_mirror_is_tried_when_the_first_url_fails(
@@ -360,3 +384,43 @@ async def test_async_iterable_of_entries(edge: EdgeServer, key: str, tmp_path: P
     results = await download(entries(), tmp_path, jobs=2)
 
     assert [r.bytes for r in results] == [1000, 1001, 1002]
+
+
+async def test_a_planted_symlink_part_is_not_followed(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (dest / "f.bin.part").symlink_to(victim)
+    url = edge.url_for("/file/f.bin", size=1000, seed=key, key=key)
+
+    [result] = await download([url], dest, resume=False)
+
+    assert result.status == "failed"
+    assert victim.read_text() == "precious"
+    assert not (dest / "f.bin").exists()
+
+
+async def test_rate_limit_spaces_requests_to_a_host(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+    urls = [edge.url_for(f"/file/r{i}.bin", size=1000, seed=key, key=key) for i in range(5)]
+
+    results = await download(urls, tmp_path, rate_limit="10/s")
+
+    assert all(r.status == "ok" for r in results)
+    starts = sorted(r["t"] for r in edge.requests_for(key))
+    assert starts[-1] - starts[0] >= 0.3  # 5 requests at 10/s, whatever -j says
+
+
+async def test_leaving_a_run_early_stops_its_downloads(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+    from crawler._download import Downloader
+
+    urls = [
+        edge.url_for(f"/file/e{i}.bin", size=300_000, seed=key, key=key, rate=1_000_000) for i in range(6)
+    ]
+    async with Downloader(tmp_path, jobs=3) as downloader:
+        async for _first in downloader.run(urls):
+            break
+    await asyncio.sleep(0.3)
+    count = len(edge.requests_for(key))
+    await asyncio.sleep(0.5)
+    assert len(edge.requests_for(key)) == count < 6  # nothing new started after the run was left

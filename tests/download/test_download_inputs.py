@@ -111,7 +111,9 @@ def test_untrustworthy_sidecars_are_ignored(data: bytes) -> None:
 
 
 def test_weak_etags_are_not_used_for_if_range() -> None:
-    assert PartState("u", 'W/"x"', "Tue, 14 Nov 2023 22:13:20 GMT").validator == "Tue, 14 Nov 2023 22:13:20 GMT"
+    assert (
+        PartState("u", 'W/"x"', "Tue, 14 Nov 2023 22:13:20 GMT").validator == "Tue, 14 Nov 2023 22:13:20 GMT"
+    )
     assert PartState("u", '"x"', "Tue, 14 Nov 2023 22:13:20 GMT").validator == '"x"'
 
 
