@@ -21,36 +21,41 @@ _SHOWN_ACTIVE = 8
 
 
 def render(p: DownloadProgress) -> RenderableType:
+    """One overall line (bar over the active files' known sizes, bytes, speed, ETA, file counts), then the
+    largest active files."""
     total_known = sum(a.total for a in p.active if a.total is not None)
-    done_active = sum(a.done for a in p.active)
+    done_active = sum(a.done for a in p.active if a.total is not None)
     files = f"{p.files_done} done"
     if p.files_skipped:
         files += f", {p.files_skipped} skipped"
-    files += f", {p.files_failed} failed" if p.files_failed else ""
+    if p.files_failed:
+        files += f", {p.files_failed} failed"
     if p.files_total is not None:
         files += f" of {p.files_total}"
-    head = Text.assemble(
-        (f"{format_bytes(p.bytes_received)}", "bold"),
-        f"  {format_bytes(p.speed)}/s  ETA {format_duration(p.eta)}  ",
-        (files, "cyan"),
-        f"  {len(p.active)} active",
-    )
+    head = Table.grid(padding=(0, 1))
+    head.add_column(width=30)
+    head.add_column(no_wrap=True)
+    if p.files_total:  # a known list: the bar counts files; otherwise the active files' bytes
+        finished = p.files_done + p.files_skipped + p.files_failed
+        bar = ProgressBar(total=p.files_total, completed=finished, width=30)
+    else:
+        bar = ProgressBar(total=total_known or None, completed=min(done_active, total_known), width=30)
+    head.add_row(bar, Text.assemble((format_bytes(p.bytes_received), "bold"),
+                                    f"  {format_bytes(p.speed)}/s  ETA {format_duration(p.eta)}  ",
+                                    (files, "cyan"), f"  {len(p.active)} active"))  # fmt: skip
     table = Table.grid(padding=(0, 1))
-    table.add_column(no_wrap=True, max_width=40, overflow="ellipsis")
     table.add_column(width=30)
+    table.add_column(no_wrap=True, max_width=48, overflow="ellipsis")
     table.add_column(no_wrap=True, justify="right")
     for a in sorted(p.active, key=lambda a: -a.done)[:_SHOWN_ACTIVE]:
         size = f"{format_bytes(a.done)} / {format_bytes(a.total)}" if a.total else format_bytes(a.done)
         if a.segments > 1:
             size += f"  x{a.segments}"
-        table.add_row(a.name or a.url, ProgressBar(total=a.total or None, completed=a.done, width=30), size)
+        table.add_row(ProgressBar(total=a.total or None, completed=a.done, width=30), a.name or a.url, size)
+    parts: list[RenderableType] = [head, table]
     more = len(p.active) - _SHOWN_ACTIVE
-    parts: list[RenderableType] = [head]
-    if total_known:
-        parts.insert(0, ProgressBar(total=total_known, completed=min(done_active, total_known)))
-    parts.append(table)
     if more > 0:
-        parts.append(Text(f"  ... and {more} more", style="dim"))
+        parts.append(Text(f"... and {more} more", style="dim"))
     return Group(*parts)
 
 
