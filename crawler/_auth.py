@@ -64,11 +64,15 @@ class OAuth2ClientCredentials(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if not self._valid():
-            self._store((yield self._token_request()))
+            token_response = yield self._token_request()
+            token_response.read()
+            self._store(token_response)
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
         if response.status_code == 401:
-            self._store((yield self._token_request()))
+            token_response = yield self._token_request()
+            token_response.read()
+            self._store(token_response)
             request.headers["Authorization"] = f"Bearer {self._token}"
             yield request
 
@@ -78,14 +82,18 @@ class OAuth2ClientCredentials(httpx.Auth):
         if not self._valid():
             async with self._lock:
                 if not self._valid():
-                    self._store((yield self._token_request()))
+                    token_response = yield self._token_request()
+                    await token_response.aread()
+                    self._store(token_response)
         used = self._token
         request.headers["Authorization"] = f"Bearer {used}"
         response = yield request
         if response.status_code == 401:
             async with self._lock:
                 if self._token == used:  # nobody refreshed it meanwhile
-                    self._store((yield self._token_request()))
+                    token_response = yield self._token_request()
+                    await token_response.aread()
+                    self._store(token_response)
             request.headers["Authorization"] = f"Bearer {self._token}"
             yield request
 

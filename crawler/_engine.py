@@ -366,6 +366,8 @@ class Crawler:
                 log.exception("unexpected error on %s", req.url)
                 self._fail(req, f"internal:{type(exc).__name__}")
             finally:
+                # The host's slot is held through the stages: back-pressure stays per host.
+                self.limiter.release(req.host)
                 self._in_flight -= 1
                 self._wake.set()
 
@@ -375,7 +377,6 @@ class Crawler:
         if robots is not None and not robots.known(req.host):
             await self._load_robots(req.url.split("://", 1)[0], req.host)
         if robots is not None and not robots.allowed(req.url, req.host):
-            self.limiter.release(req.host)
             stats.robots_denied += 1
             self._reserved -= 1
             self._pending_acks.append(req)
@@ -385,19 +386,22 @@ class Crawler:
         try:
             page = await self._fetcher.fetch(req)
         except FetchError as exc:
-            self.limiter.release(req.host)
             log.warning("%s failed: %s", req.url, exc)
             self._fail(req, exc.kind)
             return
         except httpx.HTTPError as exc:
-            self.limiter.release(req.host)
             if self.retry_policy.retryable_error(exc):
                 self._retry_or_fail(req, exc, _error_kind(exc))
             else:
                 log.warning("%s failed: %s: %s", req.url, type(exc).__name__, exc)
                 self._fail(req, _error_kind(exc))
             return
-        self.limiter.release(req.host)
+        except Exception as exc:
+            if not _is_protocol_library_error(exc):
+                raise
+            # h2/h11 errors that escape httpcore unwrapped when a connection dies mid-stream.
+            self._retry_or_fail(req, httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}"), "protocol_error")
+            return
         status = page.status
         remaining = page.headers.get("x-ratelimit-remaining")
         if remaining is not None:
@@ -490,6 +494,10 @@ def _is_async_callable(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "__call__", None))  # noqa: B004
 
 
+def _is_protocol_library_error(exc: BaseException) -> bool:
+    return type(exc).__module__.split(".", 1)[0] in ("h2", "h11", "hpack", "hyperframe")
+
+
 def _host_of(url: str) -> str:
     start = url.find("://") + 3
     end = url.find("/", start)
@@ -503,19 +511,28 @@ def _fill_identity(req: Request) -> bool:
     return True
 
 
+_ERROR_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout"),
+    (httpx.ReadTimeout, "read_timeout"),
+    (httpx.WriteTimeout, "write_timeout"),
+    (httpx.PoolTimeout, "pool_timeout"),
+    (httpx.ConnectError, "connect_error"),
+    (httpx.ReadError, "read_error"),
+    (httpx.WriteError, "write_error"),
+    (httpx.ProtocolError, "protocol_error"),
+    (httpx.TooManyRedirects, "too_many_redirects"),
+    (httpx.UnsupportedProtocol, "unsupported_protocol"),
+    (httpx.DecodingError, "decoding_error"),
+    (httpx.TimeoutException, "timeout"),
+    (httpx.NetworkError, "network_error"),
+)
+
+
 def _error_kind(exc: BaseException) -> str:
-    return {
-        httpx.ConnectTimeout: "connect_timeout",
-        httpx.ReadTimeout: "read_timeout",
-        httpx.WriteTimeout: "write_timeout",
-        httpx.PoolTimeout: "pool_timeout",
-        httpx.ConnectError: "connect_error",
-        httpx.ReadError: "read_error",
-        httpx.WriteError: "write_error",
-        httpx.RemoteProtocolError: "protocol_error",
-        httpx.TooManyRedirects: "too_many_redirects",
-        httpx.UnsupportedProtocol: "unsupported_protocol",
-    }.get(type(exc), type(exc).__name__)
+    for cls, kind in _ERROR_KINDS:
+        if isinstance(exc, cls):
+            return kind
+    return type(exc).__name__
 
 
 async def _open_frontier(job: Job) -> FrontierBackend:

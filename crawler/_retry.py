@@ -24,7 +24,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     httpx.TimeoutException,
     httpx.NetworkError,
-    httpx.RemoteProtocolError,
+    # Remote errors, and local ones raised when a multiplexed connection died under a stream.
+    httpx.ProtocolError,
 )
 
 
