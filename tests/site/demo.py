@@ -2,6 +2,7 @@
 crawl it with configs/demo.yaml through the library API, print a summary and stop the site.
 
     python -m tests.site.demo [--pages 2000] [--port 8443] [--set key=value ...]
+    python -m tests.site.demo --serve      # only serve the site until Ctrl-C (for the README's examples)
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--progress-every", type=int, default=500, metavar="N", help="0 for no progress lines"
     )
+    parser.add_argument("--serve", action="store_true", help="only serve the demo site until Ctrl-C")
     args = parser.parse_args(argv)
 
     # The job's relative paths (out/demo/...) mean the repository root, wherever make was run from.
@@ -67,6 +69,14 @@ def main(argv: list[str] | None = None) -> int:
             overrides.append(f'start_urls=["{site.url}/"]')
         overrides += args.overrides
         print(f"demo site: {site.url}/ ({args.pages} pages, HTTP/2 over TLS, CA {site.ca_path})")
+        if args.serve:
+            print("serving until Ctrl-C", flush=True)
+            try:
+                while site.running:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
+            return 0
         print(f"crawling with {args.job} ...")
 
         started = time.monotonic()
