@@ -486,6 +486,7 @@ class _FileJob:
         self.received = 0  # bytes of the file on hand: a resumed prefix plus what arrived (for --max-size)
         self.claimed: Path | None = None
         self.part: PartFile | None = None
+        self.replace_existing = False  # the file there has the right size but fails the checksum
 
     # --- the whole file ---------------------------------------------------------------------------------
 
@@ -594,7 +595,7 @@ class _FileJob:
                 continue
             has_part = part.exists()
             state = Sidecar.load(sidecar) if has_part else None
-            if state is not None and state.url == self.url and state.validator and state.segments:
+            if state is not None and state.url == self.url and _resumable(state):
                 return state, final
             if len(candidates) == 1 or not (has_part or final.exists()):
                 break
@@ -608,8 +609,13 @@ class _FileJob:
             return await self._resume(directory, fixed, state, final)
         headers = list(self.headers)
         if self.segments > 1:
-            headers.append(("Range", "bytes=0-"))  # learn from the first response whether ranges work
-        stream = await self._open(headers)
+            # Learn from the first response whether ranges work. An empty file has no satisfiable range.
+            stream = await self._open([*headers, ("Range", "bytes=0-")], ok_416=True)
+            if stream.resp.status_code == 416:
+                await stream.aclose()
+                stream = await self._open(headers)
+        else:
+            stream = await self._open(headers)
         try:
             info = _Response.of(stream.resp)
             placed = await self._place(directory, fixed, info, stream)
@@ -674,23 +680,39 @@ class _FileJob:
                 await owner.wait()  # the same file from another entry: decide once it is there
                 raise _Restart(f"{final.name} was being downloaded by another entry")
             part, sidecar = part_paths(final)
-            if dl.resume and part.exists() and info.range_start == 0:
+            has_part = part.exists()
+            if dl.resume and has_part and info.range_start == 0:
                 prior = Sidecar.load(sidecar)
-                if (prior is not None and prior.url == self.url and prior.validator and prior.written > 0
-                        and info.same_file(prior)):  # fmt: skip
+                if (
+                    prior is not None
+                    and prior.url == self.url
+                    and _resumable(prior)
+                    and info.same_file(prior)
+                ):
                     raise _Restart(f"resuming {final.name} from byte {prior.written}", prior, final)
+            if has_part and dl.collision == "rename":
+                continue  # another download's partial file: leave it alone
             try:
                 existing = final.stat()
             except FileNotFoundError:
                 return final
             if stat.S_ISDIR(existing.st_mode):
                 raise _Failure(f"{final} is a directory")
-            if dl.collision == "overwrite":
+            if dl.collision == "overwrite" or self.replace_existing:
                 return final
             if dl.collision == "skip":
-                if info.total is not None and existing.st_size == info.total:
+                if info.total is None or existing.st_size != info.total:
+                    return final  # not the same size: not a complete copy, replace it
+                checksum = self.entry.checksum
+                if checksum is None:
                     return self._skipped(final, None, existing.st_size)
-                return final  # not the same size: not a complete copy, replace it
+                await stream.aclose()  # hashing may take a while: do not hold the connection
+                digests = await self._hash_existing(final)
+                if digests[checksum.algo] == checksum.hexdigest:
+                    return self._skipped(final, digests["sha256"], existing.st_size)
+                self.replace_existing = True
+                raise _Restart(f"{final.name} has the right size but not the checksum: downloading it again",
+                               None, None)  # fmt: skip
         raise _Failure(f"no free name for {name}")
 
     def _fresh_state(self, info: _Response) -> PartState:
@@ -903,6 +925,11 @@ class _FileJob:
             seg.end = seg.pos
             part.state.length = seg.pos
             part.sidecar.save(part.state)
+
+
+def _resumable(state: PartState) -> bool:
+    """Worth a ranged request: bytes on disk, a validator for If-Range, and a non-empty file."""
+    return bool(state.validator and state.segments and state.written > 0 and state.length != 0)
 
 
 def _rename_into_place(final: Path) -> None:

@@ -424,3 +424,36 @@ async def test_leaving_a_run_early_stops_its_downloads(edge: EdgeServer, key: st
     count = len(edge.requests_for(key))
     await asyncio.sleep(0.5)
     assert len(edge.requests_for(key)) == count < 6  # nothing new started after the run was left
+
+
+async def test_same_size_file_failing_its_checksum_is_replaced(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
+    disposition = quote('attachment; filename="named.bin"')
+    url = edge.url_for("/file/x", size=10_000, seed=key, key=key, cd=disposition)
+    (tmp_path / "named.bin").write_bytes(b"\0" * 10_000)  # same size, wrong bytes
+
+    [result] = await download([url], tmp_path, checksums={url: f"sha-256={file_sha256(key, 0, 10_000)}"})
+
+    assert result.status == "ok" and result.path == real(tmp_path) / "named.bin"
+    assert (tmp_path / "named.bin").read_bytes() == file_bytes(key, 0, 10_000)
+
+
+async def test_empty_files_download(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+    url = edge.url_for("/file/empty.bin", size=0, seed=key, key=key)
+
+    [result] = await download([url], tmp_path, segments=4)
+
+    assert result.status == "ok" and result.bytes == 0
+    assert result.sha256 == hashlib.sha256(b"").hexdigest()
+    assert files_under(tmp_path) == ["empty.bin"]
+
+
+async def test_rename_leaves_another_downloads_part_alone(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+    (tmp_path / "p.bin.part").write_bytes(b"someone else's bytes")
+    url = edge.url_for("/file/p.bin", size=1000, seed=key, key=key)
+
+    [result] = await download([url], tmp_path, collision="rename")
+
+    assert result.status == "ok" and result.path == real(tmp_path) / "p.1.bin"
+    assert (tmp_path / "p.bin.part").read_bytes() == b"someone else's bytes"
