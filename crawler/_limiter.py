@@ -130,6 +130,8 @@ class HostLimiter:
         if st.rate is not None and st.rate <= rate.per_second:
             return
         st.limiter, st.rate = _make_limiter(rate)
+        # A new bucket starts full; the host was just visited, so the first token must wait one interval.
+        self.pause(host, 1.0 / rate.per_second)
 
     def in_flight(self, host: str) -> int:
         st = self._hosts.get(host)
