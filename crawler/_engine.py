@@ -107,6 +107,7 @@ class Crawler:
         job = self.job
         from pipelines.fields import FieldExtractor
         from pipelines.files import FileSaver
+        from pipelines.job_stages import job_stages
         from pipelines.links import LinkExtractor
         from pipelines.writers import open_writer
 
@@ -120,7 +121,8 @@ class Crawler:
                                 saver=saver if saver.active else None)  # fmt: skip
         if job.scope.robots_txt:
             self._robots = RobotsCache(self._client, job.http.user_agent)
-        stages: list[Stage] = []
+        # Sitemaps (dropped before anything parses them), JSON items, pagination: as the job configures.
+        stages: list[Stage] = list(job_stages(job, owner=self))
         if job.extract.links:
             stages.append(LinkExtractor(job.extract.links, self.scope, sort_query=not job.scope.keep_query_order))
         if job.extract.fields:
@@ -133,7 +135,7 @@ class Crawler:
         checkpoint = await self._frontier.checkpoint()
         if job.output.items:
             resuming = checkpoint is not None and "items_offset" in checkpoint
-            writer = open_writer(job.output.items, columns=list(job.extract.fields),
+            writer = open_writer(job.output.items, columns=[*job.extract.fields, *job.extract.json_fields],
                                  overwrite=job.output.overwrite and not resuming,
                                  flush_every=job.output.flush_every)  # fmt: skip
             if resuming:
@@ -323,7 +325,7 @@ class Crawler:
 
     def _start(self, req: Request, *, reserve: bool = True) -> None:
         self._in_flight += 1
-        if reserve:
+        if reserve and not _is_sitemap(req):
             self._reserved += 1
         if self._robots is not None and not self._robots.known(req.host):
             self._robots_loading.add(req.host)
@@ -363,7 +365,8 @@ class Crawler:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug in a stage must not kill the crawl
-                log.exception("unexpected error on %s", req.url)
+                log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
+                log.debug("traceback", exc_info=True)
                 self._fail(req, f"internal:{type(exc).__name__}")
             finally:
                 # The host's slot is held through the stages: back-pressure stays per host.
@@ -378,7 +381,8 @@ class Crawler:
             await self._load_robots(req.url.split("://", 1)[0], req.host)
         if robots is not None and not robots.allowed(req.url, req.host):
             stats.robots_denied += 1
-            self._reserved -= 1
+            if not _is_sitemap(req):
+                self._reserved -= 1
             self._pending_acks.append(req)
             log.debug("robots.txt forbids %s", req.url)
             return
@@ -432,7 +436,8 @@ class Crawler:
             if page.requests:
                 await self._push(page.requests)
             if self.job.output.items:
-                stats.items += 1
+                many = page.item.get("_items")
+                stats.items += 1 if many is None else len(many)
             await self._results.put(page)
         self._pending_acks.append(req)
 
@@ -474,7 +479,8 @@ class Crawler:
 
     def _fail(self, req: Request, kind: str) -> None:
         self.stats.error(kind, req.url)
-        self._reserved -= 1
+        if not _is_sitemap(req):
+            self._reserved -= 1
         self._pending_acks.append(req)
 
     async def _commit(self) -> None:
@@ -492,6 +498,11 @@ class Crawler:
 
 def _is_async_callable(obj: Any) -> bool:
     return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "__call__", None))  # noqa: B004
+
+
+def _is_sitemap(req: Request) -> bool:
+    """Sitemaps are how a crawl finds pages, not pages: they do not count against `max_pages`."""
+    return bool(req.meta and req.meta.get("sitemap"))
 
 
 def _is_protocol_library_error(exc: BaseException) -> bool:

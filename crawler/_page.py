@@ -22,7 +22,7 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 class Page:
     """One fetched response, after streaming. Stages read it, edit `item`, and `follow()` new URLs."""
 
-    __slots__ = ("_html", "_text", "body", "depth", "elapsed", "headers", "http_version", "item", "path",
+    __slots__ = ("_encoding", "_html", "_text", "body", "depth", "elapsed", "headers", "http_version", "item", "path",
                  "request", "requests", "status", "url")  # fmt: skip
 
     def __init__(self, request: Request, url: str, status: int, http_version: str, headers: httpx.Headers,
@@ -40,6 +40,7 @@ class Page:
         # New work found on this page (links, pagination); the engine pushes it after the stages.
         self.requests: list[Request] = []
         self._text: str | None = None
+        self._encoding: str | None = None
         self._html: HTMLParser | None = None
 
     @property
@@ -55,13 +56,28 @@ class Page:
 
     @property
     def encoding(self) -> str:
-        """Charset from the Content-Type header, else `<meta charset>`, else UTF-8."""
+        """BOM, else the Content-Type charset, else `<meta charset>`, else UTF-8 when the body decodes as
+        UTF-8, else windows-1252 (the HTML standard's fallback for unlabelled Western pages)."""
+        if self._encoding is None:
+            self._encoding = self._sniff_encoding()
+        return self._encoding
+
+    def _sniff_encoding(self) -> str:
+        body = self.body
+        if body.startswith(b"\xef\xbb\xbf"):
+            return "utf-8-sig"
+        if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16"
         ct = self.headers.get("content-type", "")
         if "charset=" in ct:
             return ct.split("charset=", 1)[1].split(";", 1)[0].strip().strip("\"'") or "utf-8"
         m = _META_CHARSET_RE.search(self.body[:4096])
         if m:
             return m.group(1).decode("ascii", "replace")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "windows-1252"
         return "utf-8"
 
     @property

@@ -122,11 +122,6 @@ def main(args: argparse.Namespace) -> int:
 
     try:
         crawler = Crawler(job)
-        from pipelines.job_stages import job_stages
-
-        # Sitemaps, JSON items, pagination. Until the engine installs these itself (tests/crawl/ENGINE_CHANGES.md),
-        # the CLI passes them as user stages; job_stages() builds them once per crawler either way.
-        crawler._user_stages.extend(job_stages(job, owner=crawler))
     except Exception as exc:  # any failure to build the crawl is a startup error
         print(f"crawler: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE

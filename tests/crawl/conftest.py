@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from crawler import Crawler, Job, Stats
-from pipelines.job_stages import job_stages
 from tests.crawl.apisite import ApiServer
 
 
@@ -34,7 +33,6 @@ async def run_job(config: dict[str, Any], tmp_path: Path) -> tuple[Stats, list[d
     config.setdefault("http", {}).setdefault("http2", False)
     job = Job.model_validate(config)
     crawler = Crawler(job)
-    crawler._user_stages.extend(job_stages(job, owner=crawler))  # as crawler.cli.run does
     async with crawler:
         stats = await crawler.run()
     return stats, read_items(items) if items.exists() else []

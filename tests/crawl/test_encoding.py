@@ -40,7 +40,6 @@ async def test_undeclared_utf8_is_decoded_as_utf8(http1_site: SiteServer, tmp_pa
     assert await _title(http1_site, "/charset/utf-8?where=none", tmp_path) == TEXT["utf-8"]
 
 
-@pytest.mark.xfail(reason="needs the Page.encoding fallback in tests/crawl/ENGINE_CHANGES.md", strict=False)
 async def test_undeclared_latin1_falls_back_to_windows_1252(http1_site: SiteServer, tmp_path: Path) -> None:
     assert await _title(http1_site, "/charset/windows-1252?where=none", tmp_path) == TEXT["windows-1252"]
 
