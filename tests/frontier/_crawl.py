@@ -99,7 +99,9 @@ def count_lines(paths: Iterable[Path]) -> int:
     return n
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str, procs: Iterable[CrawlProcess] = ()) -> None:
+def wait_until(
+    condition: Callable[[], bool], *, timeout: float, what: str, procs: Iterable[CrawlProcess] = ()
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:

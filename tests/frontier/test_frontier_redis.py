@@ -218,7 +218,9 @@ def test_two_processes_split_the_pages_and_none_is_fetched_twice(
 
 
 @pytest.mark.slow
-def test_the_per_host_rate_holds_for_all_processes_together(redis_server: RedisServer, tmp_path: Path) -> None:
+def test_the_per_host_rate_holds_for_all_processes_together(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
     rate, pages = 20, 70
     with SiteServer(tls=False, pages=pages) as site:
         files = [tmp_path / "items-A.jsonl", tmp_path / "items-B.jsonl"]
