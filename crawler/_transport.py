@@ -62,6 +62,15 @@ def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
     return head, chunked, keep_alive
 
 
+def _replayable(request: httpx.Request, safe: bool) -> bool:
+    """May this request be sent again? Its body must be in memory, and it must be idempotent unless `safe`."""
+    try:
+        request.content  # noqa: B018 - raises for a streamed body, which cannot be sent twice
+    except httpx.RequestNotRead:
+        return False
+    return safe or request.method in _IDEMPOTENT
+
+
 class CrawlerTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 (httptools) and HTTP/2 (httpcore, via ALPN) over one per-origin connection pool."""
 
@@ -99,8 +108,12 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                 if isinstance(acquired, HTTP2Connection):
                     try:
                         return await acquired.send(request)
-                    except RetryRequest:
-                        continue
+                    except RetryRequest as exc:
+                        if attempt < _MAX_ATTEMPTS - 1 and _replayable(request, exc.safe):
+                            continue
+                        raise httpx.RemoteProtocolError(
+                            "Server disconnected without sending a response."
+                        ) from None
                 conn = acquired
             if not prepared:
                 try:
