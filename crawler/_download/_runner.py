@@ -34,7 +34,7 @@ from crawler._download._entries import Checksum, DownloadEntry, InputError
 from crawler._download._names import UnsafePath, choose_name, inside, numbered, safe_subpath
 from crawler._download._results import ActiveFile, DownloadProgress, DownloadResult
 from crawler._download._resume import PartState, Segment, Sidecar, part_paths
-from crawler._download._segments import PartFile, hash_file, plan_segments
+from crawler._download._segments import IncompletePart, PartFile, hash_file, plan_segments
 from crawler._limiter import HostLimiter
 from crawler._retry import RETRYABLE_ERRORS, RetryableStatus, RetryPolicy
 from crawler._url import canonicalize, host_key
@@ -593,9 +593,10 @@ class _FileJob:
             part, sidecar = part_paths(final)
             if self.dl.claimed(final):
                 continue
-            has_part = part.exists()
+            size = _size_of(part)
+            has_part = size is not None
             state = Sidecar.load(sidecar) if has_part else None
-            if state is not None and state.url == self.url and _resumable(state):
+            if state is not None and state.url == self.url and _resumable(state, size):
                 return state, final
             if len(candidates) == 1 or not (has_part or final.exists()):
                 break
@@ -680,13 +681,14 @@ class _FileJob:
                 await owner.wait()  # the same file from another entry: decide once it is there
                 raise _Restart(f"{final.name} was being downloaded by another entry")
             part, sidecar = part_paths(final)
-            has_part = part.exists()
+            size = _size_of(part)
+            has_part = size is not None
             if dl.resume and has_part and info.range_start == 0:
                 prior = Sidecar.load(sidecar)
                 if (
                     prior is not None
                     and prior.url == self.url
-                    and _resumable(prior)
+                    and _resumable(prior, size)
                     and info.same_file(prior)
                 ):
                     raise _Restart(f"resuming {final.name} from byte {prior.written}", prior, final)
@@ -765,10 +767,9 @@ class _FileJob:
         dl.make_directory(final.parent)
         part_path, sidecar_path = part_paths(final)
         self._close_part()
-        self.part = part = PartFile(
-            part_path, state, Sidecar(sidecar_path), self.algos, dl.executor, fresh=fresh
-        )
-        part.sidecar.save(state)
+        self.part = PartFile(part_path, final, state, Sidecar(sidecar_path), self.algos, dl.executor, fresh=fresh,
+                             checksum=self.entry.checksum)  # fmt: skip
+        part = self.part
         self.active.name = final.name
         self.active.total = state.length
         self.active.done = self.received = state.written
@@ -778,32 +779,31 @@ class _FileJob:
         tasks = [asyncio.create_task(self._segment(first, stream))]
         tasks += [asyncio.create_task(self._segment(s, None)) for s in others]
         try:
-            await asyncio.gather(*tasks)
-        except BaseException as exc:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)  # their writes are finished once they end
-            if isinstance(exc, _Restart):
-                self._close_part()
-                _discard(final)
-            raise
-        return await self._finish(final, part)
+            try:
+                await asyncio.gather(*tasks)
+            except BaseException as exc:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(
+                    *tasks, return_exceptions=True
+                )  # their writes are finished once they end
+                if isinstance(exc, _Restart):
+                    self._close_part()
+                    _discard(final)
+                raise
+            return await self._finish(final, part)
+        except IncompletePart as exc:  # from the thread that completed the file, or from _finish
+            raise _Failure(str(exc), discard=True) from None
 
     async def _finish(self, final: Path, part: PartFile) -> DownloadResult:
         state = part.state
         if not state.complete:
             raise _Failure("transfer ended before the file was complete")
-        size = part.size()
-        if state.length is not None and size != state.length:
-            raise _Failure(f"part file has {size} bytes, expected {state.length}", discard=True)
-        digests = await part.digests()
-        self._close_part()
-        checksum = self.entry.checksum
-        if checksum is not None and digests[checksum.algo] != checksum.hexdigest:
-            raise _Failure(f"checksum mismatch: expected {checksum}, got {checksum.algo}={digests[checksum.algo]}",
-                           discard=True)  # fmt: skip
-        _rename_into_place(final)
-        return DownloadResult(self.url, final, size, digests["sha256"], "ok", None, self.http_status,
+        done = await part.complete()  # usually already done by the thread that wrote the last batch
+        self.part = None
+        if done.error is not None:
+            raise _Failure(done.error)  # the part is already deleted
+        return DownloadResult(self.url, final, done.size, done.digests["sha256"], "ok", None, self.http_status,
                               self.resumed_from, len(state.segments))  # fmt: skip
 
     async def _segment(self, seg: Segment, stream: _Open | None) -> None:
@@ -927,15 +927,19 @@ class _FileJob:
             part.sidecar.save(part.state)
 
 
-def _resumable(state: PartState) -> bool:
-    """Worth a ranged request: bytes on disk, a validator for If-Range, and a non-empty file."""
-    return bool(state.validator and state.segments and state.written > 0 and state.length != 0)
+def _resumable(state: PartState, part_size: int | None) -> bool:
+    """Worth a ranged request: bytes on disk (the part holds all the record claims), a validator for
+    If-Range, and a non-empty file."""
+    if not (state.validator and state.segments and state.written > 0 and state.length != 0):
+        return False
+    return part_size is not None and part_size >= max(s.pos for s in state.segments)
 
 
-def _rename_into_place(final: Path) -> None:
-    part, sidecar = part_paths(final)
-    os.replace(part, final)  # onto a directory: IsADirectoryError, the entry fails
-    sidecar.unlink(missing_ok=True)
+def _size_of(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _discard(final: Path) -> None:

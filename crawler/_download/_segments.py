@@ -1,5 +1,5 @@
-"""The `.part` file of one download: segment planning, positioned batched writes from any segment, and
-an incremental hash over the contiguous prefix, all done in writer threads off the event loop.
+"""The `.part` file of one download: segment planning, positioned batched writes from any segment, an
+incremental hash over the contiguous prefix, and the final verify-and-rename, all on writer threads.
 
 Batches from the stream that owns the hashed prefix are hashed from memory right before they are
 written; data that other segments wrote ahead is read back (from the page cache) once the prefix
@@ -14,12 +14,14 @@ import os
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crawler._download._entries import Checksum
 from crawler._download._resume import PartState, Segment, Sidecar
 
-__all__ = ["PartFile", "hash_file", "plan_segments"]
+__all__ = ["Completion", "IncompletePart", "PartFile", "hash_file", "plan_segments"]
 
 # A part file that is a symlink (planted, or left by something else) is refused, never followed.
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -62,63 +64,93 @@ def hash_file(path: Path, algos: Iterable[str]) -> dict[str, str]:
     return {a: h.hexdigest() for a, h in hashers.items()}
 
 
-class PartFile:
-    """An open `.part` file with its resume state. Writes run on `executor`; the event loop only awaits."""
+class IncompletePart(Exception):
+    """The part file does not hold what the resume state says (its size is off)."""
 
-    def __init__(self, path: Path, state: PartState, sidecar: Sidecar, algos: Iterable[str],
-                 executor: Executor, *, fresh: bool) -> None:  # fmt: skip
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How a finished part ended: renamed to its final path (`error` None), or deleted because its
+    digest did not match the expected checksum (`error` says so)."""
+
+    digests: dict[str, str]
+    size: int
+    error: str | None
+
+
+class PartFile:
+    """A `.part` file with its resume state. Every file operation, from opening to the final rename,
+    runs on the writer threads (`executor`); the event loop only hands over batches and awaits.
+
+    Completing the last segment finishes the file on the same thread: digests, size check, checksum
+    check, then the rename into place (or the deletion of a part that failed its checksum).
+    """
+
+    def __init__(self, path: Path, final: Path, state: PartState, sidecar: Sidecar, algos: Iterable[str],
+                 executor: Executor, *, fresh: bool, checksum: Checksum | None = None) -> None:  # fmt: skip
         self.path = path
+        self.final = final
         self.state = state
         self.sidecar = sidecar
+        self.checksum = checksum
+        self.completion: Completion | None = None
+        algos = [*algos, *([checksum.algo] if checksum else [])]
         self._algos = tuple(dict.fromkeys(algos))
         self._executor = executor
-        flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | (os.O_TRUNC if fresh else 0)
-        self._fd: int | None = os.open(path, flags, 0o644)
+        self._fresh = fresh
+        self._fd: int | None = None
+        self._closed = False
         self._lock = threading.Lock()  # hash state and segment progress
         self._open_cond = threading.Condition()  # the fd and the writers using it
+        self._finish_lock = threading.Lock()
         self._writers = 0
         self._hashers: dict[str, Any] = {}
         self._hashed = 0
-        self._final: dict[str, str] | None = None
         self._reset_hash()
 
     def _reset_hash(self) -> None:
         self._hashers = {a: hashlib.new(a) for a in self._algos}
         self._hashed = 0
-        self._final = None
 
     # --- run in writer threads ---------------------------------------------------------------------
 
+    def _open_fd(self) -> int:
+        """The fd, opened on first use (caller holds `_open_cond`). A fresh part is truncated and its
+        sidecar rewritten at once, so a stale record never describes the new bytes."""
+        if self._fd is None:
+            if self._closed:
+                raise ValueError("part file is closed")
+            flags = os.O_RDWR | os.O_CREAT | _NOFOLLOW | (os.O_TRUNC if self._fresh else 0)
+            self._fd = os.open(self.path, flags, 0o644)
+            self._fresh = False
+            self.sidecar.save(self.state)
+        return self._fd
+
     def write_batch(self, seg: Segment, chunks: Sequence[bytes | memoryview], nbytes: int) -> None:
         """Write `chunks` at the segment's position, advance it, hash what extends the prefix, save the
-        sidecar. Called on a writer thread; batches of one segment must not overlap."""
+        sidecar; finish the file if this completed it. Batches of one segment must not overlap."""
         with self._open_cond:
-            fd = self._fd
-            if fd is None:
-                raise ValueError("part file is closed")
+            fd = self._open_fd()
             self._writers += 1
         try:
-            self._write_locked(fd, seg, chunks, nbytes)
+            offset = seg.pos
+            _pwrite_all(fd, chunks, offset)
+            with self._lock:
+                if offset == self._hashed:
+                    for h in self._hashers.values():
+                        for c in chunks:
+                            h.update(c)
+                    self._hashed += nbytes
+                seg.done += nbytes
+                if self.state.contiguous_end() - self._hashed >= _CATCH_UP:
+                    self._catch_up(fd)
+            self.sidecar.save(self.state)
         finally:
             with self._open_cond:
                 self._writers -= 1
                 self._open_cond.notify_all()
-
-    def _write_locked(self, fd: int, seg: Segment, chunks: Sequence[bytes | memoryview], nbytes: int) -> None:
-        offset = seg.pos
-        _pwrite_all(fd, chunks, offset)
-        with self._lock:
-            if offset == self._hashed:
-                for h in self._hashers.values():
-                    for c in chunks:
-                        h.update(c)
-                self._hashed += nbytes
-            seg.done += nbytes
-            if self.state.contiguous_end() - self._hashed >= _CATCH_UP:
-                self._catch_up(fd)
-        self.sidecar.save(self.state)
-        if self.state.complete and self._final is None:
-            self._final = self._digests()  # in this thread: saves the event loop a hand-off per file
+        if self.state.complete:
+            self._complete()
 
     def _catch_up(self, fd: int) -> None:
         """Hash `[hashed, contiguous_end)` from the file. Caller holds the lock."""
@@ -126,54 +158,70 @@ class PartFile:
         while self._hashed < end:
             block = os.pread(fd, min(_READ_BLOCK, end - self._hashed), self._hashed)
             if not block:
-                raise OSError(f"{self.path} is shorter than its sidecar says")
+                raise IncompletePart(f"{self.path} is shorter than its sidecar says")
             for h in self._hashers.values():
                 h.update(block)
             self._hashed += len(block)
 
-    def _digests(self) -> dict[str, str]:
-        if self._final is not None:
-            return self._final
-        fd = self._fd
-        if fd is None:
-            raise ValueError("part file is closed")
-        with self._lock:
-            self._catch_up(fd)
-            return {a: h.hexdigest() for a, h in self._hashers.items()}
+    def _complete(self) -> Completion:
+        with self._finish_lock:
+            if self.completion is not None:
+                return self.completion
+            with self._open_cond:
+                fd = self._open_fd()  # an empty file was never written: created here
+                while self._writers:
+                    self._open_cond.wait()
+            with self._lock:
+                self._catch_up(fd)
+                digests = {a: h.hexdigest() for a, h in self._hashers.items()}
+            size = os.fstat(fd).st_size
+            self._close()
+            if self.state.length is not None and size != self.state.length:
+                raise IncompletePart(f"part file has {size} bytes, expected {self.state.length}")
+            error = None
+            checksum = self.checksum
+            if checksum is not None and digests[checksum.algo] != checksum.hexdigest:
+                error = (
+                    f"checksum mismatch: expected {checksum}, got {checksum.algo}={digests[checksum.algo]}"
+                )
+                self.path.unlink(missing_ok=True)  # a wrong file never gets the final name
+            else:
+                os.replace(self.path, self.final)  # onto a directory: IsADirectoryError, the entry fails
+            self.sidecar.path.unlink(missing_ok=True)
+            self.completion = Completion(digests, size, error)
+            return self.completion
 
-    def _truncate(self) -> None:
+    def _truncate(self, state: PartState) -> None:
+        with self._open_cond:
+            fd = self._open_fd()
         with self._lock:
-            if self._fd is not None:
-                os.ftruncate(self._fd, 0)
+            os.ftruncate(fd, 0)
             self._reset_hash()
-
-    # --- awaited from the event loop --------------------------------------------------------------------
-
-    async def digests(self) -> dict[str, str]:
-        """Digests of the whole file (the prefix must be complete); hashes whatever is not hashed yet."""
-        if self._final is not None:
-            return self._final
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._digests)
-
-    async def restart(self, state: PartState) -> None:
-        """Empty the file for a fresh start (the server's copy changed or ignores ranges)."""
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._truncate)
-        self.state = state
+            self.state = state
         self.sidecar.save(state)
 
-    @property
-    def hashed(self) -> int:
-        return self._hashed
-
-    def size(self) -> int:
-        return -1 if self._fd is None else os.fstat(self._fd).st_size
-
-    def close(self) -> None:
-        """Close once no writer thread uses the fd (normally none: every write is awaited first)."""
+    def _close(self) -> None:
         with self._open_cond:
             while self._writers:
                 self._open_cond.wait()
+            self._closed = True
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
         self.sidecar.close()
+
+    # --- awaited from the event loop --------------------------------------------------------------------
+
+    async def complete(self) -> Completion:
+        """Finish a complete file (digests, verify, rename), unless its last write already did."""
+        if self.completion is not None:
+            return self.completion
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._complete)
+
+    async def restart(self, state: PartState) -> None:
+        """Empty the file for a fresh start (the server's copy changed or ignores ranges)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._truncate, state)
+
+    def close(self) -> None:
+        """Close once no writer thread uses the fd (normally none: every write is awaited first)."""
+        self._close()

@@ -415,7 +415,7 @@ async def test_leaving_a_run_early_stops_its_downloads(edge: EdgeServer, key: st
     from crawler._download import Downloader
 
     urls = [
-        edge.url_for(f"/file/e{i}.bin", size=300_000, seed=key, key=key, rate=1_000_000) for i in range(6)
+        edge.url_for(f"/file/e{i}.bin", size=300_000, seed=key, key=key, rate=1_000_000) for i in range(12)
     ]
     async with Downloader(tmp_path, jobs=3) as downloader:
         async for _first in downloader.run(urls):
@@ -423,7 +423,7 @@ async def test_leaving_a_run_early_stops_its_downloads(edge: EdgeServer, key: st
     await asyncio.sleep(0.3)
     count = len(edge.requests_for(key))
     await asyncio.sleep(0.5)
-    assert len(edge.requests_for(key)) == count < 6  # nothing new started after the run was left
+    assert len(edge.requests_for(key)) == count < 12  # nothing new started after the run was left
 
 
 async def test_same_size_file_failing_its_checksum_is_replaced(
@@ -457,3 +457,18 @@ async def test_rename_leaves_another_downloads_part_alone(edge: EdgeServer, key:
 
     assert result.status == "ok" and result.path == real(tmp_path) / "p.1.bin"
     assert (tmp_path / "p.bin.part").read_bytes() == b"someone else's bytes"
+
+
+async def test_http2_over_tls_through_the_shared_client_config(h2_site: Any, tmp_path: Path) -> None:
+    from crawler import HttpConfig
+    from tests.site.app import big_body
+
+    h2_site.clear_log()
+    url = h2_site.url_for("/big/3000000")
+
+    [result] = await download([url], tmp_path, http=HttpConfig(verify=h2_site.ca_path))
+
+    assert result.status == "ok", result.error
+    assert result.sha256 == hashlib.sha256(big_body(3_000_000)).hexdigest()
+    [request] = h2_site.log(prefix="/big/")
+    assert request["http_version"] == "2"
