@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -70,10 +71,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return Certs(tmp_path_factory.mktemp("transport-certs"))
 
 
-def _hypercorn(*tls_files: Path) -> Iterator[str]:
+def _hypercorn(*tls_files: Path, keep_alive: float = 30.0) -> Iterator[str]:
     port = _free_port()
     cmd = [sys.executable, "-m", "tests.transport_site", str(port), *map(str, tls_files)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "TRANSPORT_SITE_KEEP_ALIVE": str(keep_alive)}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         _wait_until_listening(port, proc)
         yield f"{'https' if tls_files else 'http'}://127.0.0.1:{port}"
@@ -95,6 +97,12 @@ def site() -> Iterator[str]:
 def tls_site(certs: Certs) -> Iterator[str]:
     """Base URL of the TLS hypercorn site offering h2 and http/1.1 via ALPN."""
     yield from _hypercorn(certs.certfile, certs.keyfile)
+
+
+@pytest.fixture(scope="module")
+def impatient_tls_site(certs: Certs) -> Iterator[str]:
+    """Like tls_site, but the server closes connections idle for more than 0.3 s (GOAWAY over HTTP/2)."""
+    yield from _hypercorn(certs.certfile, certs.keyfile, keep_alive=0.3)
 
 
 Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -642,3 +650,71 @@ async def test_json_echo_through_a_plain_async_client(site: str) -> None:
     async with client() as c:
         r = await c.post(f"{site}/echo", json={"a": 1})
     assert json.loads(r.content)["size"] == len(b'{"a":1}')
+
+
+async def test_http2_more_requests_than_the_server_allows_streams(tls_site: str, certs: Certs) -> None:
+    # hypercorn allows 100 concurrent streams per connection: the rest wait for a free stream.
+    async with client(http2=True, verify=certs.client_context()) as c:
+        responses = await asyncio.gather(*(c.get(f"{tls_site}/slow-head?delay=0.05") for _ in range(250)))
+    assert [r.text for r in responses] == ["late"] * 250
+    assert {r.http_version for r in responses} == {"HTTP/2"}
+
+
+async def test_http2_large_download_and_upload_respect_flow_control(tls_site: str, certs: Certs) -> None:
+    total = 40 * 1024 * 1024
+    async with client(http2=True, verify=certs.client_context()) as c:
+        async with c.stream("GET", f"{tls_site}/stream/{total}?chunk=100000") as r:
+            seen = 0
+            async for chunk in r.aiter_raw():
+                seen += len(chunk)
+        assert seen == total
+        r = await c.post(f"{tls_site}/echo", content=b"u" * (5 * 1024 * 1024))
+        assert r.json()["size"] == 5 * 1024 * 1024
+
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(20):
+                yield b"v" * 100_000
+
+        r = await c.put(f"{tls_site}/echo", content=body())
+        assert (r.http_version, r.json()["size"]) == ("HTTP/2", 2_000_000)
+
+
+async def test_truncated_body_is_a_protocol_error_on_both_protocols(
+    site: str, tls_site: str, certs: Certs
+) -> None:
+    for base, http2 in ((site, False), (tls_site, True)):
+        async with client(http2=http2, verify=certs.client_context()) as c:
+            with pytest.raises(httpx.RemoteProtocolError):
+                await c.get(f"{base}/short/100000")
+            assert (await c.get(f"{base}/bytes/3")).content == b"xxx"
+
+
+async def test_http2_connection_closed_by_an_idle_server_is_replaced(
+    impatient_tls_site: str, certs: Certs
+) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        first = await c.get(f"{impatient_tls_site}/client-port")
+        await asyncio.sleep(0.8)  # the server sends GOAWAY and hangs up
+        second = await c.get(f"{impatient_tls_site}/client-port")
+        assert second.http_version == "HTTP/2"
+        assert second.text != first.text
+
+
+async def test_http1_connection_closed_by_an_idle_server_is_replaced(certs: Certs) -> None:
+    for base in _hypercorn(keep_alive=0.3):
+        async with client() as c:
+            first = await c.get(f"{base}/client-port")
+            await asyncio.sleep(0.8)
+            second = await c.get(f"{base}/client-port")
+            assert second.text != first.text
+
+
+async def test_http2_cancelled_request_resets_only_its_stream(tls_site: str, certs: Certs) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        port = (await c.get(f"{tls_site}/client-port")).text
+        task = asyncio.create_task(c.get(f"{tls_site}/slow-head?delay=2"))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await c.get(f"{tls_site}/client-port")).text == port

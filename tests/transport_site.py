@@ -13,6 +13,9 @@ Endpoints (GET unless said):
   /slow-head?delay=S  sleeps S seconds before the response head
   /slow-body?delay=S  sends the head and 10 bytes, sleeps S seconds, then 10 more
   /echo (POST, PUT)   the request body's length and Transfer-Encoding, as JSON
+  /short/N            announces Content-Length N, sends N/2 bytes and ends (a truncated body)
+
+    TRANSPORT_SITE_KEEP_ALIVE=S in the environment sets hypercorn's idle keep-alive timeout (default 30 s).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -99,6 +103,12 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, b"late")
     elif parts[0] == "slow-body":
         await _stream(send, [b"0123456789", b"abcdefghij"], delay=float(query.get("delay", "1")))
+    elif parts[0] == "short":
+        n = int(parts[1])
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(n).encode())]}
+        )
+        await send({"type": "http.response.body", "body": b"s" * (n // 2), "more_body": False})
     elif parts[0] == "echo":
         size = 0
         while True:
@@ -120,7 +130,7 @@ def main() -> None:
     config.bind = [f"127.0.0.1:{sys.argv[1]}"]
     config.accesslog = None
     config.errorlog = None
-    config.keep_alive_timeout = 30
+    config.keep_alive_timeout = float(os.environ.get("TRANSPORT_SITE_KEEP_ALIVE", "30"))
     if len(sys.argv) > 3:
         config.certfile, config.keyfile = sys.argv[2], sys.argv[3]
     asyncio.run(hypercorn.asyncio.serve(app, config))  # type: ignore[arg-type]
