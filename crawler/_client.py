@@ -11,7 +11,7 @@ from crawler._auth import build_auth
 from crawler._config import HttpConfig
 from crawler._transport import make_transport
 
-__all__ = ["build_client", "build_limits", "build_timeout", "build_ssl_context"]
+__all__ = ["build_client", "build_limits", "build_ssl_context", "build_timeout"]
 
 
 def build_limits(config: HttpConfig) -> httpx.Limits:

@@ -46,7 +46,7 @@ __all__ = ["Crawler", "Stage"]
 
 log = logging.getLogger("crawler")
 
-Stage = Callable[[Page], Page | None | Awaitable[Page | None]]
+Stage = Callable[[Page], Awaitable[Page | None] | Page | None]
 _STOP = object()
 _GRACE_SECONDS = 5.0
 
@@ -115,6 +115,9 @@ class Crawler:
             self._client = build_client(job.http)
         if self._frontier is None:
             self._frontier = await _open_frontier(job)
+        attach = getattr(self._frontier, "attach", None)
+        if attach is not None:  # backends fed from elsewhere (other processes) wake the dispatcher
+            attach(self._wake.set)
         saver = FileSaver(job.save.dir, job.save.match, job.save.content_types)
         self._fetcher = Fetcher(self._client, max_body=job.http.max_body,
                                 retry_statuses=self.retry_policy.statuses,

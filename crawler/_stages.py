@@ -9,7 +9,7 @@ from typing import Any
 __all__ = ["DropPage", "StageLoadError", "load_stage"]
 
 
-class DropPage(Exception):  # noqa: N818 - named like Scrapy's DropItem, which users know
+class DropPage(Exception):
     """Raise from a stage to drop the page: no item is written and it is not yielded by `crawl()`.
     Requests the page already queued with `follow()` are still crawled."""
 

@@ -72,6 +72,19 @@ class Stats:
             "interrupted": self.interrupted,
         }
 
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add the counters of another process's `as_dict()` (multi-process crawls)."""
+        for name in ("pages", "items", "bytes", "requests", "retries", "dropped", "robots_denied", "offsite"):
+            setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
+        self.statuses.update({int(k): v for k, v in other.get("statuses", {}).items()})
+        self.errors.update(other.get("errors", {}))
+        self.hosts.update(other.get("hosts", {}))
+        self.http_versions.update(other.get("http_versions", {}))
+        for kind, urls in other.get("error_examples", {}).items():
+            examples = self.error_examples.setdefault(kind, [])
+            examples.extend(urls[: _EXAMPLES_PER_KIND - len(examples)])
+        self.interrupted = self.interrupted or bool(other.get("interrupted"))
+
     def summary(self) -> str:
         lines = [
             f"pages {self.pages}  items {self.items}  bytes {self.bytes:,}  elapsed {self.elapsed:.2f}s  "

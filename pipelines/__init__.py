@@ -8,7 +8,7 @@ Stages with `flush()` / `close()` methods (the item writers) are flushed and clo
 from pipelines.fields import FieldExtractor, parse_field_spec
 from pipelines.files import FileSaver, safe_relative_path
 from pipelines.links import LinkExtractor
-from pipelines.writers import CsvWriter, JsonLinesWriter, ItemWriter, open_writer, writer_format
+from pipelines.writers import CsvWriter, ItemWriter, JsonLinesWriter, open_writer, writer_format
 
 __all__ = [
     "CsvWriter",

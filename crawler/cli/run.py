@@ -54,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
                    help="live panel on a terminal, log lines otherwise (default: auto)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="discard saved crawl state before starting")
+    p.add_argument("--processes", type=int, metavar="N",
+                   help="run N engine processes over one sharded frontier (uses N cores); "
+                        "overrides concurrency.processes")  # fmt: skip
     p.set_defaults(handler=main)
 
 
@@ -96,7 +99,7 @@ def _discard_state(job: Any) -> None:
 def main(args: argparse.Namespace) -> int:
     from crawler import Crawler, JobError
     from crawler._jobfile import load_job
-    from crawler._progress import CrawlProgress, choose_mode, summary_text
+    from crawler._progress import CrawlProgress, choose_mode
 
     try:
         configure_logging(args.log_level, args.log_file)
@@ -108,6 +111,8 @@ def main(args: argparse.Namespace) -> int:
         overrides.append(f"output.items={args.output}")  # a string field: the value is taken verbatim
     if args.max_error_rate is not None:
         overrides.append(f"max_error_rate={args.max_error_rate}")
+    if args.processes is not None:
+        overrides.append(f"concurrency.processes={args.processes}")
     try:
         job = load_job(args.job, overrides=overrides)
     except JobError as exc:
@@ -119,6 +124,9 @@ def main(args: argparse.Namespace) -> int:
         except Exception as exc:  # a crawl still holds the state, or Redis is unreachable
             print(f"crawler: cannot discard the saved state: {exc}", file=sys.stderr)
             return EXIT_USAGE
+
+    if job.concurrency.processes > 1 and job.frontier == "memory" and not job.state:
+        return _run_processes(job, args.log_level)
 
     try:
         crawler = Crawler(job)
@@ -163,7 +171,25 @@ def main(args: argparse.Namespace) -> int:
         log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
         return EXIT_ERRORS
-    stats = crawler.stats
+    return _report(job, crawler.stats)
+
+
+def _run_processes(job: Any, log_level: str) -> int:
+    from crawler._processes import run_processes
+
+    try:
+        stats = run_async(lambda: run_processes(job, job.concurrency.processes, log_level))
+    except Exception as exc:
+        log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return EXIT_ERRORS
+    return _report(job, stats)
+
+
+def _report(job: Any, stats: Any) -> int:
+    """Print the summary, write stats.json, and choose the exit code."""
+    from crawler._progress import summary_text
+
     print(summary_text(stats), file=sys.stderr)
     if job.output.items:
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
