@@ -42,6 +42,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from crawler._request import Request
+from crawler._seen import CompactSeenSet
 
 __all__ = ["RedisFrontier", "WorkerBusy"]
 
@@ -54,6 +55,10 @@ _PRIORITY_LIMIT = 1 << 20  # keeps -priority * 2**32 + id exact in a double
 # Like the local HostLimiter: a bucket holds 0.1 s of requests, so 20/s is spread over the second.
 _BUCKET_SECONDS = 0.1
 _MAX_READY_HOSTS = 256
+_READY_HORIZON_MS = 1000  # also list hosts that may start within this, to know when to wake up
+_READY_CACHE_SECONDS = 0.2  # reuse the ready hosts of the last reply for this long: one round trip a pop
+_CLOCK_SLACK = 0.002
+_IDLE_POLL_SECONDS = 0.05
 _RECLAIM_BATCH = 200
 
 
@@ -85,7 +90,16 @@ local function requeue(prefix, id, ready, leased, owner, req, stats)
     redis.call('HINCRBY', stats, 'requeued', 1)
   end
 end
-"""
+local function reclaim(prefix, now, ready, leased, owner, req, stats)
+  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
+  for _, id in ipairs(expired) do requeue(prefix, id, ready, leased, owner, req, stats) end
+end
+local function list_ready(ready, now, horizon, max_hosts, out)
+  local hosts = redis.call('ZRANGEBYSCORE', ready, '-inf', now + horizon, 'WITHSCORES', 'LIMIT', 0, max_hosts)
+  for _, v in ipairs(hosts) do out[#out + 1] = v end
+  return out
+end
+""".replace("RECLAIM_BATCH", str(_RECLAIM_BATCH))
 
 # KEYS: seq req ready stats, then the queue and seen keys the requests refer to.
 # ARGV: six per request: seen key index (0: dont_filter), seen member, queue key index, host, priority, data.
@@ -116,39 +130,33 @@ if fresh_seen > 0 then redis.call('HINCRBY', KEYS[4], 'seen', fresh_seen) end
 return added
 """
 
-# KEYS: ready leased owner req stats. ARGV: prefix, max hosts.
-# Returns {now, next start time or false, host...}: hosts that may start now, longest-waiting first.
+# KEYS: ready leased owner req stats. ARGV: prefix, max hosts, horizon ms.
+# Puts expired leases back, then returns {now, 0, host, start, host, start, ...}: the hosts with queued work
+# that may start within the horizon, longest-waiting first (same shape as the reply of _POP).
 _READY = (
     _PRELUDE
     + """
 local now = now_ms()
-local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
-for _, id in ipairs(expired) do requeue(ARGV[1], id, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]) end
-local hosts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local nxt = false
-if #hosts == 0 then
-  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  if #first > 0 then nxt = first[2] end
-end
-local out = {tostring(now), nxt}
-for _, h in ipairs(hosts) do out[#out + 1] = h end
-return out
-""".replace("RECLAIM_BATCH", str(_RECLAIM_BATCH))
+reclaim(ARGV[1], now, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return list_ready(KEYS[1], now, tonumber(ARGV[3]), tonumber(ARGV[2]), {tostring(now), 0})
+"""
 )
 
 # KEYS: ready req leased owner my-leases tat stats, then one queue key per host.
-# ARGV: worker, lease ms, limit, then four per host: host, allowance, interval ms (0: unlimited), tau ms.
-# Per host, a GCRA token bucket shared by every process: k requests may start now when
-# tat + (k - 1) * interval - tau <= now; each start moves tat one interval on.
+# ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, then four per host: host, allowance,
+# interval ms (0: unlimited), tau ms. Per host, a GCRA token bucket shared by every process: k requests may
+# start now when tat + (k - 1) * interval - tau <= now; each start moves tat one interval on.
+# Returns {now, 2 * popped, id, record, ..., then the ready hosts as _READY lists them}.
 _POP = (
     _PRELUDE
     + """
 local now = now_ms()
+reclaim(ARGV[4], now, KEYS[1], KEYS[3], KEYS[4], KEYS[2], KEYS[7])
 local exp = now + tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local out, taken = {}, 0
 local i = 0
-for b = 3, #ARGV - 1, 4 do
+for b = 6, #ARGV - 1, 4 do
   i = i + 1
   if taken >= limit then break end
   local host = ARGV[b + 1]
@@ -191,7 +199,9 @@ for b = 3, #ARGV - 1, 4 do
     redis.call('ZADD', KEYS[1], 'XX', now, host)
   end
 end
-return out
+local reply = {tostring(now), #out}
+for _, v in ipairs(out) do reply[#reply + 1] = v end
+return list_ready(KEYS[1], now, tonumber(ARGV[6]), tonumber(ARGV[5]), reply)
 """
 )
 
@@ -330,7 +340,11 @@ class RedisFrontier:
         self._outstanding: dict[int, Request] = {}
         self._ack_lock = asyncio.Lock()
         self._rates: RateSource | None = None
-        self._next_start: float | None = None  # monotonic time the earliest waiting host may go
+        # Hosts with queued work and when each may start (local monotonic time), from the last reply.
+        self._ready: list[tuple[str, float]] = []
+        self._ready_at = 0.0
+        # Fingerprints pushed or popped by this process: certainly in the shared seen set already.
+        self._known = CompactSeenSet()
         self._keepalive: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -424,6 +438,8 @@ class RedisFrontier:
         index: dict[str, int] = {}
         args: list[Any] = []
         prefix = self._prefix
+        known = self._known
+        sent: list[int] = []
 
         def key_index(key: str) -> int:
             i = index.get(key)
@@ -437,6 +453,9 @@ class RedisFrontier:
                 seen_idx, member = 0, 0
             else:
                 fp = req.fingerprint
+                if fp in known:  # pushed or popped here before, so in the shared seen set: no round trip
+                    continue
+                sent.append(fp)
                 seen_idx = key_index(f"{prefix}seen:{fp >> (64 - _SEEN_BUCKET_BITS):04x}")
                 member = fp & _SEEN_MEMBER_MASK
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
@@ -444,22 +463,73 @@ class RedisFrontier:
                      orjson.dumps(req.to_dict()).decode())  # fmt: skip
         if not args:
             return 0
-        return int(await self._push_script(keys=keys, args=args))
+        added = int(await self._push_script(keys=keys, args=args))
+        for fp in sent:
+            known.add(fp)
+        return added
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         if limit <= 0:
             return []
         rates = self._rates or _rates_of(budget)
-        reply = await self._ready_script(keys=[self._k_ready, self._k_leased, self._k_owner, self._k_req,
-                                               self._k_stats],
-                                         args=[self._prefix, max(_MAX_READY_HOSTS, 2 * limit)])  # fmt: skip
-        now, nxt, hosts = float(reply[0]), reply[1], reply[2:]
-        self._next_start = None if not nxt else time.monotonic() + max(0.0, (float(nxt) - now) / 1000)
+        cached = time.monotonic() - self._ready_at < _READY_CACHE_SECONDS
+        if not cached:
+            await self._refresh_ready()
+        picks = self._pick(limit, budget, rates)
+        if not picks and cached:
+            await self._refresh_ready()
+            picks = self._pick(limit, budget, rates)
+        if not picks:
+            return []
         keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_tat,
                 self._k_stats]  # fmt: skip
-        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit]
+        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, self._prefix, _MAX_READY_HOSTS,
+                           _READY_HORIZON_MS]  # fmt: skip
+        for host, allowance, interval, tau in picks:
+            keys.append(f"{self._prefix}q:{host}")
+            args += (host, allowance, interval, tau)
+        reply = await self._pop_script(keys=keys, args=args)
+        n = int(reply[1])
+        self._take_ready(reply, 2 + n)
+        out: list[Request] = []
+        outstanding = self._outstanding
+        known = self._known
+        for i in range(2, 2 + n, 2):
+            rid = int(reply[i])
+            record = reply[i + 1]
+            if record is None:  # cannot happen: a queued id always has its record
+                continue
+            req = Request.from_dict(orjson.loads(record.split(" ", 2)[2]))
+            req.token = rid
+            outstanding[rid] = req
+            known.add(req.fingerprint)
+            out.append(req)
+        if not out:
+            self._ready_at = 0.0  # look again next time rather than trust the cached hosts
+        return out
+
+    async def _refresh_ready(self) -> None:
+        reply = await self._ready_script(keys=[self._k_ready, self._k_leased, self._k_owner, self._k_req,
+                                               self._k_stats],
+                                         args=[self._prefix, _MAX_READY_HOSTS, _READY_HORIZON_MS])  # fmt: skip
+        self._take_ready(reply, 2)
+
+    def _take_ready(self, reply: list[Any], start: int) -> None:
+        """Cache the ready hosts of a _READY or _POP reply, with their start times on the local clock."""
+        now = time.monotonic()
+        offset = now - float(reply[0]) / 1000  # Redis ms -> local monotonic seconds
+        self._ready = [(reply[i], float(reply[i + 1]) / 1000 + offset) for i in range(start, len(reply), 2)]
+        self._ready_at = now
+
+    def _pick(self, limit: int, budget: Callable[[str], int],
+              rates: RateSource | None) -> list[tuple[str, int, float, float]]:  # fmt: skip
+        """(host, allowance, GCRA interval ms, tau ms) for the cached hosts that may start now."""
+        now = time.monotonic() + _CLOCK_SLACK
+        picks = []
         wanted = 0
-        for host in hosts:
+        for host, start in self._ready:
+            if start > now:
+                continue
             allowance = budget(host)
             if allowance <= 0:
                 continue
@@ -469,26 +539,11 @@ class RedisFrontier:
                 tau = (max(1.0, rate * _BUCKET_SECONDS) - 1.0) * interval
             else:
                 interval = tau = 0.0
-            keys.append(f"{self._prefix}q:{host}")
-            args += (host, allowance, interval, tau)
+            picks.append((host, allowance, interval, tau))
             wanted += allowance
             if wanted >= limit:
                 break
-        if len(keys) == 7:
-            return []
-        reply = await self._pop_script(keys=keys, args=args)
-        out: list[Request] = []
-        outstanding = self._outstanding
-        for i in range(0, len(reply), 2):
-            rid = int(reply[i])
-            record = reply[i + 1]
-            if record is None:  # cannot happen: a queued id always has its record
-                continue
-            req = Request.from_dict(orjson.loads(record.split(" ", 2)[2]))
-            req.token = rid
-            outstanding[rid] = req
-            out.append(req)
-        return out
+        return picks
 
     async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
         ids = [r.token for r in requests if r.token is not None]
@@ -521,10 +576,14 @@ class RedisFrontier:
         return orjson.loads(raw) if raw else None
 
     def next_wakeup(self) -> float | None:
-        """Seconds until the earliest rate-limited host may start (None: unknown or nothing waiting)."""
-        if self._next_start is None:
+        """Seconds until this process should look again: the next rate-limited host's start, or a short poll
+        when nothing is queued (another process may push, or a lease expire). None: a local event will do."""
+        if not self._ready:
+            return _IDLE_POLL_SECONDS
+        now = time.monotonic()
+        if any(start <= now for _, start in self._ready):
             return None
-        return max(0.0, self._next_start - time.monotonic())
+        return max(0.0, min(start for _, start in self._ready) - now)
 
     @property
     def leased_here(self) -> int:

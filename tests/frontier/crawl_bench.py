@@ -1,0 +1,122 @@
+"""The benchmark crawl on each frontier: pages/s in memory, with `state:` (SQLite), and on Redis with one and
+two processes. Same site, same job, runs interleaved, median of the repeats.
+
+    python -m tests.frontier.crawl_bench                      # 10,000 pages, 3 repeats
+    python -m tests.frontier.crawl_bench --pages 3000 --repeats 5 --variants memory sqlite
+
+The site is the test site (tests/site, hypercorn in a subprocess, cleartext HTTP/1.1) with `--pages` pages
+of 2-8 KB and 11-13 links each; the job follows every link with 64 workers, no rate limit, no robots.txt,
+and writes a title per page as JSON lines. "wall" is pages over the wall time from starting the process(es)
+to the last exit, interpreter start-up included; "engine" is the crawler's own figure (one process only).
+Redis needs `redis-server` (started privately on a free port).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.frontier._backends import start_redis  # noqa: E402
+from tests.frontier._crawl import count_lines, write_job  # noqa: E402
+from tests.site.server import SiteServer  # noqa: E402
+
+VARIANTS = ["memory", "sqlite", "redis-1", "redis-2"]
+_RATE_RE = re.compile(r"([\d,.]+) pages/s")
+
+
+def run_variant(
+    variant: str, site: SiteServer, redis_url: str | None, workdir: Path
+) -> tuple[int, float, float | None]:
+    """(pages written, wall pages/s, the engine's own pages/s)."""
+    run = workdir / uuid.uuid4().hex[:8]
+    run.mkdir()
+    extra: dict[str, object] = {
+        "concurrency": {"workers": 64, "per_host": 64},
+        "output": {"flush_every": 0.5},
+    }
+    workers = ["A"]
+    if variant == "sqlite":
+        extra["state"] = str(run / "state")
+    elif variant.startswith("redis"):
+        assert redis_url is not None
+        extra["frontier"] = redis_url
+        extra["name"] = f"bench-{run.name}"
+        workers = ["A", "B"] if variant == "redis-2" else ["A"]
+    files = [run / f"items-{w}.jsonl" for w in workers]
+    procs = []
+    logs = []
+    started = time.perf_counter()
+    for w, items in zip(workers, files, strict=True):
+        job = write_job(run / f"job-{w}.yaml", site.url, items=items, **extra)  # type: ignore[arg-type]
+        log = open(run / f"{w}.log", "w")
+        logs.append(run / f"{w}.log")
+        env = {"CRAWLER_WORKER": w, "PYTHONPATH": str(REPO_ROOT)}
+        procs.append(subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job), "--log-level", "WARNING"],
+                                      cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                      env={**os.environ, **env}))  # fmt: skip
+        log.close()
+    for p in procs:
+        p.wait()
+    wall = time.perf_counter() - started
+    for p, log_path in zip(procs, logs, strict=True):
+        if p.returncode != 0:
+            raise SystemExit(f"{variant} failed:\n{log_path.read_text()[-3000:]}")
+    pages = count_lines(files)
+    engine = None
+    if len(procs) == 1:
+        m = _RATE_RE.search(logs[0].read_text())
+        engine = float(m.group(1).replace(",", "")) if m else None
+    shutil.rmtree(run, ignore_errors=True)
+    return pages, pages / wall, engine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pages", type=int, default=10_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="crawl-bench-"))
+    redis = start_redis() if any(v.startswith("redis") for v in args.variants) else None
+    results: dict[str, list[tuple[int, float, float | None]]] = {v: [] for v in args.variants}
+    try:
+        with SiteServer(tls=False, pages=args.pages) as site:
+            for i in range(args.repeats):
+                for v in args.variants:
+                    r = run_variant(v, site, redis.url if redis else None, workdir)
+                    results[v].append(r)
+                    engine = f"{r[2]:.0f}" if r[2] is not None else "-"
+                    print(f"run {i + 1} {v}: {r[0]} pages, wall {r[1]:.0f} pages/s, engine {engine}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+    finally:
+        if redis is not None:
+            redis.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+    base = statistics.median(r[1] for r in results[args.variants[0]])
+    print(f"\n{args.pages + 1:,} pages, 64 workers, median of {args.repeats}\n")
+    print(f"| frontier | pages/s (wall) | vs {args.variants[0]} | pages/s (engine) |")
+    print("|---|---:|---:|---:|")
+    for v, rs in results.items():
+        wall = statistics.median(r[1] for r in rs)
+        engines = [r[2] for r in rs if r[2] is not None]
+        engine = f"{statistics.median(engines):.0f}" if engines else "-"
+        print(f"| {v} | {wall:.0f} | {wall / base:.0%} | {engine} |")
+
+
+if __name__ == "__main__":
+    main()
