@@ -730,8 +730,15 @@ class _FileJob:
     async def _open(self, headers: list[tuple[str, str]], ok_416: bool = False) -> _Open:
         """Send a GET (retrying per policy) and return the open streaming response: 200, 206 (or 416
         when asked for). It holds a per-host slot until closed."""
+        try:  # the first attempt outside tenacity: most requests need no retry machinery at all
+            return await self._send(headers, ok_416)
+        except _RETRYABLE as exc:
+            failed: BaseException | None = exc
         async for attempt in self.dl.policy.retrying():
             with attempt:
+                if failed is not None:  # counts as attempt 1, and its wait (Retry-After) applies
+                    first, failed = failed, None
+                    raise first
                 return await self._send(headers, ok_416)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -809,25 +816,37 @@ class _FileJob:
     async def _segment(self, seg: Segment, stream: _Open | None) -> None:
         """Fill one segment, re-requesting its remaining range (If-Range) after failures; rounds of
         retries that made progress do not count against the attempts."""
-        mark = seg.done
+        cell = [seg]  # the segment being filled: an in-place restart replaces it
+        failed: BaseException | None = None
+        try:  # the first attempt outside tenacity, as in _open
+            await self._fill(cell, stream)
+            return
+        except _RETRYABLE as exc:
+            failed = exc
+        mark = 0
         rounds = 0
         while True:
             try:
                 async for attempt in self.dl.policy.retrying():
                     with attempt:
-                        if stream is None:
-                            stream, seg = await self._open_segment(seg)
-                        try:
-                            await self._stream(stream.resp, seg)
-                        finally:
-                            await stream.aclose()
-                            stream = None
+                        if failed is not None:
+                            first, failed = failed, None
+                            raise first
+                        await self._fill(cell, None)
                 return
             except _RETRYABLE:
-                if seg.done > mark and rounds < _MAX_PROGRESS_RESETS:
-                    mark, rounds = seg.done, rounds + 1
+                if cell[0].done > mark and rounds < _MAX_PROGRESS_RESETS:
+                    mark, rounds = cell[0].done, rounds + 1
                     continue
                 raise
+
+    async def _fill(self, cell: list[Segment], stream: _Open | None) -> None:
+        if stream is None:
+            stream, cell[0] = await self._open_segment(cell[0])
+        try:
+            await self._stream(stream.resp, cell[0])
+        finally:
+            await stream.aclose()
 
     async def _open_segment(self, seg: Segment) -> tuple[_Open, Segment]:
         part = self.part
