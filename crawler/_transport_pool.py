@@ -57,7 +57,8 @@ class Origin:
         self.conns = 0  # open or connecting connections of this origin
         self.h2: HTTP2Connection | None = None
         self.h2_capable: bool | None = None  # None: not known yet
-        self.probe: asyncio.Future[None] | None = None  # a first TLS connection whose ALPN is pending
+        # A first TLS connection whose ALPN answer (h2 or not) is pending; its result is its failure, if any.
+        self.probe: asyncio.Future[httpx.TransportError | None] | None = None
 
     def __repr__(self) -> str:
         return f"<Origin {self.scheme.decode()}://{self.host}:{self.port} conns={self.conns}>"
@@ -95,6 +96,7 @@ class ConnectionPool:
         self._idle: OrderedDict[Connection, None] = OrderedDict()  # oldest first; evictable connections
         self._slot_queue: deque[Origin] = deque()  # origins with requests waiting for a slot
         self._origins: dict[tuple[bytes, bytes, int | None], Origin] = {}
+        self._sweep_at = 1024
         self._closing = False
 
     # -- origins ----------------------------------------------------------------------------------------
@@ -113,8 +115,19 @@ class ConnectionPool:
             o = Origin(scheme, host.decode("ascii"), port or default)
             if self._closing:
                 raise RuntimeError("the transport is closed")
+            if len(self._origins) >= self._sweep_at:
+                self._sweep_origins()
             self._origins[key] = o
         return o
+
+    def _sweep_origins(self) -> None:
+        """Forget origins with nothing open or waiting (a crawl meets millions of hosts). Amortized O(1)."""
+        self._origins = {
+            key: o
+            for key, o in self._origins.items()
+            if o.conns or o.idle or o.probe is not None or _has_live_waiter(o)
+        }
+        self._sweep_at = max(1024, 2 * len(self._origins))
 
     # -- acquire ----------------------------------------------------------------------------------------
 
@@ -144,8 +157,14 @@ class ConnectionPool:
             conn = self.acquire_idle(origin)
             if conn is not None:
                 return conn
-            if origin.probe is not None:
-                await self._wait(origin.probe, deadline, shield=True)
+            probe = origin.probe
+            if probe is not None:
+                await self._wait(probe, deadline, shield=True)
+                failure = probe.result()
+                if failure is not None:
+                    # The connection everyone waited for failed: fail alike now rather than each
+                    # request spending its own connect timeout on a host that is down.
+                    raise type(failure)(str(failure))
                 continue
             if self.total < self._max or self._evict_one():
                 self.total += 1
@@ -206,7 +225,8 @@ class ConnectionPool:
     async def _connect(self, origin: Origin, timeouts: dict[str, float | None]) -> Connection:
         """Open a connection in a slot already counted in `total`."""
         may_h2 = origin.tls and self._http2 and origin.h2_capable is not False
-        probe = None
+        probe: asyncio.Future[httpx.TransportError | None] | None = None
+        failure: httpx.TransportError | None = None
         if may_h2 and origin.probe is None:
             probe = origin.probe = self.loop.create_future()
         origin.conns += 1
@@ -247,7 +267,9 @@ class ConnectionPool:
             if not conn.start_http1():
                 raise httpx.ConnectError(f"{origin.host}:{origin.port} spoke before the request")
             return conn
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, httpx.TransportError):
+                failure = exc
             if conn.transport is not None:
                 conn.abort()  # discards the slot
             else:
@@ -256,7 +278,7 @@ class ConnectionPool:
         finally:
             if probe is not None:
                 origin.probe = None
-                probe.set_result(None)
+                probe.set_result(failure)
 
     # -- release and discard ----------------------------------------------------------------------------
 

@@ -312,17 +312,8 @@ async def test_connect_error_on_a_closed_port() -> None:
 
 
 async def test_connect_timeout_when_the_server_never_accepts() -> None:
-    # A listener with a full backlog: the kernel drops further SYNs, so connecting hangs.
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(0)
+    listener, fillers = _unaccepting_listener()
     port = listener.getsockname()[1]
-    fillers = []
-    for _ in range(8):
-        s = socket.socket()
-        s.setblocking(False)
-        s.connect_ex(("127.0.0.1", port))
-        fillers.append(s)
     try:
         async with client() as c:
             with pytest.raises(httpx.ConnectTimeout):
@@ -718,3 +709,51 @@ async def test_http2_cancelled_request_resets_only_its_stream(tls_site: str, cer
         with pytest.raises(asyncio.CancelledError):
             await task
         assert (await c.get(f"{tls_site}/client-port")).text == port
+
+
+def _unaccepting_listener() -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose backlog is full: the kernel drops further SYNs, so connecting to it hangs."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(8):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    return listener, fillers
+
+
+async def test_requests_queued_behind_a_failing_first_tls_connection_fail_together() -> None:
+    listener, fillers = _unaccepting_listener()
+    port = listener.getsockname()[1]
+    try:
+        async with client(http2=True) as c:
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(
+                    c.get(f"https://127.0.0.1:{port}/", timeout=httpx.Timeout(5.0, connect=0.3))
+                    for _ in range(10)
+                ),
+                return_exceptions=True,
+            )
+            elapsed = time.monotonic() - started
+    finally:
+        for s in fillers:
+            s.close()
+        listener.close()
+    assert all(isinstance(r, httpx.ConnectTimeout) for r in results)
+    assert elapsed < 1.5  # not 10 connect timeouts one after the other
+
+
+async def test_origins_without_connections_are_forgotten() -> None:
+    port = _free_port()  # nothing listens there: every connect is refused at once
+    async with client() as c:
+        for i in range(1500):
+            with pytest.raises(httpx.ConnectError):
+                await c.get(f"http://127.0.{i // 250}.{i % 250 + 1}:{port}/")
+        pool = c._transport._pool  # type: ignore[attr-defined]
+        assert len(pool._origins) < 1100
+        assert pool.total == 0
