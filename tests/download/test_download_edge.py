@@ -472,3 +472,33 @@ async def test_http2_over_tls_through_the_shared_client_config(h2_site: Any, tmp
     assert result.sha256 == hashlib.sha256(big_body(3_000_000)).hexdigest()
     [request] = h2_site.log(prefix="/big/")
     assert request["http_version"] == "2"
+
+
+async def test_segmented_partial_resumes_every_unfinished_segment(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
+    url = edge.url_for("/file/segres.bin", size=2_000_000, seed=key, key=key, rate=1_500_000)
+    await interrupt_after(url, tmp_path, 400_000, segments=4, min_segment_size="256KiB")
+    state = Sidecar.load(tmp_path / "segres.bin.part.json")
+    assert state is not None and len(state.segments) == 4
+    unfinished = [s for s in state.segments if not s.complete]
+    edge.log(clear=True)
+
+    [result] = await download([url], tmp_path, segments=4, min_segment_size="256KiB")
+
+    assert result.status == "ok" and result.segments == 4 and result.resumed_from >= state.written
+    resumed = edge.requests_for(key)
+    assert sorted(r["range"] for r in resumed) == sorted(f"bytes={s.pos}-{s.end - 1}" for s in unfinished)
+    assert all(r["if_range"] == f'"{key}-2000000-v0"' and r["status"] == 206 for r in resumed)
+    assert result.sha256 == file_sha256(key, 0, 2_000_000)
+
+
+async def test_no_continue_starts_over(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+    url = edge.url_for("/file/again.bin", size=1_000_000, seed=key, key=key, rate=1_000_000)
+    await interrupt_after(url, tmp_path, 200_000)
+
+    [result] = await download([url], tmp_path, resume=False)
+
+    assert result.status == "ok" and result.resumed_from == 0
+    assert edge.requests_for(key)[-1]["range"] is None
+    assert files_under(tmp_path) == ["again.bin"]
