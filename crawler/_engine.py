@@ -72,6 +72,7 @@ class Crawler:
         self._frontier = frontier
         self._stages: list[Stage] = []
         self._closers: list[Any] = []
+        self._flushers: list[Any] = []
         self._stopping = False
         self._opened = False
         self._wake = asyncio.Event()
@@ -434,8 +435,9 @@ class Crawler:
                 stats.offsite += 1
             self._pending_acks.append(req)
             return
-        page = await self._run_stages(page)
-        if page is not None:
+        result = await self._run_stages(page)
+        if result is not None:
+            page = result
             if page.requests:
                 await self._push(page.requests)
             if self.job.output.items:
@@ -551,11 +553,11 @@ def _error_kind(exc: BaseException) -> str:
 
 async def _open_frontier(job: Job) -> FrontierBackend:
     if job.frontier.startswith(("redis://", "rediss://", "unix://")):
-        from crawler._frontier_redis import RedisFrontier  # type: ignore[import-not-found]
+        from crawler._frontier_redis import RedisFrontier
 
-        return await RedisFrontier.connect(job.frontier, job.name)  # type: ignore[no-any-return]
+        return await RedisFrontier.connect(job.frontier, job.name)
     if job.state:
-        from crawler._frontier_sqlite import SqliteFrontier  # type: ignore[import-not-found]
+        from crawler._frontier_sqlite import SqliteFrontier
 
-        return await SqliteFrontier.open(Path(job.state))  # type: ignore[no-any-return]
+        return await SqliteFrontier.open(Path(job.state))
     return MemoryFrontier()

@@ -45,7 +45,8 @@ class Page:
 
     @property
     def content_type(self) -> str:
-        return self.headers.get("content-type", "").partition(";")[0].strip().lower()
+        value: str = self.headers.get("content-type", "")
+        return value.partition(";")[0].strip().lower()
 
     @property
     def is_html(self) -> bool:
