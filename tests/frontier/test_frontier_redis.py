@@ -5,6 +5,7 @@ The crawls at the end run two real `crawler run` processes against the test site
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import socket
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler import Crawler
 from crawler._frontier_redis import RedisFrontier, WorkerBusy, key_prefix, read_status
 from crawler._request import Request
 from tests.frontier._backends import Backend, RedisServer
@@ -242,3 +244,21 @@ def test_the_per_host_rate_holds_for_all_processes_together(
     assert busiest <= rate + 3, f"{busiest} requests within one second"
     overall = (len(times) - 1) / (times[-1] - times[0])
     assert overall <= rate * 1.1, f"{overall:.1f} requests/s overall"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    "{worker}" not in inspect.getsource(Crawler.open), reason="needs change 3 of ENGINE_CHANGES.md"
+)
+def test_worker_placeholder_gives_each_process_its_own_file(
+    small_site: SiteServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    job = write_job(tmp_path / "job.yaml", small_site.url, items=tmp_path / "items-{worker}.jsonl",
+                    frontier=redis_server.url, name=f"placeholder-{tmp_path.name}")  # fmt: skip
+    procs = [CrawlProcess(job, name=f"p{i}").start() for i in range(2)]
+    for p in procs:
+        assert p.wait() == 0, p.output()
+    host = socket.gethostname()
+    files = sorted(tmp_path.glob("items-*.jsonl"))
+    assert [f.name for f in files] == [f"items-{host}-0.jsonl", f"items-{host}-1.jsonl"]
+    assert_exactly_once(item_urls(files), site_urls(small_site.url, 300))
