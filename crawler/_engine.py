@@ -73,6 +73,7 @@ class Crawler:
         self._stages: list[Stage] = []
         self._closers: list[Any] = []
         self._flushers: list[Any] = []
+        self._writer: Any = None
         self._stopping = False
         self._opened = False
         self._wake = asyncio.Event()
@@ -116,6 +117,11 @@ class Crawler:
             self._client = build_client(job.http)
         if self._frontier is None:
             self._frontier = await _open_frontier(job)
+        bind_limiter = getattr(self._frontier, "bind_limiter", None)
+        if bind_limiter is not None:
+            # A shared frontier (Redis) enforces per-host rates for all processes together.
+            bind_limiter(self.limiter)
+            self.limiter.share_rates()
         attach = getattr(self._frontier, "attach", None)
         if attach is not None:  # backends fed from elsewhere (other processes) wake the dispatcher
             attach(self._wake.set)
@@ -138,17 +144,26 @@ class Crawler:
         self._writer = None
         checkpoint = await self._frontier.checkpoint()
         if job.output.items:
+            items = job.output.items
+            if "{worker}" in items:
+                # One items file per process of a distributed crawl, named by its stable worker identity.
+                items = items.replace("{worker}", str(getattr(self._frontier, "worker", None) or "0"))
             resuming = checkpoint is not None and "items_offset" in checkpoint
-            writer = open_writer(job.output.items, columns=[*job.extract.fields, *job.extract.json_fields],
+            writer = open_writer(items, columns=[*job.extract.fields, *job.extract.json_fields],
                                  overwrite=job.output.overwrite and not resuming,
                                  flush_every=job.output.flush_every)  # fmt: skip
             if resuming:
                 assert checkpoint is not None
                 writer.truncate(int(checkpoint["items_offset"]))
-            stages.append(writer)
+            else:
+                # Record where this run's output starts, so that a crash before the first ack truncates
+                # back to here even when the file is appended to (output.overwrite: false).
+                await self._frontier.ack([], {"items_offset": writer.offset})
             self._writer = writer
         self._stages = stages
-        self._closers = [s for s in stages if callable(getattr(s, "close", None))]
+        # The item writer is not a stage: `_process` calls it right before marking the page for ack.
+        extras = [self._writer] if self._writer is not None else []
+        self._closers = [s for s in [*stages, *extras] if callable(getattr(s, "close", None))]
         self._flushers = [s for s in stages if callable(getattr(s, "flush", None))]
         self._stage_is_async = [_is_async_callable(s) for s in stages]
         self._opened = True
@@ -177,6 +192,15 @@ class Crawler:
             self._stopping = True
             self.stats.interrupted = True
             self._wake.set()
+
+    def flush_now(self) -> None:
+        """Write out what the stages and the item writer hold (whole lines), synchronously. For a hard
+        exit (a second Ctrl-C): no acks are made, so a persistent frontier re-fetches these pages."""
+        for stage in [*self._flushers, *([self._writer] if self._writer is not None else [])]:
+            try:
+                stage.flush()
+            except Exception:
+                log.debug("flush failed", exc_info=True)
 
     @property
     def in_flight(self) -> int:
@@ -301,6 +325,9 @@ class Crawler:
                 elif time.monotonic() - self._last_commit > self.job.output.flush_every:
                     await self._commit()
                 timeout = limiter.next_wakeup()
+                frontier_wait = getattr(frontier, "next_wakeup", None)
+                if frontier_wait is not None and (wait := frontier_wait()) is not None:
+                    timeout = min(timeout, max(wait, 0.001))  # a shared rate limit lets a host go again
                 if self._delayed:
                     timeout = min(timeout, max(0.0, self._delayed[0][0] - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
@@ -440,10 +467,16 @@ class Crawler:
             page = result
             if page.requests:
                 await self._push(page.requests)
-            if self.job.output.items:
+            if self._writer is not None:
+                # No await between writing the item and marking the page for ack: a commit in between
+                # would store an offset covering this item without acking the page, and a crash right
+                # after would write the page twice.
+                self._writer(page)
                 many = page.item.get("_items")
                 stats.items += 1 if many is None else len(many)
+            self._pending_acks.append(req)
             await self._results.put(page)
+            return
         self._pending_acks.append(req)
 
     async def _run_stages(self, page: Page) -> Page | None:
@@ -495,6 +528,9 @@ class Crawler:
             result = stage.flush()
             if inspect.isawaitable(result):
                 await result
+        # The item writer last, and no await until the acks are taken: the offset covers exactly their items.
+        if self._writer is not None:
+            self._writer.flush()
         if self._pending_acks and self._frontier is not None:
             acks, self._pending_acks = self._pending_acks, []
             checkpoint = {"items_offset": self._writer.offset} if self._writer is not None else None
@@ -555,7 +591,7 @@ async def _open_frontier(job: Job) -> FrontierBackend:
     if job.frontier.startswith(("redis://", "rediss://", "unix://")):
         from crawler._frontier_redis import RedisFrontier
 
-        return await RedisFrontier.connect(job.frontier, job.name)
+        return await RedisFrontier.connect(job.frontier, job.name, items=job.output.items)
     if job.state:
         from crawler._frontier_sqlite import SqliteFrontier
 

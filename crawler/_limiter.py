@@ -43,6 +43,7 @@ class HostLimiter:
         self._overrides = dict(overrides or {})
         self._per_host = per_host
         self._hosts: dict[str, _HostState] = {}
+        self._rates_shared = False
 
     def _state(self, host: str) -> _HostState:
         st = self._hosts.get(host)
@@ -68,7 +69,7 @@ class HostLimiter:
             return 0
         if st.paused_until and st.paused_until > time.monotonic():
             return 0
-        if st.limiter is None:
+        if st.limiter is None or self._rates_shared:
             return slots
         return 1 if st.limiter.has_capacity() else 0
 
@@ -76,13 +77,18 @@ class HostLimiter:
         """Take a token and an in-flight slot. Called only after `budget(host) > 0`, so it does not wait."""
         st = self._hosts.get(host) or self._state(host)
         st.in_flight += 1
-        if st.limiter is not None:
+        if st.limiter is not None and not self._rates_shared:
             await st.limiter.acquire()
 
     def release(self, host: str) -> None:
         st = self._hosts.get(host)
         if st is not None:
             st.in_flight -= 1
+
+    def share_rates(self) -> None:
+        """The frontier enforces per-host rates across processes (Redis): keep only the in-flight caps and
+        pauses here, and let `rate_of` tell the frontier each host's rate (Crawl-delay included)."""
+        self._rates_shared = True
 
     def pause(self, host: str, seconds: float) -> None:
         """Hold every request to `host` for `seconds` (Retry-After on 429/503)."""

@@ -141,14 +141,7 @@ async def _child_main(job_json: str, shard: int, count: int, up_fd: int, down_fd
     frontier = ShardedFrontier(shard, count, reader, writer)
     crawler = Crawler(job, frontier=frontier)
 
-    def force() -> None:
-        for stage in getattr(crawler, "_flushers", []):
-            try:
-                stage.flush()
-            except Exception:
-                pass
-
-    install_stop_signals(crawler.stop, force)
+    install_stop_signals(crawler.stop, crawler.flush_now)
     async with crawler:
         await crawler.run()
     write_message(writer, FINAL, orjson.dumps(crawler.stats.as_dict()))

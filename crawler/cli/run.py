@@ -140,15 +140,8 @@ def main(args: argparse.Namespace) -> int:
         _use_rich_logging(progress.console)
 
     async def go() -> None:
-        def force() -> None:
-            # Second Ctrl-C: write out what the item writers hold (whole lines) before exiting.
-            for stage in getattr(crawler, "_flushers", []):
-                try:
-                    stage.flush()
-                except Exception:  # exiting anyway
-                    pass
-
-        install_stop_signals(crawler.stop, force)
+        # Second Ctrl-C: write out what the item writers hold (whole lines) before exiting.
+        install_stop_signals(crawler.stop, crawler.flush_now)
         try:
             await crawler.open()
         except Exception as exc:
