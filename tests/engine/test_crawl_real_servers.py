@@ -221,3 +221,31 @@ async def test_truncated_h2_stream_is_a_retryable_protocol_error_not_a_crash(h2_
     assert len(pages) + crawler.stats.error_count == 11
     assert set(crawler.stats.errors) <= {"protocol_error", "read_error"}
     assert crawler.stats.retries >= 2
+
+
+def test_second_sigint_exits_at_once_with_whole_lines(site_factory, tmp_path: Path) -> None:
+    site = site_factory(tls=False, pages=2000)
+    items = tmp_path / "items.jsonl"
+    job = tmp_path / "job.yaml"
+    # Slow pages keep requests in flight, so the first Ctrl-C alone would wait for them.
+    job.write_text(
+        f"start_urls: [{', '.join(repr(site.url + f'/slow/3000?i={i}') for i in range(8))}, '{site.url}/']\n"
+        "rate_limit: {per_host: 50/s}\n"
+        "scope: {robots_txt: false}\n"
+        f"output: {{items: '{items}'}}\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job), "--progress", "off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (not items.exists() or items.stat().st_size < 500):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    proc.communicate(timeout=10)
+    assert time.monotonic() - started < 1.5
+    assert proc.returncode == 130
+    text = items.read_text()
+    assert text.endswith("\n")
+    assert all(json.loads(line)["url"] for line in text.splitlines())

@@ -136,3 +136,12 @@ async def test_connection_refused_host_is_reported_not_fatal(http1_site: SiteSer
     assert [p.url for p in pages] == [http1_site.url + "/page/2"]
     assert crawler.stats.errors["connect_error"] == 1
     assert time.monotonic() - started < 10
+
+
+async def test_redirects_are_capped(http1_site: SiteServer) -> None:
+    job = _job([http1_site.url + "/redirect/8?i=cap"], http1_site.ca_path, http={"max_redirects": 3},
+               extract={"links": None})
+    pages, crawler = await _crawl(job)
+    assert pages == []
+    assert crawler.stats.errors["too_many_redirects"] == 1
+    assert len(http1_site.paths("/redirect/")) >= 4
