@@ -24,6 +24,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = str(Path(__file__).resolve().parent.parent)
 PAGE_SIZE = 8500
@@ -34,10 +35,11 @@ LIMITS = {
 }  # product defaults
 
 CLIENTS = {
-    "httpx-default": "httpx.AsyncClient, httpx's own transport (httpcore), HTTP/1.1",
+    "httpx-no-io": "httpx.AsyncClient over a transport answering from memory: the client's own ceiling",
+    "httpx-default": "httpx.AsyncClient() with its default transport and limits (httpcore), HTTP/1.1",
     "ours-h1": "httpx.AsyncClient over make_transport(http2=False), HTTP/1.1 cleartext",
     "ours-h1-tls": "httpx.AsyncClient over make_transport(http2=False), HTTP/1.1 over TLS",
-    "httpx-default-h2": "httpx.AsyncClient, httpx's own transport, HTTP/2 over TLS",
+    "httpx-default-h2": "httpx.AsyncClient(http2=True) with its default transport and limits, HTTP/2 over TLS",
     "ours-h2": "httpx.AsyncClient over make_transport(http2=True), HTTP/2 over TLS (ALPN)",
     "aiohttp": "bare aiohttp.ClientSession, HTTP/1.1 cleartext (reference)",
 }
@@ -198,8 +200,10 @@ async def _run_case(client: str, url: str, ca: str, concurrency: int, duration: 
         if client.startswith("ours"):
             transport = make_transport(http2=http2, verify=verify, limits=limits)
             c = httpx.AsyncClient(transport=transport)
+        elif client == "httpx-no-io":
+            c = httpx.AsyncClient(transport=_memory_transport())
         else:
-            c = httpx.AsyncClient(http2=http2, verify=verify, limits=limits)
+            c = httpx.AsyncClient(http2=http2, verify=verify)  # httpx's defaults, limits included
         seen: set[str] = set()
 
         async def fetch() -> int:
@@ -232,6 +236,33 @@ async def _run_case(client: str, url: str, ca: str, concurrency: int, duration: 
     if client != "aiohttp":
         version = ",".join(sorted(seen))
     return {"rps": done / elapsed, "requests": done, "http_version": version}  # type: ignore[dict-item]
+
+
+def _memory_transport_class() -> type:
+    import httpx
+
+    body = _page()
+    headers = [(b"Server", b"nginx/1.22.1"), (b"Date", b"Mon, 01 Jan 2024 00:00:00 GMT"),
+               (b"Content-Type", b"text/html"), (b"Content-Length", str(len(body)).encode()),
+               (b"Last-Modified", b"Mon, 01 Jan 2024 00:00:00 GMT"), (b"Connection", b"keep-alive"),
+               (b"ETag", b'"659200-2134"'), (b"Accept-Ranges", b"bytes")]  # fmt: skip
+
+    class Body(httpx.AsyncByteStream):
+        async def __aiter__(self):  # type: ignore[no-untyped-def]
+            yield body
+
+    class MemoryTransport(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            await asyncio.sleep(0)  # one trip through the loop, as a real response would take
+            return httpx.Response(
+                200, headers=headers, stream=Body(), extensions={"http_version": b"HTTP/1.1"}
+            )
+
+    return MemoryTransport
+
+
+def _memory_transport() -> Any:
+    return _memory_transport_class()()
 
 
 def _case_main(args: argparse.Namespace) -> None:

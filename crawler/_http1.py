@@ -33,8 +33,13 @@ _LOW_WATER = 256 * 1024
 class StaleConnection(Exception):
     """A reused keep-alive connection was closed by the server before any byte of the response arrived.
 
-    The request is safe to send again on a fresh connection when it is idempotent and its body replayable.
+    The request is safe to send again on a fresh connection when it is idempotent and its body replayable,
+    or in any case when nothing of it was `sent`.
     """
+
+    def __init__(self, sent: bool = True) -> None:
+        super().__init__("the keep-alive connection was closed by the server")
+        self.sent = sent
 
 
 def _expire(fut: asyncio.Future[Any], exc_type: type[Exception], message: str) -> None:
@@ -306,6 +311,8 @@ class HTTP1Connection(asyncio.Protocol):
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
         """Write one request and wait for the head of its response. The body streams afterwards."""
+        if self._state != _IDLE:
+            raise StaleConnection(sent=False)  # closed by the server after it was handed to us
         self._state = _ACTIVE
         self._keep_alive = keep_alive
         self._is_head = request.method == "HEAD"

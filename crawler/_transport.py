@@ -128,9 +128,10 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                 prepared = True
             try:
                 return await conn.send(request, head, content, chunked, keep_alive, timeouts)
-            except StaleConnection:
+            except StaleConnection as exc:
                 conn.abort()
-                if content is None or request.method not in _IDEMPOTENT or attempt == _MAX_ATTEMPTS - 1:
+                replayable = not exc.sent or (content is not None and request.method in _IDEMPOTENT)
+                if not replayable or attempt == _MAX_ATTEMPTS - 1:
                     raise httpx.RemoteProtocolError(
                         "Server disconnected without sending a response."
                     ) from None
