@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.run` (what `make bench` runs) and the parts it reuses."""
