@@ -11,7 +11,7 @@ a crawl lives in one slot and the Lua scripts below may touch any of them):
     leased               ZSET    leased ids; score = lease expiry (ms, Redis clock)
     owner                HASH    leased id -> worker identity
     worker:<id>:leases   SET     ids leased by one worker (released when it restarts or closes)
-    worker:<id>:alive    STRING  present while the worker runs (TTL = lease timeout, renewed)
+    worker:<id>:alive    STRING  present while the worker runs (TTL min(lease, 15 s), renewed)
     workers              HASH    worker -> JSON {host, pid, items, started}
     checkpoint           HASH    worker -> JSON checkpoint ({"items_offset": N} of that worker's file)
     seen:<hhhh>          SET     fingerprints whose top 16 bits are hhhh, as their low 48 bits: 65,536
@@ -49,6 +49,8 @@ __all__ = ["RedisFrontier", "WorkerBusy"]
 log = logging.getLogger("crawler.frontier")
 
 DEFAULT_LEASE_SECONDS = 60.0
+# A worker's liveness key outlives it by at most this: a restarted worker waits this long for its identity.
+_ALIVE_SECONDS = 15.0
 _SEEN_BUCKET_BITS = 16
 _SEEN_MEMBER_MASK = (1 << (64 - _SEEN_BUCKET_BITS)) - 1
 _PRIORITY_LIMIT = 1 << 20  # keeps -priority * 2**32 + id exact in a double
@@ -247,20 +249,20 @@ if ARGV[2] ~= '' then redis.call('HSET', KEYS[7], me, ARGV[2]) end
 return lost
 """
 
-# KEYS: leased owner alive. ARGV: worker, lease ms, alive value, ids. Returns ids no longer ours.
+# KEYS: leased owner alive. ARGV: worker, lease ms, alive value, alive ms, ids. Returns ids no longer ours.
 _RENEW = (
     _PRELUDE
     + """
 local exp = now_ms() + tonumber(ARGV[2])
 local lost = {}
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
     redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[i])
   else
     lost[#lost + 1] = ARGV[i]
   end
 end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
 return lost
 """
 )
@@ -357,7 +359,7 @@ class RedisFrontier:
 
         `url` is a redis-py URL; `?lease=SECONDS` sets the lease timeout (default 60 s): how long the
         work of a crashed process stays leased before others take it. `wait` bounds how long to wait for
-        the identity's previous holder to expire (default: the lease timeout).
+        the identity's previous holder to expire (default: its liveness timeout, at most 15 s).
         """
         redis_url, opts = _split_url(url)
         lease = float(opts.get("lease", lease_timeout or DEFAULT_LEASE_SECONDS))
@@ -365,7 +367,7 @@ class RedisFrontier:
         try:
             await client.ping()
             identity = await _claim_identity(client, job_name, worker, items, lease,
-                                             lease + 1.0 if wait is None else wait)  # fmt: skip
+                                             _alive_seconds(lease) + 1.0 if wait is None else wait)  # fmt: skip
             self = cls(client, job_name, identity, lease_timeout=lease, items=items)
             await self._start()
         except BaseException:
@@ -596,7 +598,7 @@ class RedisFrontier:
 
     async def _renew_forever(self) -> None:
         """Renew this worker's leases (in flight or waiting for a retry) and its liveness key."""
-        period = self.lease_timeout / 3
+        period = _alive_seconds(self.lease_timeout) / 3
         while True:
             await asyncio.sleep(period)
             try:
@@ -609,6 +611,7 @@ class RedisFrontier:
     async def renew(self) -> None:
         lost = await self._renew_script(keys=[self._k_leased, self._k_owner, self._k_alive],
                                         args=[self.worker, int(self.lease_timeout * 1000), self._alive_value,
+                                              int(_alive_seconds(self.lease_timeout) * 1000),
                                               *self._outstanding])  # fmt: skip
         if lost:
             log.warning("worker %s: %d leases expired before they could be renewed; another worker may fetch "
@@ -619,7 +622,7 @@ async def _claim_identity(client: aioredis.Redis, job_name: str, worker: str | N
                           lease: float, wait: float) -> str:  # fmt: skip
     prefix = key_prefix(job_name)
     value = f"{socket.gethostname()}:{os.getpid()}"
-    ttl = int(lease * 1000)
+    ttl = int(_alive_seconds(lease) * 1000)
     explicit = worker or os.environ.get("CRAWLER_WORKER") or None
     host = socket.gethostname()
     if explicit is None and items is not None and "{worker}" in items:
@@ -647,6 +650,10 @@ async def _claim_identity(client: aioredis.Redis, job_name: str, worker: str | N
             announced = True
         await asyncio.sleep(min(0.5, lease / 4))
     return explicit
+
+
+def _alive_seconds(lease: float) -> float:
+    return min(lease, _ALIVE_SECONDS)
 
 
 def _absolute(path: str) -> str:

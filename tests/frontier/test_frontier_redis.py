@@ -198,14 +198,14 @@ def test_two_processes_split_the_pages_and_none_is_fetched_twice(
     procs = []
     for w, items in zip("AB", files, strict=True):
         job = write_job(tmp_path / f"job-{w}.yaml", small_site.url, items=items, frontier=redis_server.url,
-                        name=job_name, rate_limit={"per_host": "300/s"})  # fmt: skip
+                        name=job_name, rate_limit={"per_host": "150/s"})  # fmt: skip
         procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
     for p in procs:
         assert p.wait() == 0, p.output()
     urls = item_urls(files)
     assert_exactly_once(urls, site_urls(small_site.url, 300))
     shares = [len(item_urls([f])) for f in files]
-    assert min(shares) >= 30, f"both processes crawl: {shares}"
+    assert min(shares) >= 10, f"both processes crawl: {shares}"
     fetched = [e["path"] for e in small_site.log() if e["path"] == "/" or e["path"].startswith("/page/")]
     assert len(fetched) == len(set(fetched)) == 301, "the server saw every page exactly once"
 
