@@ -41,6 +41,8 @@ def draw(results: dict[str, Any], png: str) -> None:
     downloads = [r for r in results.get("downloads") or [] if r.get("mbps")]
     memory = [r for r in results.get("memory") or [] if r.get("rss_bytes_per_url") is not None]
     panels = [p for p, rows in (("crawl", crawl), ("downloads", downloads), ("memory", memory)) if rows]
+    if not panels:
+        raise SystemExit("nothing to chart: no crawl, download or memory results")
     heights = {"crawl": max(3.0, 0.42 * len(crawl) + 1.2), "downloads": max(2.5, 0.38 * len(downloads) + 1.0),
                "memory": max(2.0, 0.38 * len(memory) + 1.0)}  # fmt: skip
     fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights[p] for p in panels)),

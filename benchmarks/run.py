@@ -193,7 +193,7 @@ def ensure_peers(venv: Path = PEERS_VENV, *, install: bool = True, log: Log = pr
     """The peers' interpreter, creating the venv and installing the peers with pip when needed. A peer that
     cannot be installed is reported, not fatal."""
     python = _venv_python(venv)
-    wanted = {"scrapy", "crawlee", "aiohttp", "httpx", "matplotlib"}
+    wanted = {"scrapy", "crawlee", "aiohttp", "httpx", "matplotlib", "py-spy"}
     if python.exists() and wanted <= set(_peer_versions(str(python))):
         return Peers(str(python), _peer_versions(str(python)))
     if not install:
@@ -357,7 +357,6 @@ def _one_crawl(tool: CrawlTool, ctx: RunContext, nginx: Nginx | None, sizes: dic
     shutil.rmtree(ctx.run_dir, ignore_errors=True)
     ctx.run_dir.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     if tool.needs is None:
         env["PYTHONPATH"] = str(REPO_ROOT)
     argv = tool.argv(ctx)
@@ -540,24 +539,15 @@ _FRAME_RE = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)
 
 
 def _area(path: str) -> str:
-    """A readable name for the code a frame's file belongs to."""
-    p = path.replace("\\", "/")
-    for marker in ("/site-packages/", "/lib/python3"):
-        if marker in p:
-            rest = p.split(marker, 1)[1]
-            if marker == "/lib/python3":
-                rest = rest.split("/", 1)[1] if "/" in rest else rest
-                if rest.startswith("site-packages/"):
-                    rest = rest[len("site-packages/") :]
-                else:
-                    return "stdlib " + rest.split("/")[0].removesuffix(".py")
-            parts = rest.split("/")
-            return (
-                parts[0].removesuffix(".py") if len(parts) == 1 else "/".join(parts[:2]).removesuffix(".py")
-            )
-    if str(REPO_ROOT) in p:
-        return p.split(str(REPO_ROOT) + "/", 1)[1].removesuffix(".py")
-    return p.rsplit("/", 1)[-1].removesuffix(".py") or "?"
+    """A readable name for the code a frame belongs to: py-spy shortens file names to the package path
+    (`crawler/_engine.py`, `asyncio/runners.py`), which is what we want."""
+    if path.startswith("<frozen importlib"):
+        return "importlib (start-up imports)"
+    area = path.removesuffix(".py").removesuffix("/__init__")
+    return area or "?"
+
+
+_OWN_LAYERS = ("crawler/", "pipelines/", "httpx/", "httpcore/", "selectolax", "orjson", "h2/", "hpack/")
 
 
 def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
@@ -572,7 +562,9 @@ def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
             continue
         count = int(count_s)
         total += count
-        frames = stack.split(";")
+        frames = [f for f in stack.split(";") if not f.startswith("process ")]  # --subprocesses roots
+        if not frames:
+            continue
         leaf = frames[-1]
         m = _FRAME_RE.match(leaf)
         func, file = (m.group("func"), m.group("file")) if m else (leaf, "?")
@@ -584,7 +576,11 @@ def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
         for fr in frames:
             fm = _FRAME_RE.match(fr)
             a = _area(fm.group("file")) if fm else "?"
-            if a not in seen:
+            if (
+                a not in seen
+                and a.startswith(_OWN_LAYERS)
+                and not a.startswith(("crawler/cli", "crawler/__main__"))
+            ):
                 seen.add(a)
                 inclusive[a] = inclusive.get(a, 0) + count
 
@@ -882,7 +878,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"{p['tool']}: {p['samples']:,} samples. Self time is where the CPU was when sampled; inclusive "
                 "time counts every area on the stack. Raw stacks: `benchmarks/_work/profile-ours-h1.txt`.",
                 "",
-                "| self time, by area | % | | inclusive, by area | % |",
+                "| self time, by area | % | | inclusive (area anywhere on the stack) | % |",
                 "|---|---:|---|---|---:|",
             ]
             for (a, pa), (b, pb) in zip(p["self_by_area"][:12], p["inclusive_by_area"][:12], strict=False):
