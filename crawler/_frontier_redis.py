@@ -57,6 +57,7 @@ _PRIORITY_LIMIT = 1 << 20  # keeps -priority * 2**32 + id exact in a double
 # Like the local HostLimiter: a bucket holds 0.1 s of requests, so 20/s is spread over the second.
 _BUCKET_SECONDS = 0.1
 _MAX_READY_HOSTS = 256
+_PUSH_BATCH = 1000
 _READY_HORIZON_MS = 1000  # also list hosts that may start within this, to know when to wake up
 _READY_CACHE_SECONDS = 0.2  # reuse the ready hosts of the last reply for this long: one round trip a pop
 _CLOCK_SLACK = 0.002
@@ -436,11 +437,25 @@ class RedisFrontier:
     # -- the four verbs ----------------------------------------------------------------------------
 
     async def push_many(self, requests: Iterable[Request]) -> int:
+        known = self._known
+        batch: list[Request] = []
+        added = 0
+        for req in requests:
+            if not req.dont_filter and req.fingerprint in known:
+                continue  # pushed or popped here before, so in the shared seen set: no round trip
+            batch.append(req)
+            if len(batch) >= _PUSH_BATCH:  # one script call must not hold Redis for long
+                added += await self._push_batch(batch)
+                batch = []
+        if batch:
+            added += await self._push_batch(batch)
+        return added
+
+    async def _push_batch(self, requests: list[Request]) -> int:
         keys = [self._k_seq, self._k_req, self._k_ready, self._k_stats]
         index: dict[str, int] = {}
         args: list[Any] = []
         prefix = self._prefix
-        known = self._known
         sent: list[int] = []
 
         def key_index(key: str) -> int:
@@ -455,19 +470,15 @@ class RedisFrontier:
                 seen_idx, member = 0, 0
             else:
                 fp = req.fingerprint
-                if fp in known:  # pushed or popped here before, so in the shared seen set: no round trip
-                    continue
                 sent.append(fp)
                 seen_idx = key_index(f"{prefix}seen:{fp >> (64 - _SEEN_BUCKET_BITS):04x}")
                 member = fp & _SEEN_MEMBER_MASK
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
             args += (seen_idx, member, key_index(f"{prefix}q:{req.host}"), req.host, priority,
                      orjson.dumps(req.to_dict()).decode())  # fmt: skip
-        if not args:
-            return 0
         added = int(await self._push_script(keys=keys, args=args))
         for fp in sent:
-            known.add(fp)
+            self._known.add(fp)
         return added
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:

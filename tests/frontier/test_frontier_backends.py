@@ -193,3 +193,10 @@ async def test_the_seen_set_survives_a_restart(backend: Backend) -> None:
     backend.opened.remove(f)
     g = await backend.open(worker="w1")
     assert await g.push_many([req(f"http://a.test/{i}") for i in range(150)]) == 50
+
+
+async def test_a_large_push_is_taken_whole(backend: Backend) -> None:
+    f = await backend.open()
+    urls_in = [f"http://h{i % 5}.test/{i}" for i in range(3500)]
+    assert await f.push_many([req(u) for u in urls_in + urls_in[:100]]) == 3500
+    assert sorted(urls(await drain(f))) == sorted(urls_in)
