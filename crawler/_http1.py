@@ -17,7 +17,7 @@ import httpx
 if TYPE_CHECKING:
     from crawler._transport_pool import ConnectionPool, Origin
 
-__all__ = ["HTTP1Connection", "ResponseBody", "StaleConnection"]
+__all__ = ["HTTP1Connection", "ResponseBody", "StaleConnection", "request_content"]
 
 # Connection states.
 _CONNECTING = 0  # TLS/ALPN not settled yet: bytes are kept for a possible HTTP/2 hand-over
@@ -40,6 +40,22 @@ class StaleConnection(Exception):
     def __init__(self, sent: bool = True) -> None:
         super().__init__("the keep-alive connection was closed by the server")
         self.sent = sent
+
+
+def request_content(request: httpx.Request) -> bytes | None:
+    """The request body when it is in memory, or None for a stream to send chunk by chunk.
+
+    A body stream that was never read (a redirect re-sends the original one) counts as empty unless the
+    headers announce a body, as httpcore does: no empty DATA frame or chunked trailer for a GET.
+    """
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        pass
+    headers = request.headers
+    if "transfer-encoding" in headers or headers.get("content-length", "0") != "0":
+        return None
+    return b""
 
 
 def _expire(fut: asyncio.Future[Any], exc_type: type[Exception], message: str) -> None:

@@ -13,7 +13,7 @@ import ssl
 
 import httpx
 
-from crawler._http1 import StaleConnection
+from crawler._http1 import StaleConnection, request_content
 from crawler._transport_h2 import HTTP2Connection, RetryRequest
 from crawler._transport_pool import ConnectionPool
 
@@ -64,10 +64,8 @@ def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
 
 def _replayable(request: httpx.Request, safe: bool) -> bool:
     """May this request be sent again? Its body must be in memory, and it must be idempotent unless `safe`."""
-    try:
-        request.content  # noqa: B018 - raises for a streamed body, which cannot be sent twice
-    except httpx.RequestNotRead:
-        return False
+    if request_content(request) is None:
+        return False  # a streamed body cannot be sent twice
     return safe or request.method in _IDEMPOTENT
 
 
@@ -121,10 +119,7 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                 except BaseException:
                     pool.release(conn)
                     raise
-                try:
-                    content = request.content
-                except httpx.RequestNotRead:
-                    content = None  # a streaming body: sent chunk by chunk, never buffered
+                content = request_content(request)  # None: a stream, sent chunk by chunk, never buffered
                 prepared = True
             try:
                 return await conn.send(request, head, content, chunked, keep_alive, timeouts)

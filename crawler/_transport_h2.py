@@ -21,6 +21,8 @@ import h2.exceptions
 import h2.settings
 import httpx
 
+from crawler._http1 import request_content
+
 if TYPE_CHECKING:
     from crawler._http1 import HTTP1Connection
     from crawler._transport_pool import ConnectionPool, Origin
@@ -327,10 +329,7 @@ class HTTP2Connection(asyncio.Protocol):
     async def send(self, request: httpx.Request) -> httpx.Response:
         timeouts = request.extensions.get("timeout") or {}
         headers = _request_headers(request)
-        try:
-            content: bytes | None = request.content
-        except httpx.RequestNotRead:
-            content = None  # streamed
+        content = request_content(request)  # None: streamed
         loop = self._loop
         while self.active >= self._max_streams and not self._closed and not self._goaway:
             fut: asyncio.Future[None] = loop.create_future()

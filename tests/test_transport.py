@@ -757,3 +757,16 @@ async def test_origins_without_connections_are_forgotten() -> None:
         pool = c._transport._pool  # type: ignore[attr-defined]
         assert len(pool._origins) < 1100
         assert pool.total == 0
+
+
+async def test_http2_head_and_no_body_statuses(tls_site: str, certs: Certs) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        r = await c.head(f"{tls_site}/bytes/1000")
+        assert (r.http_version, r.headers["content-length"], r.content) == ("HTTP/2", "1000", b"")
+        for status in (204, 304):
+            r = await c.get(f"{tls_site}/status/{status}")
+            assert (r.status_code, r.content) == (status, b"")
+        r = await c.get(f"{tls_site}/gzip")
+        assert r.text == GZIP_TEXT
+        r = await c.get(f"{tls_site}/redirect/2", follow_redirects=True)
+        assert (r.status_code, r.content, len(r.history)) == (200, b"xxxxx", 3)
