@@ -357,7 +357,7 @@ class SqliteFrontier:
         self._commit_tx()
         if checkpoint is not None:
             self._checkpoint = checkpoint
-        self._leased = max(0, self._leased - len(requests))
+        self._leased = max(0, self._leased - len(ids))
 
     async def size(self) -> int:
         return self._in_memory + self._disk_total + self._leased

@@ -7,7 +7,9 @@ two processes. Same site, same job, runs interleaved, median of the repeats.
 The site is the test site (tests/site, hypercorn in a subprocess, cleartext HTTP/1.1) with `--pages` pages
 of 2-8 KB and 11-13 links each; the job follows every link with 64 workers, no rate limit, no robots.txt,
 and writes a title per page as JSON lines. "wall" is pages over the wall time from starting the process(es)
-to the last exit, interpreter start-up included; "engine" is the crawler's own figure (one process only).
+to the last exit, interpreter start-up included; "engine" is the crawler's own figure (one process only);
+"CPU" is the crawler processes' own user+system time (from wait4), which other load on a shared machine
+disturbs far less than wall time. Redis's own CPU is not included.
 Redis needs `redis-server` (started privately on a free port).
 """
 
@@ -37,10 +39,11 @@ VARIANTS = ["memory", "sqlite", "redis-1", "redis-2"]
 _RATE_RE = re.compile(r"([\d,.]+) pages/s")
 
 
-def run_variant(
-    variant: str, site: SiteServer, redis_url: str | None, workdir: Path
-) -> tuple[int, float, float | None]:
-    """(pages written, wall pages/s, the engine's own pages/s)."""
+Result = tuple[int, float, float | None, float]
+
+
+def run_variant(variant: str, site: SiteServer, redis_url: str | None, workdir: Path) -> Result:
+    """(pages written, wall pages/s, the engine's own pages/s, crawler CPU seconds per 1,000 pages)."""
     run = workdir / uuid.uuid4().hex[:8]
     run.mkdir()
     extra: dict[str, object] = {
@@ -68,8 +71,11 @@ def run_variant(
                                       cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                       env={**os.environ, **env}))  # fmt: skip
         log.close()
+    cpu = 0.0
     for p in procs:
-        p.wait()
+        _, status, usage = os.wait4(p.pid, 0)  # the child's own CPU time, not the machine's
+        p.returncode = os.waitstatus_to_exitcode(status)
+        cpu += usage.ru_utime + usage.ru_stime
     wall = time.perf_counter() - started
     for p, log_path in zip(procs, logs, strict=True):
         if p.returncode != 0:
@@ -80,7 +86,7 @@ def run_variant(
         m = _RATE_RE.search(logs[0].read_text())
         engine = float(m.group(1).replace(",", "")) if m else None
     shutil.rmtree(run, ignore_errors=True)
-    return pages, pages / wall, engine
+    return pages, pages / wall, engine, cpu / pages * 1000
 
 
 def main() -> None:
@@ -93,7 +99,7 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="crawl-bench-"))
     redis = start_redis() if any(v.startswith("redis") for v in args.variants) else None
-    results: dict[str, list[tuple[int, float, float | None]]] = {v: [] for v in args.variants}
+    results: dict[str, list[Result]] = {v: [] for v in args.variants}
     try:
         with SiteServer(tls=False, pages=args.pages) as site:
             for i in range(args.repeats):
@@ -101,21 +107,24 @@ def main() -> None:
                     r = run_variant(v, site, redis.url if redis else None, workdir)
                     results[v].append(r)
                     engine = f"{r[2]:.0f}" if r[2] is not None else "-"
-                    print(f"run {i + 1} {v}: {r[0]} pages, wall {r[1]:.0f} pages/s, engine {engine}",
-                          file=sys.stderr, flush=True)  # fmt: skip
+                    print(f"run {i + 1} {v}: {r[0]} pages, wall {r[1]:.0f} pages/s, engine {engine}, "
+                          f"{r[3]:.2f} CPU s per 1k pages", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         if redis is not None:
             redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     base = statistics.median(r[1] for r in results[args.variants[0]])
     print(f"\n{args.pages + 1:,} pages, 64 workers, median of {args.repeats}\n")
-    print(f"| frontier | pages/s (wall) | vs {args.variants[0]} | pages/s (engine) |")
-    print("|---|---:|---:|---:|")
+    base_cpu = statistics.median(r[3] for r in results[args.variants[0]])
+    print(f"| frontier | pages/s (wall) | vs {args.variants[0]} | pages/s (engine) | crawler CPU s / 1k pages "
+          f"| pages per CPU-second vs {args.variants[0]} |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
     for v, rs in results.items():
         wall = statistics.median(r[1] for r in rs)
         engines = [r[2] for r in rs if r[2] is not None]
         engine = f"{statistics.median(engines):.0f}" if engines else "-"
-        print(f"| {v} | {wall:.0f} | {wall / base:.0%} | {engine} |")
+        cpu = statistics.median(r[3] for r in rs)
+        print(f"| {v} | {wall:.0f} | {wall / base:.0%} | {engine} | {cpu:.2f} | {base_cpu / cpu:.0%} |")
 
 
 if __name__ == "__main__":
