@@ -320,6 +320,9 @@ CRAWL_TOOLS: dict[str, CrawlTool] = {t.key: t for t in [
     CrawlTool("ours-h2", "crawler (ours)", "h2", "crawler", None, _ours(http2=True)),
     CrawlTool("scrapy-h2", "Scrapy (H2DownloadHandler)", "h2", "crawler", "scrapy",
               _peer("scrapy_spider.py", "--start", "{start}", "--out", "{out}", "--concurrency", "{c}", "--h2")),
+    CrawlTool("crawlee-h2", "Crawlee ParselCrawler", "h2", "crawler", "crawlee",
+              _peer("crawlee_crawl.py", "--start", "{start}", "--out", "{out}", "--storage", "{storage}",
+                    "--concurrency", "{c}", "--insecure")),
     CrawlTool("httpx-h2", "httpx fetch loop, 1 connection", "h2", "ceiling", "httpx",
               _peer("fetch_httpx.py", "--urls", "{urls}", "--concurrency", "{c}", "--h2", "--ca", "{ca}")),
 ]}  # fmt: skip
@@ -385,6 +388,7 @@ def _one_crawl(tool: CrawlTool, ctx: RunContext, nginx: Nginx | None, sizes: dic
             row["http_versions"] = stats.get("http_versions")
         else:
             row["own_seconds"] = report.get("seconds")
+            row["http_versions"] = report.get("http_version")
     else:
         row["pages"] = report.get("pages", 0)
         row["lines"] = row["pages"]
@@ -505,9 +509,12 @@ def summarize_crawls(tools: list[CrawlTool], runs: dict[str, list[dict[str, Any]
 # -- memory -------------------------------------------------------------------------------------------------------
 
 
+# The default set takes ~5 min (the memory frontier at 10M holds 10M Request objects in ~5 GB); --memory-all
+# adds SQLite and Redis at 10M, 5-10 min each (they spend it inserting).
 MEMORY_CASES = [("seen-set", 1_000_000), ("seen-set", 10_000_000), ("python-set", 1_000_000),
                 ("python-set", 10_000_000), ("memory", 1_000_000), ("sqlite", 1_000_000),
-                ("sqlite", 10_000_000), ("redis", 1_000_000), ("redis", 10_000_000)]  # fmt: skip
+                ("memory", 10_000_000), ("redis", 1_000_000)]  # fmt: skip
+ALL_MEMORY_CASES = [*MEMORY_CASES, ("sqlite", 10_000_000), ("redis", 10_000_000)]
 QUICK_MEMORY_CASES = [("seen-set", 1_000_000), ("python-set", 1_000_000), ("memory", 1_000_000)]
 
 
@@ -944,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tools", help="comma-separated crawl tools, from: " + ", ".join(CRAWL_TOOLS))
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed per crawl run (default 900)")
+    ap.add_argument("--memory-all", action="store_true", help="also the frontiers at 10M URLs (+15-30 min)")
     ap.add_argument("--no-install", action="store_true", help="do not create or install the peers venv")
     ap.add_argument("--results", type=Path, help="markdown output (default benchmarks/RESULTS.md)")
     ap.add_argument("--chart", type=Path, help="PNG output (default benchmarks/results.png)")
@@ -1008,7 +1016,8 @@ def main(argv: list[str] | None = None) -> int:
             results["downloads"] = []
     if "memory" in parts:
         log("frontier memory")
-        results["memory"] = run_memory(QUICK_MEMORY_CASES if args.quick else MEMORY_CASES, log=log)
+        cases = QUICK_MEMORY_CASES if args.quick else ALL_MEMORY_CASES if args.memory_all else MEMORY_CASES
+        results["memory"] = run_memory(cases, log=log)
     results["targets"] = targets(results)
     meta["versions"] = versions(peers, meta["nginx"])
     meta["load_before"], meta["load_after"] = load_before, _loadavg()

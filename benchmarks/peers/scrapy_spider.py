@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import Counter
 from typing import Any
 
 import scrapy
@@ -24,8 +25,10 @@ class SiteSpider(scrapy.Spider):
     def __init__(self, start: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.start_urls = [start]
+        self.protocols: Counter[str] = Counter()
 
     def parse(self, response: scrapy.http.Response) -> Any:
+        self.protocols[str(response.protocol)] += 1
         yield {"url": response.url, "title": response.css("title::text").get()}
         for href in response.css("a::attr(href)").getall():
             yield response.follow(href, callback=self.parse)
@@ -62,6 +65,7 @@ def main() -> None:
         "items": stats.get("item_scraped_count", 0),
         "seconds": seconds,
         "errors": stats.get("log_count/ERROR", 0),
+        "http_version": ",".join(sorted(crawler.spider.protocols)) if crawler.spider else "",
     }))  # fmt: skip
 
 
