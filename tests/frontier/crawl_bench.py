@@ -4,8 +4,8 @@ two processes. Same site, same job, runs interleaved, median of the repeats.
     python -m tests.frontier.crawl_bench                      # 10,000 pages, 3 repeats
     python -m tests.frontier.crawl_bench --pages 3000 --repeats 5 --variants memory sqlite
 
-The site is the test site (tests/site, hypercorn in a subprocess, cleartext HTTP/1.1) with `--pages` pages
-of 2-8 KB and 11-13 links each; the job follows every link with 64 workers, no rate limit, no robots.txt,
+The site is the test site's pages (tests/site: 2-8 KB, 11-13 links each) rendered to files and served by
+nginx (one worker; `--server site` uses the hypercorn test site itself, which then limits the crawl); the job follows every link with 64 workers, no rate limit, no robots.txt,
 and writes a title per page as JSON lines. "wall" is pages over the wall time from starting the process(es)
 to the last exit, interpreter start-up included; "engine" is the crawler's own figure (one process only);
 "CPU" is the crawler processes' own user+system time (from wait4), which other load on a shared machine
@@ -19,6 +19,7 @@ import argparse
 import os
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,8 +32,9 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.frontier._backends import start_redis  # noqa: E402
+from tests.frontier._backends import free_port, start_redis  # noqa: E402
 from tests.frontier._crawl import count_lines, write_job  # noqa: E402
+from tests.site.app import render_home, render_page  # noqa: E402
 from tests.site.server import SiteServer  # noqa: E402
 
 VARIANTS = ["memory", "sqlite", "redis-1", "redis-2"]
@@ -42,7 +44,68 @@ _RATE_RE = re.compile(r"([\d,.]+) pages/s")
 Result = tuple[int, float, float | None, float]
 
 
-def run_variant(variant: str, site: SiteServer, redis_url: str | None, workdir: Path) -> Result:
+class StaticSite:
+    """The test site's pages rendered to files and served by nginx (one worker), so that the server is not
+    what limits the crawl. Same URLs, same links as `SiteServer`."""
+
+    def __init__(self, pages: int, workdir: Path) -> None:
+        self.pages = pages
+        self.dir = workdir / "nginx"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> StaticSite:
+        www = self.dir / "www"
+        (www / "page").mkdir(parents=True)
+        (self.dir / "logs").mkdir()
+        for d in (self.dir.parent, self.dir, www, www / "page"):
+            d.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
+        (www / "index.html").write_bytes(render_home(self.pages))
+        for n in range(self.pages):
+            (www / "page" / str(n)).write_bytes(render_page(n, self.pages, self.url))
+        conf = f"""
+worker_processes 1;
+error_log {self.dir}/logs/error.log warn;
+pid {self.dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    sendfile on;
+    keepalive_requests 1000000;
+    default_type text/html;
+    client_body_temp_path {self.dir}/tmp_body;
+    proxy_temp_path {self.dir}/tmp_proxy;
+    fastcgi_temp_path {self.dir}/tmp_fcgi;
+    uwsgi_temp_path {self.dir}/tmp_uwsgi;
+    scgi_temp_path {self.dir}/tmp_scgi;
+    server {{ listen 127.0.0.1:{self.port}; root {www}; location = /robots.txt {{ return 404; }} }}
+}}
+"""
+        (self.dir / "nginx.conf").write_text(conf)
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.proc = subprocess.Popen([nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"),
+                                      "-g", "daemon off;"], stderr=subprocess.DEVNULL)  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("nginx did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait()
+
+
+def nginx_available() -> bool:
+    return bool(shutil.which("nginx") or Path("/usr/sbin/nginx").exists())
+
+
+def run_variant(variant: str, site: SiteServer | StaticSite, redis_url: str | None, workdir: Path) -> Result:
     """(pages written, wall pages/s, the engine's own pages/s, crawler CPU seconds per 1,000 pages)."""
     run = workdir / uuid.uuid4().hex[:8]
     run.mkdir()
@@ -96,12 +159,19 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=10_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    parser.add_argument("--server", choices=["nginx", "site"], default="nginx" if nginx_available() else "site",
+                        help="nginx serving the pages as files (default when installed), or the test site")  # fmt: skip
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="crawl-bench-"))
     redis = start_redis() if any(v.startswith("redis") for v in args.variants) else None
     results: dict[str, list[Result]] = {v: [] for v in args.variants}
     try:
-        with SiteServer(tls=False, pages=args.pages) as site:
+        server = (
+            StaticSite(args.pages, workdir)
+            if args.server == "nginx"
+            else SiteServer(tls=False, pages=args.pages)
+        )
+        with server as site:
             for i in range(args.repeats):
                 for v in args.variants:
                     r = run_variant(v, site, redis.url if redis else None, workdir)
@@ -114,7 +184,7 @@ def main() -> None:
             redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     base = statistics.median(r[1] for r in results[args.variants[0]])
-    print(f"\n{args.pages + 1:,} pages, 64 workers, median of {args.repeats}\n")
+    print(f"\n{args.pages + 1:,} pages from {args.server}, 64 workers, median of {args.repeats}\n")
     base_cpu = statistics.median(r[3] for r in results[args.variants[0]])
     print(f"| frontier | pages/s (wall) | vs {args.variants[0]} | pages/s (engine) | crawler CPU s / 1k pages "
           f"| pages per CPU-second vs {args.variants[0]} |")  # fmt: skip
