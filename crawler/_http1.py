@@ -339,37 +339,46 @@ class HTTP1Connection(asyncio.Protocol):
         loop = self._loop
         waiter = loop.create_future()
         self._head_waiter = waiter
-        if content is not None:
-            if len(content) < 65536:
-                transport.write(head + content)
+        try:
+            if content is not None:
+                if len(content) < 65536:
+                    transport.write(head + content)
+                else:
+                    transport.write(head)
+                    transport.write(content)
+                if self._write_paused:
+                    # Until the request is out, an early complete response must not free the connection.
+                    self._request_done = False
+                    await self._drain(timeouts.get("write"))
+                    if self._body is body:
+                        self._request_done = True
             else:
-                transport.write(head)
-                transport.write(content)
-            if self._write_paused:
-                # Until the request is out, an early complete response must not free the connection.
                 self._request_done = False
-                await self._drain(timeouts.get("write"))
+                transport.write(head)
+                await self._send_stream(request, chunked, timeouts.get("write"))
                 if self._body is body:
                     self._request_done = True
-        else:
-            self._request_done = False
-            transport.write(head)
-            await self._send_stream(request, chunked, timeouts.get("write"))
-            if self._body is body:
-                self._request_done = True
-        read_timeout = timeouts.get("read")
-        if not waiter.done():
-            if read_timeout is not None:
-                timer = loop.call_at(loop.time() + read_timeout, _expire, waiter, httpx.ReadTimeout,
-                                     "timed out waiting for the response head")  # fmt: skip
-                try:
+            if not waiter.done():
+                read_timeout = timeouts.get("read")
+                if read_timeout is not None:
+                    timer = loop.call_at(loop.time() + read_timeout, _expire, waiter, httpx.ReadTimeout,
+                                         "timed out waiting for the response head")  # fmt: skip
+                    try:
+                        await waiter
+                    finally:
+                        timer.cancel()
+                else:
                     await waiter
-                finally:
-                    timer.cancel()
             else:
-                await waiter
-        else:
-            waiter.result()
+                waiter.result()
+        except BaseException:
+            # A timeout, a cancellation, an error: drop the connection if this exchange still owns it. If the
+            # response had already completed, the connection is back in the pool (maybe serving another
+            # request) and must be left alone.
+            if self._body is body:
+                self._body = None
+                self.abort()
+            raise
         # The connection may already carry the next exchange: read the head from this exchange's body.
         return httpx.Response(
             body.status,

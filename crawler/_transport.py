@@ -124,15 +124,11 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
             try:
                 return await conn.send(request, head, content, chunked, keep_alive, timeouts)
             except StaleConnection as exc:
-                conn.abort()
                 replayable = not exc.sent or (content is not None and request.method in _IDEMPOTENT)
                 if not replayable or attempt == _MAX_ATTEMPTS - 1:
                     raise httpx.RemoteProtocolError(
                         "Server disconnected without sending a response."
                     ) from None
-            except BaseException:
-                conn.abort()
-                raise
         raise httpx.RemoteProtocolError("no connection could take the request")
 
     async def aclose(self) -> None:

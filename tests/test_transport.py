@@ -770,3 +770,21 @@ async def test_http2_head_and_no_body_statuses(tls_site: str, certs: Certs) -> N
         assert r.text == GZIP_TEXT
         r = await c.get(f"{tls_site}/redirect/2", follow_redirects=True)
         assert (r.status_code, r.content, len(r.history)) == (200, b"xxxxx", 3)
+
+
+async def test_cancelling_a_request_whose_response_already_arrived_keeps_the_connection() -> None:
+    async with RawServer(serve_ok) as server, client(max_connections=1) as c:
+        assert (await c.get(server.url())).text == "ok"
+        pool = c._transport._pool  # type: ignore[attr-defined]
+        task = asyncio.create_task(c.get(server.url()))
+        # Wait for the moment the response is complete and the connection back in the pool, but the
+        # request's task has not run yet: cancel it there.
+        for _ in range(10_000):
+            await asyncio.sleep(0)
+            if pool._idle and not task.done():
+                task.cancel()
+                break
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await c.get(server.url())).text == "ok"
+    assert server.accepted == 1  # the connection that served the cancelled request was not dropped
