@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -292,7 +293,7 @@ def main() -> None:
         "--clients", default=",".join(CLIENTS), help="comma-separated subset of: " + ", ".join(CLIENTS)
     )
     ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "both"])
-    ap.add_argument("--repeat", type=int, default=1, help="runs per case; the best is reported")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--aiohttp-python", default=None, help="an interpreter with aiohttp installed")
     # internal: one case
     ap.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
@@ -311,52 +312,59 @@ def main() -> None:
     aio_py = _aiohttp_python(args.aiohttp_python) if "aiohttp" in clients else None
     servers = Servers()
     servers.start()
-    print(f"server: {servers.kind}, page {PAGE_SIZE} B, limits {LIMITS}, {args.duration:g}s per case, "
+    print(f"server: {servers.kind}, page {PAGE_SIZE} B, our limits {LIMITS} (httpx rows: httpx defaults), {args.duration:g}s per case, "
           f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
-    rows: list[tuple[str, str, dict[int, str], str]] = []
+    if "aiohttp" in clients and aio_py is None:
+        print("aiohttp: skipped (no interpreter with aiohttp; see --aiohttp-python)", flush=True)
+        clients.remove("aiohttp")
+    # Other work on the machine skews single runs: every round runs each client once, interleaved, and the
+    # table reports the median of the rounds.
+    results: dict[tuple[str, str, int], list[float]] = {}
+    versions: dict[tuple[str, str], str] = {}
     try:
         for loop in loops:
-            for client in clients:
-                if client == "aiohttp" and aio_py is None:
-                    print("aiohttp: skipped (no interpreter with aiohttp; see --aiohttp-python)", flush=True)
-                    continue
-                py = aio_py if client == "aiohttp" else sys.executable
-                tls = client.endswith("h2") or client.endswith("tls")
-                port = servers.https_port if tls else servers.http_port
-                url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/page.html"
-                cells: dict[int, str] = {}
-                version = ""
-                for c in concurrencies:
-                    best = 0.0
-                    for _ in range(args.repeat):
-                        cmd = [py, str(Path(__file__).resolve()), "--case", "--client", client, "--url", url,
-                               "--ca", str(servers.dir / "ca.pem"), "--c", str(c),
-                               "--duration", str(args.duration), "--loop", loop]  # fmt: skip
-                        out = subprocess.run(
-                            cmd, capture_output=True, text=True, cwd=Path(__file__).parent.parent
-                        )
-                        if out.returncode != 0:
-                            print(f"{client} C={c}: failed\n{out.stderr[-2000:]}", flush=True)
-                            break
-                        res = json.loads(out.stdout.strip().splitlines()[-1])
-                        best = max(best, res["rps"])
-                        version = res["http_version"]
-                    cells[c] = f"{best:,.0f}" if best else "error"
-                    print(f"  {loop:7} {client:17} C={c:<4} {cells[c]:>8} req/s  ({version})", flush=True)
-                rows.append((loop, client, cells, version))
+            for c in concurrencies:
+                for round_ in range(args.repeat):
+                    for client in clients:
+                        rps, version = _run_one(servers, client, loop, c, args.duration, aio_py)
+                        results.setdefault((loop, client, c), []).append(rps)
+                        if version:
+                            versions[(loop, client)] = version
+                        print(f"  {loop:7} C={c:<4} round {round_ + 1}  {client:17} {rps:>8,.0f} req/s  ({version})",
+                              flush=True)  # fmt: skip
     finally:
         servers.stop()
 
-    print()
-    header = "| loop | client | protocol | " + " | ".join(f"C={c}" for c in concurrencies) + " |"
-    print(header)
+    print(
+        f"\nmedian of {args.repeat} interleaved round(s); load average at the end: {os.getloadavg()[0]:.2f}"
+    )
+    print("| loop | client | protocol | " + " | ".join(f"C={c}" for c in concurrencies) + " |")
     print("|" + "---|" * (3 + len(concurrencies)))
-    for loop, client, cells, version in rows:
-        print(
-            f"| {loop} | {client} | {version} | "
-            + " | ".join(cells.get(c, "-") for c in concurrencies)
-            + " |"
-        )
+    for loop in loops:
+        for client in clients:
+            cells = []
+            for c in concurrencies:
+                runs = sorted(results.get((loop, client, c), []))
+                ok = [r for r in runs if r > 0]
+                cells.append(f"{statistics.median(ok):,.0f}" if ok else "error")
+            version = versions.get((loop, client), "")
+            print(f"| {loop} | {client} | {version} | " + " | ".join(cells) + " |")
+
+
+def _run_one(servers: Servers, client: str, loop: str, c: int, duration: float,
+             aio_py: str | None) -> tuple[float, str]:  # fmt: skip
+    py = aio_py if client == "aiohttp" and aio_py else sys.executable
+    tls = client.endswith("h2") or client.endswith("tls")
+    port = servers.https_port if tls else servers.http_port
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/page.html"
+    cmd = [py, str(Path(__file__).resolve()), "--case", "--client", client, "--url", url,
+           "--ca", str(servers.dir / "ca.pem"), "--c", str(c), "--duration", str(duration), "--loop", loop]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        print(f"{client} C={c} ({loop}): failed\n{out.stderr[-2000:]}", flush=True)
+        return 0.0, ""
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(res["rps"]), str(res["http_version"])
 
 
 if __name__ == "__main__":
