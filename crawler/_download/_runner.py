@@ -214,6 +214,7 @@ class Downloader:
         headers: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
         min_segment_size: int | str = DEFAULT_MIN_SEGMENT,
         batch_size: int | str = DEFAULT_BATCH,
+        flush_interval: float = 1.0,
         on_progress: Callable[[DownloadProgress], Any] | None = None,
         on_result: Callable[[DownloadResult], Any] | None = None,
         progress_interval: float = 0.25,
@@ -234,6 +235,7 @@ class Downloader:
         self.max_size = parse_size(max_size)
         self.min_segment_size = max(1, parse_size(min_segment_size) or 1)
         self.batch_size = max(64 << 10, parse_size(batch_size) or DEFAULT_BATCH)
+        self.flush_interval = flush_interval
         pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
         self.headers: list[tuple[str, str]] = [(k, v) for k, v in pairs]
         self.on_progress = on_progress
@@ -897,6 +899,8 @@ class _FileJob:
         byte_rate = dl._byte_rate
         remaining = seg.remaining
         target = dl.batch_target()
+        interval = dl.flush_interval
+        flush_at = 0.0
         chunks: list[bytes] = []
         pending_bytes = 0
         writing: asyncio.Future[None] | None = None
@@ -908,6 +912,8 @@ class _FileJob:
                     if size > remaining:
                         chunk, size = chunk[:remaining], remaining
                     remaining -= size
+                if not chunks:
+                    flush_at = loop.time() + interval
                 chunks.append(chunk)
                 pending_bytes += size
                 active.done += size
@@ -917,7 +923,9 @@ class _FileJob:
                     raise _Failure(f"more than --max-size {max_size} bytes", self.http_status, discard=True)
                 if byte_rate is not None:
                     await byte_rate.consume(size)
-                if pending_bytes >= target:
+                # A batch goes to disk when full, or after `interval` on a slow link, so a kill -9
+                # never loses more than the bytes of one batch or of the last second.
+                if pending_bytes >= target or loop.time() >= flush_at:
                     if writing is not None:
                         await writing
                     writing = loop.run_in_executor(executor, write, seg, chunks, pending_bytes)
@@ -993,7 +1001,8 @@ async def download(
 
     Usable inside any running event loop; pass `client` to share an `httpx.AsyncClient`. Other options
     are `Downloader`'s: `http`, `retry`, `rate_limit`, `per_host`, `limit_rate`, `max_size`,
-    `collision` ("skip" | "overwrite" | "rename"), `resume`, `headers`, `min_segment_size`, `batch_size`.
+    `collision` ("skip" | "overwrite" | "rename"), `resume`, `headers`, `min_segment_size`, `batch_size`,
+    `flush_interval` (seconds a partly filled batch may wait before it is written).
     A checksum is `"sha-256=HEX"` (also sha-1, md5, ...), per URL in `checksums` or on the entry.
     """
     results: list[DownloadResult] = []

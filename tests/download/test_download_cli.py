@@ -232,3 +232,51 @@ def test_sigterm_keeps_the_part_for_resuming(
     state = Sidecar.load(tmp_path / "kill.bin.part.json")
     assert state is not None and state.written > 0
     assert os.path.getsize(tmp_path / "kill.bin.part") >= state.written
+
+
+def test_repeated_kill_9_of_a_segmented_download_still_verifies(
+    nginx: NginxSite, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import random
+
+    url = nginx.url("slow/kill.bin")
+    args = (
+        url,
+        "-d",
+        str(tmp_path),
+        "-x",
+        "3",
+        "-k",
+        "1M",
+        "--limit-rate",
+        "3M",
+        "--checksum",
+        f"sha-256={nginx.sha256['kill.bin']}",
+    )
+    rng = random.Random(3)
+    sidecar = tmp_path / "kill.bin.part.json"
+    before = 0
+    for _ in range(2):
+        proc = spawn_cli(*args, "-q", workdir=tmp_path_factory.mktemp("p"))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # this run has made progress of its own ...
+            state = Sidecar.load(sidecar)
+            if state is not None and state.written >= before + 300_000:
+                break
+            time.sleep(0.01)
+        # ... then a kill at some moment, with writes and sidecar updates in flight
+        time.sleep(rng.random() * 0.15)
+        proc.send_signal(signal.SIGKILL)
+        proc.finish()
+        state = Sidecar.load(sidecar)
+        assert state is not None, "the file completed before the kill: the test needs a slower transfer"
+        assert not (tmp_path / "kill.bin").exists()
+        before = state.written
+
+    final = run_cli(*args, "--json")
+
+    assert final.returncode == 0, final.stderr
+    record = json.loads(final.stdout)
+    assert record["status"] == "ok" and record["resumed_from"] > 0
+    assert sha256_of(tmp_path / "kill.bin") == nginx.sha256["kill.bin"]
+    assert files_under(tmp_path) == ["kill.bin"]
