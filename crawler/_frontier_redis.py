@@ -377,7 +377,8 @@ class RedisFrontier:
         return self
 
     async def _start(self) -> None:
-        info = {"host": socket.gethostname(), "pid": os.getpid(), "items": self.items, "started": time.time()}
+        items = _absolute(self.items.replace("{worker}", self.worker)) if self.items else None
+        info = {"host": socket.gethostname(), "pid": os.getpid(), "items": items, "started": time.time()}
         await self._r.hset(self._k_workers, self.worker, orjson.dumps(info).decode())
         released = await self._release_script(keys=self._release_keys(), args=[self._prefix, self.worker])
         if released:

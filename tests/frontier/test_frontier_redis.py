@@ -223,7 +223,7 @@ def test_two_processes_split_the_pages_and_none_is_fetched_twice(
 def test_the_per_host_rate_holds_for_all_processes_together(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    rate, pages = 20, 70
+    rate, pages = 20, 100
     with SiteServer(tls=False, pages=pages) as site:
         files = [tmp_path / "items-A.jsonl", tmp_path / "items-B.jsonl"]
         procs = []
@@ -235,13 +235,15 @@ def test_the_per_host_rate_holds_for_all_processes_together(
             assert p.wait() == 0, p.output()
         log = [e for e in site.log() if e["path"] == "/" or e["path"].startswith("/page/")]
     assert_exactly_once(item_urls(files), site_urls(site.url, pages))
-    assert all(item_urls([f]) for f in files), "both processes crawled"
+    shares = [len(item_urls([f])) for f in files]
+    assert min(shares) > 0, f"both processes crawled: {shares}"
     times = sorted(e["t"] for e in log)
-    # Measured at the server: in any one-second window, at most the rate plus the bucket's burst (0.1 s worth,
-    # so 2 requests) and one for arrival jitter. Each process alone is also held to 20/s, so without the shared
-    # bucket the two together would reach 40/s.
-    busiest = max(sum(1 for u in times[i:] if u - t < 1.0) for i, t in enumerate(times))
-    assert busiest <= rate + 3, f"{busiest} requests within one second"
+    # Measured at the server. Each process alone is held to 20/s too, so without the shared bucket the two
+    # together would reach 40/s. The bucket spaces starts 50 ms apart with a burst of 2 (0.1 s worth); the
+    # allowance of 3 per window is for requests that leave or arrive late on a busy machine.
+    for window in (1.0, 2.0):
+        busiest = max(sum(1 for u in times[i:] if u - t < window) for i, t in enumerate(times))
+        assert busiest <= rate * window + 2 + 3, f"{busiest} requests within {window:g} s: {shares}"
     overall = (len(times) - 1) / (times[-1] - times[0])
     assert overall <= rate * 1.1, f"{overall:.1f} requests/s overall"
 
@@ -262,3 +264,9 @@ def test_worker_placeholder_gives_each_process_its_own_file(
     files = sorted(tmp_path.glob("items-*.jsonl"))
     assert [f.name for f in files] == [f"items-{host}-0.jsonl", f"items-{host}-1.jsonl"]
     assert_exactly_once(item_urls(files), site_urls(small_site.url, 300))
+    status = subprocess.run([sys.executable, "-m", "crawler", "status", str(job), "--json"], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})  # fmt: skip
+    workers = json.loads(status.stdout)["workers"]
+    assert sorted(w["items"] for w in workers) == [str(f) for f in files]
+    assert all(w["checkpoint"]["items_offset"] == Path(w["items"]).stat().st_size for w in workers)
