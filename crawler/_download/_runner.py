@@ -483,6 +483,7 @@ class _FileJob:
         self.segments = entry.segments or dl.segments
         self.algos = ["sha256"] + ([entry.checksum.algo] if entry.checksum else [])
         self.active = ActiveFile(name="", url=url)
+        self.url_name = choose_name(None, None, url)
         self.http_status: int | None = None
         self.resumed_from = 0
         self.received = 0  # bytes of the file on hand: a resumed prefix plus what arrived (for --max-size)
@@ -556,7 +557,7 @@ class _FileJob:
                 raise _Failure(f"out={entry.out!r} names no file")
             subdir, fixed = subdir / out.parent, out.name
         directory = dl.directory(subdir)
-        self.active.name = fixed or choose_name(None, None, self.url)
+        self.active.name = fixed or self.url_name
         dl._active[self.key] = self.active
 
         if fixed and dl.collision == "skip" and entry.checksum is not None:
@@ -586,7 +587,7 @@ class _FileJob:
 
     def _find_resumable(self, directory: Path, fixed: str | None) -> tuple[PartState | None, Path | None]:
         """A part of this URL left by an earlier run under the name we would guess (or a `--rename`d one)."""
-        guess = fixed or choose_name(None, None, self.url)
+        guess = fixed or self.url_name
         candidates = [guess]
         if self.dl.collision == "rename":
             candidates += [numbered(guess, n) for n in range(1, 100)]
@@ -668,7 +669,7 @@ class _FileJob:
         """The final path for a fresh download (collision policy applied), or a skipped result.
         Raises `_Restart` to resume a part found under a name only the response told us."""
         dl = self.dl
-        name = fixed or choose_name(None, info.disposition, self.url)
+        name = fixed or (choose_name(None, info.disposition, self.url) if info.disposition else self.url_name)
         self.active.name = name
         candidates = [name] + (
             [numbered(name, n) for n in range(1, 10_000)] if dl.collision == "rename" else []
@@ -785,24 +786,30 @@ class _FileJob:
         self.active.segments = len(state.segments)
 
         others = [s for s in state.segments if s is not first and not s.complete]
-        tasks = [asyncio.create_task(self._segment(first, stream))]
-        tasks += [asyncio.create_task(self._segment(s, None)) for s in others]
         try:
             try:
-                await asyncio.gather(*tasks)
-            except BaseException as exc:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(
-                    *tasks, return_exceptions=True
-                )  # their writes are finished once they end
-                if isinstance(exc, _Restart):
-                    self._close_part()
-                    _discard(final)
+                if others:
+                    await self._segments(first, stream, others)
+                else:  # one stream: no tasks to spawn
+                    await self._segment(first, stream)
+            except _Restart:
+                self._close_part()
+                _discard(final)
                 raise
             return await self._finish(final, part)
         except IncompletePart as exc:  # from the thread that completed the file, or from _finish
             raise _Failure(str(exc), discard=True) from None
+
+    async def _segments(self, first: Segment, stream: _Open, others: list[Segment]) -> None:
+        tasks = [asyncio.create_task(self._segment(first, stream))]
+        tasks += [asyncio.create_task(self._segment(s, None)) for s in others]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # their writes are finished once they end
+            raise
 
     async def _finish(self, final: Path, part: PartFile) -> DownloadResult:
         state = part.state
