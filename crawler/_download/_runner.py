@@ -484,6 +484,9 @@ class _FileJob:
         self.algos = ["sha256"] + ([entry.checksum.algo] if entry.checksum else [])
         self.active = ActiveFile(name="", url=url)
         self.url_name = choose_name(None, None, url)
+        self._probed: tuple[Path, int | None] | None = (
+            None  # (final path, its part's size) before the request
+        )
         self.http_status: int | None = None
         self.resumed_from = 0
         self.received = 0  # bytes of the file on hand: a resumed prefix plus what arrived (for --max-size)
@@ -579,6 +582,7 @@ class _FileJob:
                 log.debug("%s: %s", self.url, restart)
                 self._close_part()
                 self._unclaim()
+                self._probed = None
                 state, final_hint = restart.state, restart.final
 
     async def _hash_existing(self, path: Path) -> dict[str, str]:
@@ -597,6 +601,7 @@ class _FileJob:
             if self.dl.claimed(final):
                 continue
             size = _size_of(part)
+            self._probed = (final, size)
             has_part = size is not None
             state = Sidecar.load(sidecar) if has_part else None
             if state is not None and state.url == self.url and _resumable(state, size):
@@ -684,7 +689,10 @@ class _FileJob:
                 await owner.wait()  # the same file from another entry: decide once it is there
                 raise _Restart(f"{final.name} was being downloaded by another entry")
             part, sidecar = part_paths(final)
-            size = _size_of(part)
+            if self._probed is not None and self._probed[0] == final and dl.collision != "rename":
+                size = self._probed[1]  # looked at just before the request; claims keep others away
+            else:
+                size = _size_of(part)
             has_part = size is not None
             if dl.resume and has_part and info.range_start == 0:
                 prior = Sidecar.load(sidecar)
