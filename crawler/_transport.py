@@ -2,8 +2,9 @@
 
 Users configure an `httpx.AsyncClient` with `httpx.Limits` and `httpx.Timeout`; `make_transport` builds
 what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`_http1.py`), pooled per origin
-with O(1) acquire/release under one connection budget (`_transport_pool.py`), and httpcore's HTTP/2 for
-TLS origins that choose h2 via ALPN (`_transport_h2.py`). With a proxy it falls back to httpx's own transport.
+with O(1) acquire/release under one connection budget (`_transport_pool.py`), and HTTP/2 (the `h2` state
+machine on one asyncio Protocol, `_transport_h2.py`) for TLS origins that choose h2 via ALPN. Bodies stream
+both ways; httpx decodes content on top. With a proxy it falls back to httpx's own transport.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ __all__ = ["CrawlerTransport", "make_transport"]
 _NO_TIMEOUTS: dict[str, float | None] = {"connect": None, "read": None, "write": None, "pool": None}
 # Safe to send again when a reused keep-alive connection turns out to have been closed by the server.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_MAX_ATTEMPTS = 3
+_MAX_SAFE_RETRIES = 50
+_MAX_UNSAFE_RETRIES = 2
 
 
 def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.Limits,
@@ -70,7 +72,7 @@ def _replayable(request: httpx.Request, safe: bool) -> bool:
 
 
 class CrawlerTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 (httptools) and HTTP/2 (httpcore, via ALPN) over one per-origin connection pool."""
+    """HTTP/1.1 (httptools) and HTTP/2 (h2, chosen by ALPN) over one per-origin connection pool."""
 
     def __init__(self, *, http2: bool, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
         self._http2 = http2
@@ -99,7 +101,12 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
         chunked = False
         keep_alive = True
         prepared = False
-        for attempt in range(_MAX_ATTEMPTS):
+        # Retries on another connection: "safe" ones (the server certainly did not process the request: a
+        # refused stream, beyond a GOAWAY, never written) are bounded loosely, since a server closing its
+        # connections every N requests may turn away many queued streams at once; the others (a reused
+        # connection dropped before any response) only for idempotent requests, and at most twice.
+        safe_left, unsafe_left = _MAX_SAFE_RETRIES, _MAX_UNSAFE_RETRIES
+        while True:
             conn = pool.acquire_idle(origin) if origin.h2 is None else None
             if conn is None:
                 acquired = await pool.acquire(origin, timeouts)
@@ -107,7 +114,12 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                     try:
                         return await acquired.send(request)
                     except RetryRequest as exc:
-                        if attempt < _MAX_ATTEMPTS - 1 and _replayable(request, exc.safe):
+                        safe = exc.safe
+                        if safe:
+                            safe_left -= 1
+                        else:
+                            unsafe_left -= 1
+                        if min(safe_left, unsafe_left) >= 0 and _replayable(request, safe):
                             continue
                         raise httpx.RemoteProtocolError(
                             "Server disconnected without sending a response."
@@ -124,12 +136,16 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
             try:
                 return await conn.send(request, head, content, chunked, keep_alive, timeouts)
             except StaleConnection as exc:
-                replayable = not exc.sent or (content is not None and request.method in _IDEMPOTENT)
-                if not replayable or attempt == _MAX_ATTEMPTS - 1:
+                if exc.sent:
+                    unsafe_left -= 1
+                    retry = unsafe_left >= 0 and content is not None and request.method in _IDEMPOTENT
+                else:
+                    safe_left -= 1
+                    retry = safe_left >= 0
+                if not retry:
                     raise httpx.RemoteProtocolError(
                         "Server disconnected without sending a response."
                     ) from None
-        raise httpx.RemoteProtocolError("no connection could take the request")
 
     async def aclose(self) -> None:
         pool = self._pool

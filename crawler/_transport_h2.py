@@ -103,6 +103,24 @@ def _request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
     ]
 
 
+class _H2State(h2.connection.H2Connection):
+    """h2's connection state machine, except that a graceful GOAWAY lets the streams it covers finish.
+
+    h2 closes its state machine on any GOAWAY, so the DATA still due on streams the server accepted (nginx
+    says GOAWAY after `keepalive_requests`, 1000 by default, with streams in flight) would be a protocol
+    error. RFC 9113 section 6.8: streams up to the last stream id may complete.
+    """
+
+    def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        if frame.error_code != 0:
+            return super()._receive_goaway_frame(frame)
+        event = h2.events.ConnectionTerminated()
+        event.error_code = h2.errors.ErrorCodes.NO_ERROR
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+
 class HTTP2Connection(asyncio.Protocol):
     """One HTTP/2 connection of an origin, shared by all its requests; one connection of the pool's budget."""
 
@@ -123,7 +141,7 @@ class HTTP2Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        conn = self._h2 = h2.connection.H2Connection(config=_CONFIG)
+        conn = self._h2 = _H2State(config=_CONFIG)
         conn.local_settings = h2.settings.Settings(
             client=True,
             initial_values={
@@ -235,16 +253,21 @@ class HTTP2Connection(asyncio.Protocol):
             elif isinstance(event, h2.events.ConnectionTerminated):
                 self._goaway = True
                 last = event.last_stream_id if event.last_stream_id is not None else 0
+                graceful = event.error_code == h2.errors.ErrorCodes.NO_ERROR
                 for st in list(streams.values()):
                     if st.stream_id > last:
                         st.fail(RetryRequest())  # never processed by the server
+                    elif not graceful:
+                        st.fail(RetryRequest(safe=False) if not st.status else httpx.RemoteProtocolError(
+                            f"HTTP/2 connection terminated by the server (error {event.error_code!r})"))  # fmt: skip
                 for fut in self._stream_waiters:
                     if not fut.done():
                         fut.set_exception(RetryRequest())
                 if self.origin.h2 is self:
                     self.origin.h2 = None
-                if self.active == 0:
+                if self.active == 0 or not graceful:
                     self.close()
+                # else: the streams the server accepted finish on this connection, then it closes
         self._flush()
 
     def eof_received(self) -> bool:

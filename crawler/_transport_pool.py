@@ -4,7 +4,7 @@ Acquire and release are O(1): an idle connection is popped from its origin's sta
 (`max_connections`) is spent, the request waits in its origin's FIFO and the origin joins a round-robin
 queue for the next free slot. Connections tell the pool when they close (asyncio `connection_lost`), so
 nothing is ever polled. TLS origins that may speak HTTP/2 are probed with one connection first; if ALPN
-picks h2, that single connection (httpcore's HTTP/2) carries every request of the origin.
+picks h2, that single HTTP/2 connection carries every request of the origin.
 """
 
 from __future__ import annotations

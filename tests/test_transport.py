@@ -71,10 +71,14 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return Certs(tmp_path_factory.mktemp("transport-certs"))
 
 
-def _hypercorn(*tls_files: Path, keep_alive: float = 30.0) -> Iterator[str]:
+def _hypercorn(*tls_files: Path, keep_alive: float = 30.0, max_requests: int = 1000) -> Iterator[str]:
     port = _free_port()
     cmd = [sys.executable, "-m", "tests.transport_site", str(port), *map(str, tls_files)]
-    env = {**os.environ, "TRANSPORT_SITE_KEEP_ALIVE": str(keep_alive)}
+    env = {
+        **os.environ,
+        "TRANSPORT_SITE_KEEP_ALIVE": str(keep_alive),
+        "TRANSPORT_SITE_MAX_REQUESTS": str(max_requests),
+    }
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         _wait_until_listening(port, proc)
@@ -788,3 +792,92 @@ async def test_cancelling_a_request_whose_response_already_arrived_keeps_the_con
             await task
         assert (await c.get(server.url())).text == "ok"
     assert server.accepted == 1  # the connection that served the cancelled request was not dropped
+
+
+async def test_http1_server_closing_connections_after_n_requests_is_transparent(certs: Certs) -> None:
+    # hypercorn answers 10 requests per connection, the 10th with Connection: close.
+    for base in _hypercorn(max_requests=10):
+        async with client(max_connections=4) as c:
+            responses = await asyncio.gather(*(c.get(f"{base}/client-port") for _ in range(200)))
+            assert {r.status_code for r in responses} == {200}
+            assert len({r.text for r in responses}) >= 200 // 11
+
+
+class GoawayServer:
+    """HTTP/2 over TLS that, on each connection, accepts `per_connection` streams and then says GOAWAY.
+
+    The GOAWAY (last stream id = the last one accepted) goes out before the answers to the streams it
+    accepted, which come 50 ms later; streams above it are never answered: the client must retry them.
+    """
+
+    def __init__(self, certs: Certs, per_connection: int) -> None:
+        self.per_connection = per_connection
+        self.connections = 0
+        self.answered = 0
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(certs.certfile), str(certs.keyfile))
+        ctx.set_alpn_protocols(["h2"])
+        self._ctx = ctx
+        self.port = 0
+
+    async def __aenter__(self) -> GoawayServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self._ctx)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        self.connections += 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        accepted: list[int] = []
+        said_goaway = False
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RequestReceived) and not said_goaway:
+                        accepted.append(event.stream_id)
+                        if len(accepted) == self.per_connection:
+                            said_goaway = True
+                            # A GOAWAY the server's own h2 state machine does not know about, so that it
+                            # can still answer the streams it accepted.
+                            last = event.stream_id
+                            writer.write(
+                                b"\x00\x00\x08\x07\x00\x00\x00\x00\x00" + last.to_bytes(4, "big") + bytes(4)
+                            )
+                            await writer.drain()
+                            await asyncio.sleep(0.05)
+                            for stream_id in accepted:
+                                conn.send_headers(
+                                    stream_id, [(b":status", b"200"), (b"content-length", b"2")]
+                                )
+                                conn.send_data(stream_id, b"ok", end_stream=True)
+                                self.answered += 1
+                            writer.write(conn.data_to_send())
+                            await writer.drain()
+                            await asyncio.sleep(0.05)
+                            return
+                writer.write(conn.data_to_send())
+        finally:
+            writer.close()
+
+
+async def test_http2_graceful_goaway_lets_accepted_streams_finish_and_retries_the_rest(certs: Certs) -> None:
+    async with GoawayServer(certs, per_connection=5) as server:
+        async with client(http2=True, verify=certs.client_context()) as c:
+            url = f"https://127.0.0.1:{server.port}/"
+            responses = await asyncio.gather(*(c.get(url) for _ in range(40)))
+        assert [r.text for r in responses] == ["ok"] * 40
+        assert {r.http_version for r in responses} == {"HTTP/2"}
+        assert server.answered == 40  # every stream answered once: none failed, none was sent twice
+        assert server.connections >= 8

@@ -15,7 +15,8 @@ Endpoints (GET unless said):
   /echo (POST, PUT)   the request body's length and Transfer-Encoding, as JSON
   /short/N            announces Content-Length N, sends N/2 bytes and ends (a truncated body)
 
-    TRANSPORT_SITE_KEEP_ALIVE=S in the environment sets hypercorn's idle keep-alive timeout (default 30 s).
+    TRANSPORT_SITE_KEEP_ALIVE=S in the environment sets hypercorn's idle keep-alive timeout (default 30 s),
+    TRANSPORT_SITE_MAX_REQUESTS=N the requests it serves per connection before closing it (GOAWAY in h2).
 """
 
 from __future__ import annotations
@@ -131,6 +132,7 @@ def main() -> None:
     config.accesslog = None
     config.errorlog = None
     config.keep_alive_timeout = float(os.environ.get("TRANSPORT_SITE_KEEP_ALIVE", "30"))
+    config.keep_alive_max_requests = int(os.environ.get("TRANSPORT_SITE_MAX_REQUESTS", "1000"))
     if len(sys.argv) > 3:
         config.certfile, config.keyfile = sys.argv[2], sys.argv[3]
     asyncio.run(hypercorn.asyncio.serve(app, config))  # type: ignore[arg-type]
