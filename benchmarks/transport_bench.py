@@ -73,7 +73,8 @@ def _page() -> bytes:
 class Servers:
     """nginx (or hypercorn) serving /page.html on a cleartext and a TLS (h2 + http/1.1) port."""
 
-    def __init__(self) -> None:
+    def __init__(self, keepalive_requests: int = 1_000_000) -> None:
+        self.keepalive_requests = keepalive_requests
         self.dir = Path(tempfile.mkdtemp(prefix="transport-bench-"))
         self.dir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
         self.http_port = _free_port()
@@ -112,7 +113,7 @@ class Servers:
                 sendfile on;
                 tcp_nopush on;
                 keepalive_timeout 65;
-                keepalive_requests 1000000;
+                keepalive_requests {self.keepalive_requests};
                 client_body_temp_path {self.dir}/tmp_body;
                 proxy_temp_path {self.dir}/tmp_proxy;
                 fastcgi_temp_path {self.dir}/tmp_fcgi;
@@ -295,6 +296,8 @@ def main() -> None:
     ap.add_argument("--loop", default="asyncio", choices=["asyncio", "uvloop", "both"])
     ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the median is reported")
     ap.add_argument("--aiohttp-python", default=None, help="an interpreter with aiohttp installed")
+    ap.add_argument("--keepalive-requests", type=int, default=1_000_000,
+                    help="nginx's requests per connection before it closes it (GOAWAY in h2); nginx's default is 1000")  # fmt: skip
     # internal: one case
     ap.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--client", help=argparse.SUPPRESS)
@@ -310,7 +313,7 @@ def main() -> None:
     clients = [c for c in args.clients.split(",") if c]
     loops = ["asyncio", "uvloop"] if args.loop == "both" else [args.loop]
     aio_py = _aiohttp_python(args.aiohttp_python) if "aiohttp" in clients else None
-    servers = Servers()
+    servers = Servers(args.keepalive_requests)
     servers.start()
     print(f"server: {servers.kind}, page {PAGE_SIZE} B, our limits {LIMITS} (httpx rows: httpx defaults), {args.duration:g}s per case, "
           f"{os.cpu_count()} CPUs", flush=True)  # fmt: skip
