@@ -128,7 +128,7 @@ class HTTP2Connection(asyncio.Protocol):
         self.pool = pool
         self.origin = origin
         self.accounted = False
-        self.idle_since = 0.0
+        self.idle_since = pool.loop.time()
         self.active = 0  # streams open at the protocol level
         self._loop = pool.loop
         self._transport = transport
