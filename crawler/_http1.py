@@ -159,16 +159,25 @@ class HTTP1Connection(asyncio.Protocol):
         state = self._state
         self._state = _CLOSED
         if state == _ACTIVE:
-            if self._status and self._eof_body and self._body is not None:
+            # A clean end of the connection is the server's protocol error; a reset is a network error.
+            if self._status and self._eof_body and self._body is not None and exc is None:
                 # A body delimited by the end of the connection is complete now.
                 self._keep_alive = False
                 self._message_complete()
                 self._finish_exchange()
             elif self._status:
-                self._fail(httpx.RemoteProtocolError(
-                    "peer closed connection without sending complete message body"))  # fmt: skip
+                message = "peer closed connection without sending complete message body"
+                self._fail(
+                    httpx.RemoteProtocolError(message)
+                    if exc is None
+                    else httpx.ReadError(f"{message}: {exc}")
+                )
             elif not self._received and self.served:
                 self._fail(StaleConnection())
+            elif exc is not None and not self._request_done:
+                self._fail(httpx.WriteError(f"connection lost while sending the request: {exc}"))
+            elif exc is not None:
+                self._fail(httpx.ReadError(f"connection lost before the response: {exc}"))
             else:
                 self._fail(httpx.RemoteProtocolError("Server disconnected without sending a response."))
         waiter = self._drain_waiter

@@ -275,14 +275,11 @@ class HTTP2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
+        lost = httpx.RemoteProtocolError("Server disconnected.") if exc is None else httpx.ReadError(str(exc))
         for st in list(self._streams.values()):
             # No response yet: perhaps a keep-alive connection the server dropped as we used it.
-            st.fail(
-                RetryRequest(safe=False)
-                if not st.status
-                else httpx.RemoteProtocolError("Server disconnected.")
-            )
-        self._fail_all(httpx.RemoteProtocolError("Server disconnected."))
+            st.fail(RetryRequest(safe=False) if not st.status else lost)
+        self._fail_all(lost)
         for fut in self._drain_waiters:
             if not fut.done():
                 fut.set_result(None)

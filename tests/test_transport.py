@@ -881,3 +881,20 @@ async def test_http2_graceful_goaway_lets_accepted_streams_finish_and_retries_th
         assert {r.http_version for r in responses} == {"HTTP/2"}
         assert server.answered == 40  # every stream answered once: none failed, none was sent twice
         assert server.connections >= 8
+
+
+async def test_connection_reset_mid_body_is_a_read_error() -> None:
+    async def reset(server: RawServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"r" * 1000)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )  # RST on close
+        writer.transport.abort()
+
+    async with RawServer(reset) as server, client() as c:
+        with pytest.raises(httpx.ReadError):
+            await c.get(server.url())
