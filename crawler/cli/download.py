@@ -91,8 +91,8 @@ def _header(value: str) -> tuple[str, str]:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("download", help="download URLs or an input file: resumable, verified, segmented",
-                       description="Download files: resumable (.part + sidecar, Range/If-Range), verified "
-                                   "(--checksum, checksum= in -i files), atomic (renamed into place when "
+                       description="Download files: resumable (NAME.part + sidecar, Range/If-Range), verified\n"
+                                   "(--checksum, checksum= in -i files), atomic (renamed into place when\n"
                                    "complete), -j files at once, -x ranged segments per file.",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("urls", nargs="*", metavar="URL", help="URLs to download")
@@ -124,7 +124,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.set_defaults(collision="skip")
     p.add_argument("-H", "--header", dest="headers", type=_header, action="append", default=[],
                    metavar="'K: V'", help="extra request header (repeatable)")  # fmt: skip
-    p.add_argument("-U", "--user-agent", metavar="UA")
+    p.add_argument("-U", "--user-agent", metavar="UA", help="User-Agent header")
     p.add_argument("--http1", action="store_true", help="HTTP/1.1 only (default: HTTP/2 where offered)")
     p.add_argument("-m", "--max-tries", type=_positive, default=4, metavar="N",
                    help="attempts per request, Retry-After honoured (default 4)")  # fmt: skip
