@@ -18,8 +18,10 @@ import h2.connection
 import h2.errors
 import h2.events
 import h2.exceptions
+import h2.frame_buffer
 import h2.settings
 import httpx
+import hyperframe.frame
 
 from crawler._http1 import request_content
 
@@ -103,13 +105,38 @@ def _request_headers(request: httpx.Request) -> list[tuple[bytes, bytes]]:
     ]
 
 
-class _H2State(h2.connection.H2Connection):
-    """h2's connection state machine, except that a graceful GOAWAY lets the streams it covers finish.
+class _QuietDataFrame(hyperframe.frame.DataFrame):
+    """A DATA frame whose repr does not hex-encode its whole payload.
 
-    h2 closes its state machine on any GOAWAY, so the DATA still due on streams the server accepted (nginx
-    says GOAWAY after `keepalive_requests`, 1000 by default, with streams in flight) would be a protocol
-    error. RFC 9113 section 6.8: streams up to the last stream id may complete.
+    h2 formats `repr(frame)` of every frame it receives for a trace log, even with logging off; for DATA
+    frames that hex-encodes the payload (then keeps 20 characters): 13% of the CPU of an HTTP/2 download.
     """
+
+    def _body_repr(self) -> str:
+        return f"<{len(self.data)} bytes>"
+
+
+class _QuietFrameBuffer(h2.frame_buffer.FrameBuffer):
+    def __next__(self) -> hyperframe.frame.Frame:
+        frame = super().__next__()
+        if frame.__class__ is hyperframe.frame.DataFrame:
+            frame.__class__ = _QuietDataFrame
+        return frame
+
+
+class _H2State(h2.connection.H2Connection):
+    """h2's connection state machine, with two changes.
+
+    A graceful GOAWAY lets the streams it covers finish: h2 closes its state machine on any GOAWAY, so the
+    DATA still due on streams the server accepted (nginx says GOAWAY after `keepalive_requests`, 1000 by
+    default, with streams in flight) would be a protocol error. RFC 9113 section 6.8: streams up to the
+    last stream id may complete. And received DATA frames skip a costly repr (see `_QuietDataFrame`).
+    """
+
+    def __init__(self, config: h2.config.H2Configuration) -> None:
+        super().__init__(config=config)
+        self.incoming_buffer = _QuietFrameBuffer(server=False)
+        self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         if frame.error_code != 0:
