@@ -13,31 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from crawler import Crawler, Job
+from crawler import Crawler
+from tests.engine._helpers import crawl_all as _crawl
+from tests.engine._helpers import make_job as _job
 from tests.site.server import SiteServer
 
 _SITE_PATHS = ("/", "/page/")
 
 
-def _job(start_urls: list[str], ca: str, **sections: dict) -> Job:
-    data: dict = {
-        "start_urls": start_urls,
-        "http": {"verify": ca},
-        "rate_limit": {"per_host": "unlimited"},
-        "scope": {"robots_txt": False},
-        "retry": {"backoff": {"initial": 0.05, "max": 0.2}},
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return Job.model_validate(data)
 
 
-async def _crawl(job: Job) -> tuple[list, Crawler]:
-    pages = []
-    async with Crawler(job) as crawler:
-        async for page in crawler.crawl():
-            pages.append(page)
-    return pages, crawler
 
 
 def _page_requests(site: SiteServer) -> list[dict]:
@@ -46,7 +31,7 @@ def _page_requests(site: SiteServer) -> list[dict]:
 
 async def test_http2_is_negotiated_through_the_shared_client(h2_site: SiteServer) -> None:
     h2_site.clear_log()
-    pages, crawler = await _crawl(_job([h2_site.url + "/"], h2_site.ca_path, scope={"max_pages": 40}))
+    pages, _crawler = await _crawl(_job([h2_site.url + "/"], h2_site.ca_path, scope={"max_pages": 40}))
     assert len(pages) == 40
     assert {p.http_version for p in pages} == {"HTTP/2"}
     seen = _page_requests(h2_site)

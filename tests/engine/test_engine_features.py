@@ -4,28 +4,14 @@ headers, auth, <base href>."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import time
 from pathlib import Path
 
-from crawler import Crawler, Job
+from tests.engine._helpers import crawl_all as _crawl
+from tests.engine._helpers import make_job as _job
 from tests.site.server import SiteServer
-
-
-def _job(start_urls: list[str], ca: str, **sections: dict) -> Job:
-    data: dict = {"start_urls": start_urls, "http": {"verify": ca}, "rate_limit": {"per_host": "unlimited"},
-                  "scope": {"robots_txt": False}}
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
-    return Job.model_validate(data)
-
-
-async def _crawl(job: Job) -> tuple[list, Crawler]:
-    pages = []
-    async with Crawler(job) as crawler:
-        async for page in crawler.crawl():
-            pages.append(page)
-    return pages, crawler
 
 
 async def test_per_host_in_flight_cap_is_measured_at_the_server(site_factory) -> None:
@@ -44,7 +30,7 @@ async def test_robots_crawl_delay_lowers_the_host_rate(site_factory) -> None:
     pages, _ = await _crawl(job)
     assert len(pages) == 6
     times = sorted(e["t"] for e in site.log() if e["path"].startswith("/page/"))
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.35, gaps
 
 
@@ -63,7 +49,7 @@ async def test_matched_files_stream_to_disk_and_appear_only_complete(http1_site:
     out = tmp_path / "files"
     job = _job([http1_site.url + "/files?count=6"], http1_site.ca_path, scope={"max_depth": 1},
                save={"match": [r"/file/.*\.(pdf|zip)$"], "dir": str(out)}, extract={"links": "a[href^='/file/']"})
-    pages, crawler = await _crawl(job)
+    pages, _crawler = await _crawl(job)
     saved = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     host = f"127.0.0.1_{http1_site.port}"
     assert saved == [f"{host}/file/doc-0.pdf", f"{host}/file/doc-3.zip"]
@@ -116,7 +102,7 @@ async def test_requests_go_through_the_configured_proxy(http1_site: SiteServer) 
     job = _job(["http://proxied.invalid/page/7"], http1_site.ca_path, http={"proxy": http1_site.url},
                extract={"links": None}, retry={"attempts": 1})
     http1_site.clear_log()
-    pages, crawler = await _crawl(job)
+    _pages, crawler = await _crawl(job)
     assert "http://proxied.invalid/page/7" in [e["path"] for e in http1_site.log()]
     assert crawler.stats.statuses[404] == 1 and not crawler.stats.errors.keys() - {"http_404"}
 
