@@ -1,5 +1,6 @@
 """Per-host budgets: token buckets, in-flight caps, pauses, Crawl-delay."""
 
+import asyncio
 import time
 
 from crawler import HostLimiter, Rate
@@ -25,7 +26,7 @@ async def test_token_bucket_spaces_requests() -> None:
             lim.release("h")
             taken += 1
         else:
-            time.sleep(0.001)
+            await asyncio.sleep(0.001)
     # 10/s with a one-token bucket: about 10 in one second, never a burst of many more.
     assert 9 <= taken <= 12
 
