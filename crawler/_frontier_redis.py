@@ -485,7 +485,7 @@ class RedisFrontier:
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         if limit <= 0:
             return []
-        rates = self._rates or _rates_of(budget)
+        rates = self._rates
         cached = time.monotonic() - self._ready_at < _READY_CACHE_SECONDS
         if not cached:
             await self._refresh_ready()
@@ -670,12 +670,6 @@ def _alive_seconds(lease: float) -> float:
 
 def _absolute(path: str) -> str:
     return os.path.abspath(path)
-
-
-def _rates_of(budget: Callable[[str], int]) -> RateSource | None:
-    """The engine's limiter, reached through its budget method, until the engine calls `bind_limiter`."""
-    limiter = getattr(getattr(budget, "__self__", None), "limiter", None)
-    return limiter if callable(getattr(limiter, "rate_of", None)) else None
 
 
 def _glob_escape(text: str) -> str:

@@ -7,14 +7,12 @@ item files back.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from crawler import Crawler
 from tests.frontier._backends import RedisServer
 from tests.frontier._crawl import (
     CrawlProcess,
@@ -28,10 +26,6 @@ from tests.frontier._crawl import (
 from tests.site.server import SiteServer
 
 PAGES = 1000
-# Until the engine writes an item and marks its page for ack with no await in between (change 1 in
-# tests/frontier/ENGINE_CHANGES.md), a commit can land in between; with Redis a push is a network round trip,
-# so a kill then duplicates a page in about one run out of three.
-ENGINE_ACKS_WITH_ITEM = "self._writer(page)" in inspect.getsource(Crawler._process)
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +86,6 @@ def test_sqlite_rerun_of_a_finished_crawl_writes_nothing_more(site: SiteServer, 
 
 @pytest.mark.slow
 @pytest.mark.redis
-@pytest.mark.xfail(
-    not ENGINE_ACKS_WITH_ITEM, reason="needs change 1 of tests/frontier/ENGINE_CHANGES.md", strict=False
-)
 def test_redis_workers_killed_and_restarted_write_every_page_once(
     site: SiteServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:

@@ -5,7 +5,6 @@ The crawls at the end run two real `crawler run` processes against the test site
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import socket
@@ -17,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from crawler import Crawler
 from crawler._frontier_redis import RedisFrontier, WorkerBusy, key_prefix, read_status
 from crawler._request import Request
 from tests.frontier._backends import Backend, RedisServer
@@ -249,9 +247,6 @@ def test_the_per_host_rate_holds_for_all_processes_together(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(
-    "{worker}" not in inspect.getsource(Crawler.open), reason="needs change 3 of ENGINE_CHANGES.md"
-)
 def test_worker_placeholder_gives_each_process_its_own_file(
     small_site: SiteServer, redis_server: RedisServer, tmp_path: Path
 ) -> None:
