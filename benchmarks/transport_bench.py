@@ -3,11 +3,16 @@
     .venv/bin/python benchmarks/transport_bench.py                      # all clients, C = 1, 64, 256
     .venv/bin/python benchmarks/transport_bench.py --concurrency 64 --duration 5 --loop uvloop
     .venv/bin/python benchmarks/transport_bench.py --aiohttp-python /tmp/benchvenv/bin/python
+    .venv/bin/python benchmarks/transport_bench.py --keepalive-requests 100   # nginx says GOAWAY often
 
 Serves the page with nginx from Debian (`apt-get install -y nginx-light`), run as a non-daemon child on free
 loopback ports: cleartext HTTP/1.1, and TLS with h2 (certificates from trustme). Without nginx it falls back to
 hypercorn. Every (client, concurrency) case runs in its own fresh interpreter; aiohttp (never a project
-dependency) runs from the interpreter given by --aiohttp-python, or is skipped when none has it.
+dependency: `python3.11 -m venv /tmp/benchvenv && /tmp/benchvenv/bin/pip install aiohttp uvloop`) runs from the
+interpreter given by --aiohttp-python (default: this one, else /tmp/benchvenv), or is skipped when none has it.
+Rounds are interleaved (each client once per round) and the median is reported, since a shared machine's
+load moves between runs; `httpx-no-io` is the httpx client over a transport answering from memory, the
+ceiling any transport under httpx can reach.
 """
 
 from __future__ import annotations
