@@ -326,7 +326,8 @@ CRAWL_TOOLS: dict[str, CrawlTool] = {t.key: t for t in [
     CrawlTool("httpx-h2", "httpx fetch loop, 1 connection", "h2", "ceiling", "httpx",
               _peer("fetch_httpx.py", "--urls", "{urls}", "--concurrency", "{c}", "--h2", "--ca", "{ca}")),
 ]}  # fmt: skip
-DEFAULT_TOOLS = [k for k in CRAWL_TOOLS if k != "ours-h1-p2"]
+# --processes 2 joins when `crawler run --help` offers it; Crawlee over TLS (~2 min a run) only when asked for.
+DEFAULT_TOOLS = [k for k in CRAWL_TOOLS if k not in ("ours-h1-p2", "crawlee-h2")]
 
 
 def crawler_has_processes() -> bool:
