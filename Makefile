@@ -31,9 +31,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## bench: side-by-side benchmarks against peers on loopback (writes benchmarks/RESULTS.md)
+## bench: side-by-side benchmarks against peers on loopback (writes benchmarks/RESULTS.md);
+##        make bench BENCH_ARGS=--quick for a 2,000-page, one-repeat run
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache out

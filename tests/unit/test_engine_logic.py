@@ -131,3 +131,19 @@ async def test_robots_txt_is_obeyed(disallowed: str) -> None:
     assert sorted(p.url for p in pages) == ["http://site.test/", "http://site.test/public"]
     assert not private.called
     assert crawler.stats.robots_denied == 1
+
+
+async def test_cookies_set_by_a_response_are_sent_back() -> None:
+    from crawler._client import build_client
+    from crawler._config import HttpConfig
+
+    router = respx.Router()
+    router.get("http://site.test/").mock(return_value=httpx.Response(
+        200, html=_html("/next"), headers={"Set-Cookie": "sid=abc; Path=/"}))
+    later = router.get("http://site.test/next").mock(return_value=httpx.Response(200, html=_html()))
+    client = build_client(HttpConfig(), transport=httpx.MockTransport(router.handler))
+    async with Crawler(_job(), client=client) as crawler:
+        pages = [page async for page in crawler.crawl()]
+    await client.aclose()
+    assert len(pages) == 2
+    assert later.calls.last.request.headers["cookie"] == "sid=abc"
