@@ -54,7 +54,8 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
     verify = build_ssl_context(config)
     if transport is None:
         transport = make_transport(http2=config.http2, verify=verify, limits=build_limits(config),
-                                   proxy=config.proxy, trust_env=config.trust_env)  # fmt: skip
+                                   proxy=config.proxy, trust_env=config.trust_env,
+                                   http2_prior_knowledge=config.http2_prior_knowledge)  # fmt: skip
     client = httpx.AsyncClient(
         transport=transport,
         headers=headers,

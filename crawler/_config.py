@@ -214,6 +214,8 @@ DEFAULT_USER_AGENT = "crawler/0.1 (+https://github.com/crawler/crawler)"
 
 class HttpConfig(_Section):
     http2: bool = True
+    # HTTP/2 to cleartext http:// origins without negotiation (h2c, curl's --http2-prior-knowledge).
+    http2_prior_knowledge: bool = False
     verify: bool | str = True
     timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)

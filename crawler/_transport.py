@@ -28,8 +28,11 @@ _MAX_UNSAFE_RETRIES = 2
 
 
 def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.Limits,
-                   proxy: str | None = None, trust_env: bool = False) -> httpx.AsyncBaseTransport:  # fmt: skip
-    """The transport for the shared client. `verify` is an SSLContext or a bool, as for httpx."""
+                   proxy: str | None = None, trust_env: bool = False,
+                   http2_prior_knowledge: bool = False) -> httpx.AsyncBaseTransport:  # fmt: skip
+    """The transport for the shared client. `verify` is an SSLContext or a bool, as for httpx.
+    `http2_prior_knowledge` speaks HTTP/2 to cleartext http:// origins without negotiation (h2c, as
+    curl's --http2-prior-knowledge); https:// origins still negotiate by ALPN."""
     if proxy is not None:
         return httpx.AsyncHTTPTransport(http2=http2, verify=verify, limits=limits, proxy=proxy,
                                          trust_env=trust_env)  # fmt: skip
@@ -38,7 +41,8 @@ def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.
     else:
         ssl_context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
     ssl_context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
-    return CrawlerTransport(http2=http2, ssl_context=ssl_context, limits=limits)
+    return CrawlerTransport(http2=http2, ssl_context=ssl_context, limits=limits,
+                            http2_prior_knowledge=http2_prior_knowledge)  # fmt: skip
 
 
 def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
@@ -74,8 +78,10 @@ def _replayable(request: httpx.Request, safe: bool) -> bool:
 class CrawlerTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 (httptools) and HTTP/2 (h2, chosen by ALPN) over one per-origin connection pool."""
 
-    def __init__(self, *, http2: bool, ssl_context: ssl.SSLContext, limits: httpx.Limits) -> None:
+    def __init__(self, *, http2: bool, ssl_context: ssl.SSLContext, limits: httpx.Limits,
+                 http2_prior_knowledge: bool = False) -> None:  # fmt: skip
         self._http2 = http2
+        self._h2c = http2_prior_knowledge
         self._ssl_context = ssl_context
         self._limits = limits
         self._pool: ConnectionPool | None = None
@@ -86,7 +92,8 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
         if pool is None or pool.loop is not loop:
             # Sockets belong to one event loop; a transport reused under a new loop starts afresh.
             pool = self._pool = ConnectionPool(limits=self._limits, ssl_context=self._ssl_context,
-                                               http2=self._http2, loop=loop)  # fmt: skip
+                                               http2=self._http2, loop=loop,
+                                               http2_prior_knowledge=self._h2c)  # fmt: skip
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

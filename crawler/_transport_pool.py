@@ -84,10 +84,12 @@ class ConnectionPool:
         ssl_context: ssl.SSLContext,
         http2: bool,
         loop: asyncio.AbstractEventLoop,
+        http2_prior_knowledge: bool = False,
     ) -> None:
         self.loop = loop
         self._ssl_context = ssl_context
         self._http2 = http2
+        self._h2c = http2_prior_knowledge  # cleartext origins speak HTTP/2 from the first byte
         self._max = limits.max_connections if limits.max_connections is not None else 1 << 62
         mk = limits.max_keepalive_connections
         self._max_idle = mk if mk is not None else 1 << 62
@@ -224,7 +226,7 @@ class ConnectionPool:
 
     async def _connect(self, origin: Origin, timeouts: dict[str, float | None]) -> Connection:
         """Open a connection in a slot already counted in `total`."""
-        may_h2 = origin.tls and self._http2 and origin.h2_capable is not False
+        may_h2 = (origin.tls and self._http2 and origin.h2_capable is not False) or (not origin.tls and self._h2c)
         probe: asyncio.Future[httpx.TransportError | None] | None = None
         failure: httpx.TransportError | None = None
         if may_h2 and origin.probe is None:
@@ -264,6 +266,14 @@ class ConnectionPool:
                     return h2
                 if self._http2:
                     origin.h2_capable = False
+            elif self._h2c:
+                origin.h2_capable = True
+                h2 = HTTP2Connection.take_over(self, origin, conn)
+                old = origin.h2
+                origin.h2 = h2
+                if old is not None:
+                    old.retire()
+                return h2
             if not conn.start_http1():
                 raise httpx.ConnectError(f"{origin.host}:{origin.port} spoke before the request")
             return conn

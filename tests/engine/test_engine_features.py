@@ -131,3 +131,15 @@ async def test_redirects_are_capped(http1_site: SiteServer) -> None:
     assert pages == []
     assert crawler.stats.errors["too_many_redirects"] == 1
     assert len(http1_site.paths("/redirect/")) >= 4
+
+
+async def test_http2_prior_knowledge_speaks_h2c_to_cleartext_origins(http1_site: SiteServer) -> None:
+    http1_site.clear_log()
+    job = _job([http1_site.url + "/"], http1_site.ca_path, scope={"max_pages": 30},
+               http={"http2_prior_knowledge": True})
+    pages, _ = await _crawl(job)
+    assert len(pages) == 30
+    assert {p.http_version for p in pages} == {"HTTP/2"}
+    seen = [e for e in http1_site.log() if e["path"] == "/" or e["path"].startswith("/page/")]
+    assert {e["http_version"] for e in seen} == {"2"}
+    assert len({e["client"] for e in seen}) == 1
