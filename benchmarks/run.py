@@ -265,7 +265,8 @@ def _job_yaml(ctx: RunContext, *, http2: bool) -> Path:
         "scope": {"robots_txt": False},
         "concurrency": {"workers": CONCURRENCY, "per_host": CONCURRENCY},
         "rate_limit": {"per_host": "unlimited"},
-        "http": {"http2": http2, "limits": {"max_connections": CONCURRENCY,
+        "http": {"http2": http2, "http2_prior_knowledge": http2 and ctx.target.ca is None,
+                 "limits": {"max_connections": CONCURRENCY,
                                             "max_keepalive_connections": CONCURRENCY},
                  **({"verify": ctx.target.ca} if ctx.target.ca else {})},
         "extract": {"fields": {"title": "title"}},
@@ -312,9 +313,7 @@ CRAWL_TOOLS: dict[str, CrawlTool] = {t.key: t for t in [
               _peer("fetch_aiohttp.py", "--urls", "{urls}", "--concurrency", "{c}")),
     CrawlTool("httpx-h1", "httpx.AsyncClient() fetch loop", "h1", "ceiling", "httpx",
               _peer("fetch_httpx.py", "--urls", "{urls}", "--concurrency", "{c}")),
-    CrawlTool("ours-h2c", "crawler (ours)", "h2c", "crawler", None, _ours(http2=True),
-              note="not run: the job has no setting for HTTP/2 prior knowledge on http:// URLs "
-                   "(http2: true negotiates h2 by TLS ALPN only)"),
+    CrawlTool("ours-h2c", "crawler (ours)", "h2c", "crawler", None, _ours(http2=True)),
     CrawlTool("httpx-h2c", "httpx fetch loop, 1 connection", "h2c", "ceiling", "httpx",
               _peer("fetch_httpx.py", "--urls", "{urls}", "--concurrency", "{c}", "--h2c")),
     CrawlTool("ours-h2", "crawler (ours)", "h2", "crawler", None, _ours(http2=True)),
@@ -769,9 +768,8 @@ def _memory_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 CAVEATS = [
-    "Our crawler has no setting for HTTP/2 with prior knowledge on http:// URLs (`http2: true` negotiates h2 by "
-    "TLS ALPN only), so its h2c row is not run; the h2c ceiling is httpx's (`http1=False, http2=True`). Scrapy "
-    "and Crawlee have no h2c either; aiohttp has no HTTP/2 at all.",
+    "Our h2c row uses `http.http2_prior_knowledge: true`; the h2c ceiling is httpx's (`http1=False, http2=True`). "
+    "Scrapy and Crawlee have no h2c; aiohttp has no HTTP/2 at all.",
     "Scrapy fetches the start page twice (start requests bypass its dupefilter and the last page links back "
     "to page 0): pages counts distinct URLs with a title, so that extra response is not counted.",
     "Crawlee stores items in its default (file-system) dataset through `push_data` and they are exported to "
