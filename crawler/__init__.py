@@ -10,6 +10,8 @@ async with Crawler(job) as crawler:
 ```
 """
 
+from typing import TYPE_CHECKING, Any
+
 from crawler._config import (
     AuthConfig,
     ConcurrencyConfig,
@@ -28,7 +30,6 @@ from crawler._config import (
     parse_rate,
     parse_size,
 )
-from crawler._download import DownloadEntry, DownloadResult, download
 from crawler._engine import Crawler, Stage
 from crawler._fetch import BodyTooLarge, FetchError
 from crawler._frontier import FrontierBackend, MemoryFrontier
@@ -42,6 +43,22 @@ from crawler._stats import Stats
 from crawler._url import canonicalize, fingerprint
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from crawler._download import DownloadEntry, DownloadResult, download
+
+_LAZY = {"DownloadEntry", "DownloadResult", "download"}
+
+
+def __getattr__(name: str) -> Any:
+    # The downloader loads on first use: a crawl's start-up does not pay for its imports.
+    if name in _LAZY:
+        from crawler import _download
+
+        value = getattr(_download, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'crawler' has no attribute {name!r}")
 
 __all__ = [
     "AuthConfig",
