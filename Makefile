@@ -26,7 +26,6 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check crawler pipelines tests benchmarks
-	$(BIN)/ruff format --check crawler pipelines tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
