@@ -74,8 +74,9 @@ async def test_retry_after_pauses_the_whole_host(site_factory, form: str) -> Non
     # Nothing went to the host during the pause (bar a request already in flight), then the retry succeeded.
     # An HTTP-date has one-second resolution: "in 2 s" may mean a little over 1 s from now.
     pause = 1.8 if form == "delta" else 0.9
+    # The pause starts when the crawler reads the 429: the other worker may start one more request before.
     started_during_pause = [e for e in after if e["t"] < first_429["t_end"] + pause]
-    assert len(started_during_pause) <= 1
+    assert len(started_during_pause) <= 2
     retry = next(e for e in log if e["path"].startswith("/retry-after") and e["status"] == 200)
     assert retry["t"] - first_429["t_end"] >= pause
 
