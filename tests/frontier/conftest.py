@@ -28,14 +28,26 @@ def redis_server() -> Iterator[RedisServer]:
 BACKENDS = ["memory", "sqlite", "redis"]
 
 
-@pytest.fixture(params=BACKENDS)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
     server = request.getfixturevalue("redis_server") if request.param == "redis" else None
     b = Backend(request.param, tmp_path, server)
     try:
         yield b
     finally:
         await b.close_all()
+
+
+@pytest.fixture(params=BACKENDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    async for b in _backend(request, tmp_path):
+        yield b
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b != "memory"])
+async def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The backends that outlive a process (the memory frontier dies with its process)."""
+    async for b in _backend(request, tmp_path):
+        yield b
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-import pytest
-
 from crawler._frontier import FrontierBackend
 from crawler._request import Request
 from tests.frontier._backends import Backend
@@ -135,9 +133,8 @@ async def test_concurrent_poppers_never_get_the_same_request(backend: Backend) -
 # -- persistence: a restart (SQLite) or another worker (Redis) gets what a crashed process held --------------
 
 
-async def test_leased_requests_of_a_crashed_process_are_handed_out_again(backend: Backend) -> None:
-    if not backend.persistent:
-        pytest.skip("the memory frontier dies with its process")
+async def test_leased_requests_of_a_crashed_process_are_handed_out_again(persistent_backend: Backend) -> None:
+    backend = persistent_backend
     f = await backend.open(worker="crashing", lease=1.0)
     await f.push_many([req(f"http://a.test/{i}") for i in range(6)])
     popped = await drain(f)
@@ -156,9 +153,8 @@ async def test_leased_requests_of_a_crashed_process_are_handed_out_again(backend
     assert await g.size() == 0
 
 
-async def test_the_checkpoint_is_stored_with_the_acks(backend: Backend) -> None:
-    if not backend.persistent:
-        pytest.skip("the memory frontier keeps no checkpoint")
+async def test_the_checkpoint_is_stored_with_the_acks(persistent_backend: Backend) -> None:
+    backend = persistent_backend
     f = await backend.open(worker="w1", lease=1.0)
     await f.push_many([req("http://a.test/1"), req("http://a.test/2")])
     a, b = await drain(f)
@@ -169,9 +165,8 @@ async def test_the_checkpoint_is_stored_with_the_acks(backend: Backend) -> None:
     assert urls(await drain(g)) == [b.url]
 
 
-async def test_links_pushed_before_a_crash_survive_with_the_ack(backend: Backend) -> None:
-    if not backend.persistent:
-        pytest.skip("the memory frontier dies with its process")
+async def test_links_pushed_before_a_crash_survive_with_the_ack(persistent_backend: Backend) -> None:
+    backend = persistent_backend
     f = await backend.open(worker="w1", lease=1.0)
     await f.push_many([req("http://a.test/")])
     (page,) = await drain(f)
@@ -183,9 +178,8 @@ async def test_links_pushed_before_a_crash_survive_with_the_ack(backend: Backend
     assert await g.push_many([req("http://a.test/"), req("http://a.test/child1")]) == 0
 
 
-async def test_the_seen_set_survives_a_restart(backend: Backend) -> None:
-    if not backend.persistent:
-        pytest.skip("the memory frontier dies with its process")
+async def test_the_seen_set_survives_a_restart(persistent_backend: Backend) -> None:
+    backend = persistent_backend
     f = await backend.open(worker="w1")
     await f.push_many([req(f"http://a.test/{i}") for i in range(100)])
     await f.ack(await drain(f), {"items_offset": 1})
