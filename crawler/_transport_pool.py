@@ -257,23 +257,11 @@ class ConnectionPool:
                 ssl_object = transport.get_extra_info("ssl_object")
                 alpn = ssl_object.selected_alpn_protocol() if ssl_object is not None else None
                 if alpn == "h2":
-                    origin.h2_capable = True
-                    h2 = HTTP2Connection.take_over(self, origin, conn)
-                    old = origin.h2
-                    origin.h2 = h2
-                    if old is not None:
-                        old.retire()
-                    return h2
+                    return self._adopt_h2(origin, conn)
                 if self._http2:
                     origin.h2_capable = False
             elif self._h2c:
-                origin.h2_capable = True
-                h2 = HTTP2Connection.take_over(self, origin, conn)
-                old = origin.h2
-                origin.h2 = h2
-                if old is not None:
-                    old.retire()
-                return h2
+                return self._adopt_h2(origin, conn)
             if not conn.start_http1():
                 raise httpx.ConnectError(f"{origin.host}:{origin.port} spoke before the request")
             return conn
@@ -289,6 +277,17 @@ class ConnectionPool:
             if probe is not None:
                 origin.probe = None
                 probe.set_result(failure)
+
+    def _adopt_h2(self, origin: Origin, conn: HTTP1Connection) -> HTTP2Connection:
+        """Turn a fresh socket that speaks HTTP/2 (ALPN h2, or h2c by prior knowledge) into the origin's
+        shared HTTP/2 connection, retiring any previous one."""
+        origin.h2_capable = True
+        h2 = HTTP2Connection.take_over(self, origin, conn)
+        old = origin.h2
+        origin.h2 = h2
+        if old is not None:
+            old.retire()
+        return h2
 
     # -- release and discard ----------------------------------------------------------------------------
 
