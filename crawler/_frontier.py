@@ -85,17 +85,6 @@ class MemoryFrontier:
         self._queued += added
         return added
 
-    def requeue(self, requests: Iterable[Request]) -> None:
-        """Put leased requests back without dedup (used by the engine on shutdown)."""
-        for req in requests:
-            q = self._queues.get(req.host)
-            if q is None:
-                q = self._queues[req.host] = []
-                self._rotation.append(req.host)
-            heapq.heappush(q, (-req.priority, next(self._counter), req))
-            self._queued += 1
-            self._leased -= 1
-
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         out: list[Request] = []
         rotation = self._rotation

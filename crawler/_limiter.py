@@ -25,7 +25,6 @@ class _HostState:
     rate: float | None  # requests per second; None = unlimited
     in_flight: int = 0
     paused_until: float = 0.0
-    blocked: bool = False  # robots.txt not known yet, or similar hold
 
 
 def _make_limiter(rate: Rate | None) -> tuple[AsyncLimiter | None, float | None]:
@@ -62,8 +61,6 @@ class HostLimiter:
     def budget(self, host: str) -> int:
         """How many requests `host` may start now (0 when it must wait)."""
         st = self._hosts.get(host) or self._state(host)
-        if st.blocked:
-            return 0
         slots = self._per_host - st.in_flight
         if slots <= 0:
             return 0
@@ -127,9 +124,6 @@ class HostLimiter:
         elif left < self._per_host:
             self.lower_rate(host, Rate(count=left, period=seconds))
 
-    def set_blocked(self, host: str, blocked: bool) -> None:
-        self._state(host).blocked = blocked
-
     def lower_rate(self, host: str, rate: Rate) -> None:
         """Lower a host's rate (robots.txt Crawl-delay); never raises it."""
         st = self._state(host)
@@ -138,10 +132,6 @@ class HostLimiter:
         st.limiter, st.rate = _make_limiter(rate)
         # A new bucket starts full; the host was just visited, so the first token must wait one interval.
         self.pause(host, 1.0 / rate.per_second)
-
-    def in_flight(self, host: str) -> int:
-        st = self._hosts.get(host)
-        return st.in_flight if st else 0
 
     def next_wakeup(self, hosts: list[str] | None = None) -> float:
         """Seconds until some waiting host could have capacity again (an upper bound for sleeping)."""

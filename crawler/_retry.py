@@ -8,7 +8,6 @@ a worker, so a backing-off host never holds a worker; the downloader drives `pol
 from __future__ import annotations
 
 import email.utils
-import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -122,7 +121,3 @@ class RetryPolicy:
             retry=tenacity.retry_if_exception(self.retryable_error),
             reraise=True,
         )
-
-
-def monotonic_deadline(seconds: float) -> float:
-    return time.monotonic() + seconds

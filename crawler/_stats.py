@@ -22,8 +22,6 @@ class Stats:
     dropped: int = 0
     robots_denied: int = 0
     offsite: int = 0
-    queued: int = 0
-    in_flight: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     statuses: Counter[int] = field(default_factory=Counter)
@@ -86,22 +84,10 @@ class Stats:
         self.interrupted = self.interrupted or bool(other.get("interrupted"))
 
     def summary(self) -> str:
-        lines = [
-            f"pages {self.pages}  items {self.items}  bytes {self.bytes:,}  elapsed {self.elapsed:.2f}s  "
-            f"{self.pages_per_second:.1f} pages/s",
-            f"requests {self.requests}  retries {self.retries}  errors {self.error_count}  "
-            f"robots-denied {self.robots_denied}  dropped {self.dropped}",
-        ]
-        if self.statuses:
-            lines.append("statuses " + ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())))
-        if self.http_versions:
-            lines.append("http " + ", ".join(f"{k}: {v}" for k, v in self.http_versions.items()))
-        for kind, n in self.errors.most_common():
-            ex = self.error_examples.get(kind, [])
-            lines.append(f"  {kind}: {n}" + (f" (e.g. {ex[0]})" if ex else ""))
-        if self.interrupted:
-            lines.append("interrupted: the crawl was stopped before the frontier was empty")
-        return "\n".join(lines)
+        """The end-of-crawl summary the CLI prints (totals, rates, statuses, errors with examples, hosts)."""
+        from crawler._progress import summary_text
+
+        return summary_text(self)
 
     def __str__(self) -> str:
         return self.summary()

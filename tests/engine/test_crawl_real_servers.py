@@ -18,12 +18,6 @@ from tests.engine._helpers import crawl_all as _crawl
 from tests.engine._helpers import make_job as _job
 from tests.site.server import SiteServer
 
-_SITE_PATHS = ("/", "/page/")
-
-
-
-
-
 
 def _page_requests(site: SiteServer) -> list[dict]:
     return [e for e in site.log() if e["path"] == "/" or e["path"].startswith("/page/")]
