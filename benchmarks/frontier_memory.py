@@ -6,7 +6,7 @@ the build divided by the URLs added in it ("marginal": what one more URL costs, 
 the SQLite page cache and the bounded in-memory queue are paid). Inputs are generated in batches and
 dropped, so only the structure stays.
 
-    seen-set      the compact seen set alone (crawler._seen.CompactSeenSet), random 64-bit fingerprints
+    seen-set      the compact seen set alone (crawler.model.seen.CompactSeenSet), random 64-bit fingerprints
     python-set    a plain set[int] of the same fingerprints, for comparison
     memory        MemoryFrontier: N requests pushed and queued (seen set + Request objects + heaps)
     sqlite        SqliteFrontier: N requests pushed and queued (seen set in memory, queue on disk);
@@ -58,7 +58,7 @@ def urls(n: int) -> Iterator[list[str]]:
 
 
 def requests(n: int) -> Iterator[list[Any]]:
-    from crawler._request import Request
+    from crawler.model.request import Request
 
     for batch in urls(n):
         yield [Request.make(u) for u in batch]
@@ -103,7 +103,7 @@ def run_case(case: str, n: int) -> dict[str, Any]:
     started = time.perf_counter()
     out: dict[str, Any] = {"case": case, "urls": n}
     if case == "seen-set":
-        from crawler._seen import CompactSeenSet
+        from crawler.model.seen import CompactSeenSet
 
         growth = Growth(n)
         seen = CompactSeenSet()
@@ -120,7 +120,7 @@ def run_case(case: str, n: int) -> dict[str, Any]:
             growth.step(len(batch))
         out.update(growth.result())
     elif case == "memory":
-        from crawler._frontier import MemoryFrontier
+        from crawler.frontier.memory import MemoryFrontier
 
         growth = Growth(n)
         frontier = MemoryFrontier()
@@ -129,7 +129,7 @@ def run_case(case: str, n: int) -> dict[str, Any]:
             growth.step(len(batch))
         out.update(growth.result())
     elif case == "sqlite":
-        from crawler._frontier_sqlite import SqliteFrontier
+        from crawler.frontier.sqlite import SqliteFrontier
 
         state = Path(tempfile.mkdtemp(prefix="frontier-memory-"))
         try:
@@ -178,7 +178,7 @@ def redis_case(n: int) -> dict[str, Any]:
 async def measure_redis(url: str, n: int) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
-    from crawler._frontier_redis import RedisFrontier, key_prefix
+    from crawler.frontier.redis import RedisFrontier, key_prefix
 
     client = aioredis.from_url(url)
     try:

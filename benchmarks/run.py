@@ -547,7 +547,7 @@ _FRAME_RE = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)
 
 def _area(path: str) -> str:
     """A readable name for the code a frame belongs to: py-spy shortens file names to the package path
-    (`crawler/_engine.py`, `asyncio/runners.py`), which is what we want."""
+    (`crawler/engine/crawler.py`, `asyncio/runners.py`), which is what we want."""
     if path.startswith("<frozen importlib"):
         return "importlib (start-up imports)"
     area = path.removesuffix(".py").removesuffix("/__init__")

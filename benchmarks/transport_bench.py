@@ -199,7 +199,7 @@ async def _run_case(client: str, url: str, ca: str, concurrency: int, duration: 
         import httpx
 
         sys.path.insert(0, REPO)
-        from crawler._transport import make_transport
+        from crawler.http.transport.transport import make_transport
 
         limits = httpx.Limits(**LIMITS)
         verify = ssl.create_default_context(cafile=ca)

@@ -12,7 +12,7 @@ async with Crawler(job) as crawler:
 
 from typing import TYPE_CHECKING, Any
 
-from crawler._config import (
+from crawler.config.job import (
     AuthConfig,
     ConcurrencyConfig,
     ExtractConfig,
@@ -21,44 +21,44 @@ from crawler._config import (
     LimitsConfig,
     OAuth2Config,
     OutputConfig,
-    Rate,
     RateLimitConfig,
     RetryConfig,
     SaveConfig,
     ScopeConfig,
     TimeoutConfig,
-    parse_rate,
-    parse_size,
 )
-from crawler._engine import Crawler, Stage
-from crawler._fetch import BodyTooLarge, FetchError
-from crawler._frontier import FrontierBackend, MemoryFrontier
-from crawler._jobfile import JobError, JobProblem
-from crawler._limiter import HostLimiter
-from crawler._page import Page
-from crawler._request import Request
-from crawler._retry import RetryPolicy, parse_retry_after
-from crawler._stages import DropPage, StageLoadError
-from crawler._stats import Stats
-from crawler._url import canonicalize, fingerprint
+from crawler.config.jobfile import JobError, JobProblem
+from crawler.config.units import Rate, parse_rate, parse_size
+from crawler.engine.crawler import Crawler
+from crawler.engine.stages import Stage
+from crawler.frontier.base import FrontierBackend, FrontierBase
+from crawler.frontier.memory import MemoryFrontier
+from crawler.model.errors import BodyTooLarge, DropPage, FetchError, StageLoadError
+from crawler.model.page import Page
+from crawler.model.request import Request
+from crawler.model.url import canonicalize, fingerprint
+from crawler.output.stats import Stats
+from crawler.politeness.limiter import HostLimiter
+from crawler.politeness.retry import RetryPolicy, parse_retry_after
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from crawler._download import DownloadEntry, DownloadResult, download
+    from crawler.downloader import DownloadEntry, DownloadProgress, DownloadResult, download
 
-_LAZY = {"DownloadEntry", "DownloadResult", "download"}
+_LAZY = {"DownloadEntry", "DownloadProgress", "DownloadResult", "download"}
 
 
 def __getattr__(name: str) -> Any:
     # The downloader loads on first use: a crawl's start-up does not pay for its imports.
     if name in _LAZY:
-        from crawler import _download
+        import crawler.downloader
 
-        value = getattr(_download, name)
+        value = getattr(crawler.downloader, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'crawler' has no attribute {name!r}")
+
 
 __all__ = [
     "AuthConfig",
@@ -66,11 +66,13 @@ __all__ = [
     "ConcurrencyConfig",
     "Crawler",
     "DownloadEntry",
+    "DownloadProgress",
     "DownloadResult",
     "DropPage",
     "ExtractConfig",
     "FetchError",
     "FrontierBackend",
+    "FrontierBase",
     "HostLimiter",
     "HttpConfig",
     "Job",

@@ -1,24 +1,15 @@
-"""Pipeline stages: what runs on a page after it is fetched.
+"""The built-in pipeline stages: what runs on a page after it is fetched. Installed as `crawler.pipelines`.
 
 A stage is any callable `stage(page)` (sync or async). It may edit `page.item`, add work with
 `page.follow(url)`, replace the page by returning another `Page`, or drop it by raising `DropPage`.
-Stages with `flush()` / `close()` methods (the item writers) are flushed and closed by the engine.
+The engine names these the way a job names its own stages, by import path (`crawler.engine.stages`),
+and builds each class with its `from_job(job)`.
 """
 
-from pipelines.fields import FieldExtractor, parse_field_spec
-from pipelines.files import FileSaver, safe_relative_path
-from pipelines.links import LinkExtractor
-from pipelines.writers import CsvWriter, ItemWriter, JsonLinesWriter, open_writer, writer_format
+from crawler.pipelines.fields import FieldExtractor
+from crawler.pipelines.json_items import JsonItemExtractor
+from crawler.pipelines.links import LinkExtractor
+from crawler.pipelines.paginate import Paginator
+from crawler.pipelines.sitemaps import SitemapStage
 
-__all__ = [
-    "CsvWriter",
-    "FieldExtractor",
-    "FileSaver",
-    "ItemWriter",
-    "JsonLinesWriter",
-    "LinkExtractor",
-    "open_writer",
-    "parse_field_spec",
-    "safe_relative_path",
-    "writer_format",
-]
+__all__ = ["FieldExtractor", "JsonItemExtractor", "LinkExtractor", "Paginator", "SitemapStage"]

@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Self
 
-from selectolax.lexbor import LexborHTMLParser as HTMLParser
+from crawler.config.job import Job
+from crawler.config.specs import FieldSpec, parse_field_spec
+from crawler.model.page import Page
 
-if TYPE_CHECKING:
-    from crawler import Page
-
-__all__ = ["FieldExtractor", "FieldSpec", "parse_field_spec"]
-
-_SPEC_RE = re.compile(r"^(?P<css>.*?)(?:::(?P<kind>text|attr\((?P<attr>[^)]+)\)|html))?(?P<all>\[\])?\s*$", re.S)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldSpec:
-    css: str
-    kind: str  # "text" | "attr" | "html"
-    attr: str | None
-    all: bool
-
-
-def parse_field_spec(spec: str) -> FieldSpec:
-    """Parse `selector[::text|::attr(name)|::html][[]]`; raises ValueError for an invalid selector."""
-    m = _SPEC_RE.match(spec.strip())
-    if not m or not m.group("css").strip():
-        raise ValueError(f"{spec!r} is not a CSS selector with an optional ::text, ::attr(name) or ::html")
-    css = m.group("css").strip()
-    try:
-        HTMLParser("<html></html>").css(css)
-    except Exception as exc:  # selectolax raises ValueError or its own errors for bad selectors
-        raise ValueError(f"invalid CSS selector {css!r}: {exc}") from None
-    kind = (m.group("kind") or "text").split("(", 1)[0]
-    return FieldSpec(css, kind, (m.group("attr") or "").strip().strip("\"'") or None, bool(m.group("all")))
-
+__all__ = ["FieldExtractor"]
 
 class FieldExtractor:
     """Fills `page.item` from CSS selectors; non-HTML pages are left alone."""
 
     def __init__(self, fields: dict[str, str]) -> None:
         self._specs = [(name, parse_field_spec(spec)) for name, spec in fields.items()]
+
+    @classmethod
+    def from_job(cls, job: Job) -> Self | None:
+        return cls(job.extract.fields) if job.extract.fields else None
 
     def __call__(self, page: Page) -> None:
         if not self._specs or not page.is_html:

@@ -10,91 +10,18 @@ a path with one gives a list of the values found.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Self
 
-if TYPE_CHECKING:
-    from crawler import Page
+from crawler.config.job import Job
+from crawler.config.specs import WILDCARD, KeyPath, Step, parse_key_path
+from crawler.model.page import Page
 
-__all__ = ["JsonItemExtractor", "KeyPath", "is_json", "page_json", "parse_key_path", "resolve"]
+__all__ = ["JsonItemExtractor", "is_json", "page_json", "resolve"]
 
 log = logging.getLogger("crawler.json")
 
 
-class _Wildcard:
-    def __repr__(self) -> str:
-        return "*"
-
-
-WILDCARD: Final = _Wildcard()
-Step = str | int | _Wildcard
-KeyPath = tuple[Step, ...]
-
 _JSON_TYPES = ("application/json", "text/json", "application/ld+json", "application/problem+json")
-_JSON_CACHE = "_json"  # page.item key holding the parsed document, shared by the JSON stages
-_NOT_JSON: Final = object()
-
-
-def parse_key_path(path: str) -> KeyPath:
-    """Parse a key path; ValueError says what is wrong with it."""
-    if not isinstance(path, str):
-        raise ValueError(f"a key path is a string like 'data.items[0].name', not {type(path).__name__}")
-    text = path.strip()
-    if text.startswith("$"):
-        text = text[1:].lstrip(".")
-    steps: list[Step] = []
-    i, n = 0, len(text)
-    expect_key = True  # at the start or after a dot
-    while i < n:
-        c = text[i]
-        if c == ".":
-            if expect_key:
-                raise ValueError(f"invalid key path {path!r}: empty key at position {i + 1}")
-            expect_key = True
-            i += 1
-            continue
-        if c == "[":
-            end = text.find("]", i)
-            inner = text[i + 1 : end].strip() if end > 0 else None
-            if inner is None:
-                raise ValueError(f"invalid key path {path!r}: '[' without ']'")
-            if inner[:1] in ("'", '"'):
-                quote = inner[0]
-                close = text.find(quote + "]", i + 2)
-                if close < 0:
-                    raise ValueError(f"invalid key path {path!r}: unterminated quoted key")
-                steps.append(text[i + 2 : close])
-                i = close + 2
-            else:
-                if inner in ("", "*"):
-                    steps.append(WILDCARD)
-                else:
-                    try:
-                        steps.append(int(inner))
-                    except ValueError:
-                        raise ValueError(f"invalid key path {path!r}: [{inner}] is not an index, * or a "
-                                         "quoted key") from None  # fmt: skip
-                i = end + 1
-            expect_key = False
-            continue
-        if not expect_key:
-            raise ValueError(f"invalid key path {path!r}: expected '.' or '[' at position {i + 1}")
-        j = i
-        while j < n and text[j] not in ".[":
-            j += 1
-        key = text[i:j].strip()
-        if "]" in key:
-            raise ValueError(f"invalid key path {path!r}: ']' without '['; quote odd keys as [\"a]b\"]")
-        if key == "*":
-            steps.append(WILDCARD)
-        elif key.lstrip("-").isdigit():
-            steps.append(int(key))
-        else:
-            steps.append(key)
-        expect_key = False
-        i = j
-    if expect_key and steps:
-        raise ValueError(f"invalid key path {path!r}: it ends with a dot")
-    return tuple(steps)
 
 
 def resolve(doc: Any, path: KeyPath) -> Any:
@@ -152,21 +79,20 @@ def is_json(page: Page) -> bool:
 def page_json(page: Page) -> Any:
     """The page's parsed JSON document, parsed once and shared by the JSON stages; `None` when the page
     is not JSON or does not parse (check `is_json` first to tell the two apart)."""
-    cached = page.item.get(_JSON_CACHE, _NOT_JSON)
-    if cached is not _NOT_JSON:
-        return cached
-    doc: Any = None
-    if page.body and is_json(page):
-        try:
-            doc = page.json()
-        except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+    if not page.body or not is_json(page):
+        return None
+    try:
+        return page.json()
+    except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+        # The page keeps the parse error for later callers: say it once per page.
+        if not getattr(exc, "logged", False):
+            exc.logged = True  # type: ignore[attr-defined]
             log.warning("%s: response is not valid JSON (%s)", page.url, exc)
-    page.item[_JSON_CACHE] = doc
-    return doc
+        return None
 
 
 class JsonItemExtractor:
-    """Fills `page.item` from a JSON response, or `page.item["_items"]` (one item per element) when
+    """Fills `page.item` from a JSON response, or `page.items` (one item per element) when
     `items_path` is set; follows URLs found at the `links` key paths. Other pages are left alone.
 
     An item is the configured fields resolved against the document (or each element); with no fields, the
@@ -177,6 +103,13 @@ class JsonItemExtractor:
         self._fields = [(name, parse_key_path(p)) for name, p in (fields or {}).items()]
         self._items_path = parse_key_path(items_path) if items_path is not None else None
         self._links = [parse_key_path(p) for p in links or []]
+
+    @classmethod
+    def from_job(cls, job: Job) -> Self | None:
+        extract = job.extract
+        if not (extract.json_fields or extract.items_path or extract.json_links):
+            return None
+        return cls(extract.json_fields, extract.items_path, extract.json_links)
 
     def _item(self, node: Any) -> dict[str, Any]:
         if self._fields:
@@ -192,7 +125,7 @@ class JsonItemExtractor:
         if self._items_path is not None:
             found = resolve(doc, self._items_path)
             elements = found if isinstance(found, list) else [] if found is None else [found]
-            page.item["_items"] = [self._item(e) for e in elements]
+            page.items = [self._item(e) for e in elements]
         elif self._fields:
             page.item.update(self._item(doc))
         for path in self._links:

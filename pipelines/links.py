@@ -7,15 +7,14 @@ cached: a repeated link costs one dict lookup instead of a parse.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Self
 from urllib.parse import urljoin
 
-from crawler._request import Request
-from crawler._url import canonicalize, fingerprint, host_key
-
-if TYPE_CHECKING:
-    from crawler import Page
-    from crawler._scope import Scope
+from crawler.config.job import Job
+from crawler.model.page import Page
+from crawler.model.request import Request
+from crawler.model.url import canonicalize, fingerprint, host_key
+from crawler.politeness.scope import Scope
 
 __all__ = ["LinkExtractor"]
 
@@ -31,6 +30,13 @@ class LinkExtractor:
         self.sort_query = sort_query
         self.attribute = attribute
         self._identity: dict[str, tuple[str, str, int]] = {}
+
+    @classmethod
+    def from_job(cls, job: Job) -> Self | None:
+        """Following `extract.links` within the job's scope; None when the job turns link following off."""
+        if not job.extract.links:
+            return None
+        return cls(job.extract.links, Scope.of_job(job), sort_query=not job.scope.keep_query_order)
 
     def _identify(self, absolute: str) -> tuple[str, str, int]:
         ident = self._identity.get(absolute)

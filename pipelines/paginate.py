@@ -12,17 +12,17 @@ its position in the chain travels in `request.meta["page_index"]` for `max_pages
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-from crawler._request import Request
-from pipelines.json_items import is_json, page_json, parse_key_path, resolve
+from crawler.config.job import Job, PaginateConfig
+from crawler.config.specs import parse_key_path
+from crawler.model.page import Page
+from crawler.model.request import Request
+from crawler.pipelines.json_items import is_json, page_json, resolve
 
 if TYPE_CHECKING:
     import httpx
-
-    from crawler import Page
-    from crawler._config import PaginateConfig
 
 __all__ = ["Paginator", "next_links", "with_query_param"]
 
@@ -85,6 +85,12 @@ class Paginator:
         path = config.items_path or items_path
         self._items_path = parse_key_path(path) if path else None
         self._sort_query = sort_query
+
+    @classmethod
+    def from_job(cls, job: Job) -> Self | None:
+        if job.paginate is None:
+            return None
+        return cls(job.paginate, items_path=job.extract.items_path, sort_query=not job.scope.keep_query_order)
 
     def __call__(self, page: Page) -> None:
         cfg = self.config

@@ -14,13 +14,12 @@ import html
 import logging
 import re
 import zlib
-from typing import TYPE_CHECKING
+from typing import Self
 
-from crawler._request import Request
-from crawler._stages import DropPage
-
-if TYPE_CHECKING:
-    from crawler import Page
+from crawler.config.job import Job
+from crawler.model.errors import DropPage
+from crawler.model.page import Page
+from crawler.model.request import Request
 
 __all__ = ["SitemapStage", "decompress_capped", "parse_sitemap"]
 
@@ -82,6 +81,13 @@ class SitemapStage:
     def __init__(self, *, max_bytes: int = MAX_SITEMAP_BYTES, sort_query: bool = False) -> None:
         self.max_bytes = max_bytes
         self.sort_query = sort_query
+
+    @classmethod
+    def from_job(cls, job: Job) -> Self | None:
+        """Reading sitemaps when the job starts from them or follows robots.txt `Sitemap:` lines."""
+        if not (job.start_sitemaps or job.scope.sitemaps):
+            return None
+        return cls(sort_query=not job.scope.keep_query_order)
 
     def __call__(self, page: Page) -> None:
         meta = page.request.meta

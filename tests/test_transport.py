@@ -1,4 +1,4 @@
-"""The transport under the shared client (crawler/_transport.py), against real servers on loopback.
+"""The transport under the shared client (crawler/http/transport/transport.py), against real servers on loopback.
 
 hypercorn (tests/transport_site.py, in a subprocess) plays a well-behaved HTTP/1.1 and HTTP/2-over-TLS
 server; small asyncio servers in the test process play misbehaving ones and count connections. Every test
@@ -23,7 +23,7 @@ import httpx
 import pytest
 import trustme
 
-from crawler._transport import make_transport
+from crawler.http.transport.transport import make_transport
 from tests.transport_site import GZIP_TEXT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -632,13 +632,13 @@ def test_proxy_falls_back_to_httpx_transport() -> None:
 
 
 async def test_the_product_client_uses_this_transport(site: str) -> None:
-    from crawler._client import build_client
-    from crawler._config import HttpConfig
+    from crawler.config.job import HttpConfig
+    from crawler.http.client import build_client
 
     async with build_client(HttpConfig()) as c:
         r = await c.get(f"{site}/bytes/3")
         assert r.content == b"xxx"
-        assert type(c._transport).__module__ == "crawler._transport"
+        assert type(c._transport).__module__ == "crawler.http.transport.transport"
 
 
 async def test_json_echo_through_a_plain_async_client(site: str) -> None:

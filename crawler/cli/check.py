@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def check_job(path: str, overrides: list[str]) -> tuple[Job | None, str | None]:
     """(the job, None) when it is valid, (None, the error text) otherwise. Also imports the user stages,
     since a stage that does not import would stop `crawler run` at startup."""
-    from crawler._jobfile import JobError, load_job
-    from crawler._stages import StageLoadError, load_stage
+    from crawler.config.jobfile import JobError, load_job
+    from crawler.engine.stages import load_stage
+    from crawler.model.errors import StageLoadError
 
     try:
         job = load_job(path, overrides=overrides)

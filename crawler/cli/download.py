@@ -51,7 +51,7 @@ def _seconds(value: str) -> float:
 
 
 def _size(value: str) -> int:
-    from crawler._config import parse_size
+    from crawler.config.job import parse_size
 
     try:
         size = parse_size(value)
@@ -63,7 +63,7 @@ def _size(value: str) -> int:
 
 
 def _rate(value: str) -> Any:
-    from crawler._config import parse_rate
+    from crawler.config.job import parse_rate
 
     try:
         return parse_rate(value)
@@ -72,7 +72,7 @@ def _rate(value: str) -> Any:
 
 
 def _checksum(value: str) -> Any:
-    from crawler._download import Checksum, InputError
+    from crawler.downloader import Checksum, InputError
 
     try:
         return Checksum.parse(value)
@@ -81,7 +81,7 @@ def _checksum(value: str) -> Any:
 
 
 def _header(value: str) -> tuple[str, str]:
-    from crawler._download._entries import InputError, parse_header
+    from crawler.downloader.entries import InputError, parse_header
 
     try:
         return parse_header(value)
@@ -162,9 +162,9 @@ def _lines(name: str) -> Iterator[str]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from crawler._config import HttpConfig, LimitsConfig, RetryConfig, TimeoutConfig
-    from crawler._download import DownloadEntry, InputError, parse_input
-    from crawler.cli._common import configure_logging
+    from crawler.config.job import HttpConfig, LimitsConfig, RetryConfig, TimeoutConfig
+    from crawler.downloader import DownloadEntry, InputError, parse_input
+    from crawler.engine.runtime import configure_logging
 
     configure_logging(args.log_level)
     # Everything the run needs is checked here, before any download starts.
@@ -207,7 +207,7 @@ def main(args: argparse.Namespace) -> int:
             name = "<stdin>" if args.input_file == "-" else args.input_file
             yield from parse_input(_lines(args.input_file), name)
 
-    from crawler.cli._common import run_async
+    from crawler.engine.runtime import run_async
 
     try:
         return run_async(lambda: _run(args, entries(), total, http, retry, headers))
@@ -223,15 +223,17 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
                headers: dict[str, str]) -> int:  # fmt: skip
     import orjson
 
-    from crawler._download import Downloader, DownloadResult, InputError
-    from crawler._download._results import format_bytes
-    from crawler.cli._common import install_stop_signals
+    from crawler.downloader import Downloader, DownloadResult, InputError
+    from crawler.engine.runtime import install_stop_signals
+    from crawler.output.report import download_summary, failure_lines
 
     failures: list[DownloadResult] = []
     stdout = sys.stdout.buffer
     display: Any = contextlib.nullcontext()
     if not (args.quiet or args.json) and sys.stderr.isatty():
-        from crawler._download._progress import ProgressDisplay  # rich costs ~25 ms to import: only for a TTY
+        from crawler.cli.download_progress import (
+            ProgressDisplay,  # rich costs ~25 ms to import: only for a TTY
+        )
 
         display = ProgressDisplay()
 
@@ -275,16 +277,15 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     elapsed = time.monotonic() - started
     d = downloader
     if not args.quiet:
-        speed = d.bytes_received / elapsed if elapsed > 0 else 0.0
-        summary = (f"{d.files_done} downloaded, {d.files_skipped} skipped, {d.files_failed} failed; "
-                   f"{format_bytes(d.bytes_received)} in {elapsed:.1f}s ({format_bytes(speed)}/s)")  # fmt: skip
-        if code == EXIT_INTERRUPTED:
-            summary = "interrupted: partial files kept for resuming; " + summary
-        print(summary, file=sys.stderr)
+        print(download_summary(d.files_done, d.files_skipped, d.files_failed, d.bytes_received, elapsed,
+                               interrupted=code == EXIT_INTERRUPTED), file=sys.stderr)  # fmt: skip
     if failures:
-        print(f"{len(failures)} failed:", file=sys.stderr)
+        by_kind: dict[str, list[str]] = {}
         for f in failures:
-            print(f"  {f.url}: {f.error}", file=sys.stderr)
+            kind = f"http_{f.http_status}" if f.http_status and f.http_status >= 400 else "failed"
+            by_kind.setdefault(kind, []).append(f"{f.url}: {f.error}")
+        groups = [(kind, len(lines), lines) for kind, lines in by_kind.items()]
+        print("\n".join(failure_lines(f"{len(failures)} failed:", groups, examples=None)), file=sys.stderr)
     if code != EXIT_OK:
         return code
     return EXIT_ERRORS if failures else EXIT_OK

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.cli import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from crawler.cli._common import configure_logging, install_stop_signals, run_async
+from crawler.engine.runtime import configure_logging, install_stop_signals, run_async
 
 log = logging.getLogger("crawler")
 
@@ -81,25 +81,19 @@ def error_rate(stats: Any) -> float:
 
 def _discard_state(job: Any) -> None:
     """`--fresh`: delete the job's saved frontier (the SQLite state directory, or its Redis keys)."""
-    if job.frontier.startswith(("redis://", "rediss://", "unix://")):
-        from crawler._frontier_redis import RedisFrontier
+    from crawler.frontier.backends import discard_state
 
-        async def discard() -> int:
-            return await RedisFrontier.discard(job.frontier, job.name)
-
-        if run_async(discard):
+    if run_async(lambda: discard_state(job)):
+        if job.frontier_kind == "redis":
             log.info("--fresh: deleted the Redis state of job %r", job.name)
-    elif job.state:
-        from crawler._frontier_sqlite import SqliteFrontier
-
-        if SqliteFrontier.discard(job.state):
+        else:
             log.info("--fresh: deleted the saved state in %s", job.state)
 
 
 def main(args: argparse.Namespace) -> int:
     from crawler import Crawler, JobError
-    from crawler._jobfile import load_job
-    from crawler._progress import CrawlProgress, choose_mode
+    from crawler.cli.crawl_progress import CrawlProgress, choose_mode
+    from crawler.config.jobfile import load_job
 
     try:
         configure_logging(args.log_level, args.log_file)
@@ -125,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"crawler: cannot discard the saved state: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
-    if job.concurrency.processes > 1 and job.frontier == "memory" and not job.state:
+    if job.concurrency.processes > 1 and job.frontier_kind == "memory":
         return _run_processes(job, args.log_level)
 
     try:
@@ -168,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run_processes(job: Any, log_level: str) -> int:
-    from crawler._processes import run_processes
+    from crawler.engine.processes import run_processes
 
     try:
         stats = run_async(lambda: run_processes(job, job.concurrency.processes, log_level))
@@ -181,9 +175,9 @@ def _run_processes(job: Any, log_level: str) -> int:
 
 def _report(job: Any, stats: Any) -> int:
     """Print the summary, write stats.json, and choose the exit code."""
-    from crawler._progress import summary_text
+    from crawler.output.report import crawl_summary
 
-    print(summary_text(stats), file=sys.stderr)
+    print(crawl_summary(stats), file=sys.stderr)
     if job.output.items:
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
     code = EXIT_OK

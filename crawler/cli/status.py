@@ -36,15 +36,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def main(args: argparse.Namespace) -> int:
-    from crawler._jobfile import JobError, load_job
+    from crawler.config.jobfile import JobError, load_job
 
     try:
         job = load_job(args.job, overrides=list(args.overrides))
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    from crawler.engine.runtime import run_async
+    from crawler.frontier.backends import read_status
+
     try:
-        status = read_status(job.frontier, job.state, job.name, top_hosts=args.hosts)
+        status = run_async(lambda: read_status(job, top_hosts=args.hosts))
     except Exception as exc:  # Redis unreachable, unreadable database
         print(f"crawler status: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_ERRORS
@@ -59,24 +62,6 @@ def main(args: argparse.Namespace) -> int:
     else:
         print(render(status))
     return EXIT_OK
-
-
-def read_status(
-    frontier: str, state: str | None, job_name: str, *, top_hosts: int = 10
-) -> dict[str, Any] | None:
-    if frontier.startswith(("redis://", "rediss://", "unix://")):
-        from crawler._frontier_redis import read_status as redis_status
-        from crawler.cli._common import run_async
-
-        async def read() -> dict[str, Any]:
-            return await redis_status(frontier, job_name, top_hosts=top_hosts)
-
-        return run_async(read)
-    if state:
-        from crawler._frontier_sqlite import read_status as sqlite_status
-
-        return sqlite_status(state, top_hosts=top_hosts)
-    return None
 
 
 def _n(value: Any) -> str:

@@ -106,12 +106,12 @@ def test_our_crawl_through_the_harness_and_the_report(nginx: Nginx, site: Path, 
 
 def test_profile_summary_groups_self_time_by_area() -> None:
     stacks = (
-        'process 1:"python -m crawler";run (crawler/_engine.py:10);send (crawler/_http1.py:5) 30\n'
-        "run (crawler/_engine.py:10);links (pipelines/links.py:3) 10\n"
+        'process 1:"python -m crawler";run (crawler/engine/crawler.py:10);send (crawler/http/transport/http11.py:5) 30\n'
+        "run (crawler/engine/crawler.py:10);links (pipelines/links.py:3) 10\n"
         "_find_and_load (<frozen importlib._bootstrap>:1) 10\n"
     )
     s = summarize_collapsed(stacks)
     assert s["samples"] == 50
-    assert s["self_by_area"][0] == ("crawler/_http1", 60.0)
+    assert s["self_by_area"][0] == ("crawler/http/transport/http11", 60.0)
     assert ("importlib (start-up imports)", 20.0) in s["self_by_area"]
-    assert dict(s["inclusive_by_area"])["crawler/_engine"] == 80.0
+    assert dict(s["inclusive_by_area"])["crawler/engine/crawler"] == 80.0

@@ -6,7 +6,8 @@ import httpx
 import pytest
 
 from crawler import Page, Request
-from pipelines.json_items import WILDCARD, JsonItemExtractor, parse_key_path, resolve
+from crawler.config.specs import WILDCARD, parse_key_path
+from crawler.pipelines.json_items import JsonItemExtractor, resolve
 
 DOC = {"data": {"items": [{"id": 1, "tags": [{"n": "a"}, {"n": "b"}]}, {"id": 2, "tags": []}]},
        "odd.key": {"x": 1}, "0": "zero", "list": [10, 20, 30]}  # fmt: skip
@@ -44,13 +45,13 @@ def _page(body: bytes, content_type: str = "application/json") -> Page:
 def test_items_path_makes_one_item_per_element() -> None:
     page = _page(b'{"data": {"items": [{"id": 1}, {"id": 2}]}}')
     JsonItemExtractor({"ident": "id"}, "data.items")(page)
-    assert page.item["_items"] == [{"ident": 1}, {"ident": 2}]
+    assert page.items == [{"ident": 1}, {"ident": 2}]
 
 
 def test_without_fields_an_element_is_the_item() -> None:
     page = _page(b'[{"id": 1}, 7]')
     JsonItemExtractor(items_path="$")(page)
-    assert page.item["_items"] == [{"id": 1}, {"value": 7}]
+    assert page.items == [{"id": 1}, {"value": 7}]
 
 
 def test_fields_without_items_path_fill_the_page_item() -> None:
@@ -62,10 +63,10 @@ def test_fields_without_items_path_fill_the_page_item() -> None:
 def test_html_and_broken_json_are_left_alone() -> None:
     html = _page(b"<html></html>", "text/html")
     JsonItemExtractor({"b": "a.b"}, "x")(html)
-    assert "_items" not in html.item and "b" not in html.item
+    assert html.items is None and "b" not in html.item
     broken = _page(b'{"a": ')
     JsonItemExtractor({"b": "a.b"}, "x")(broken)
-    assert "_items" not in broken.item
+    assert broken.items is None
 
 
 def test_json_links_are_followed_one_level_deeper() -> None:

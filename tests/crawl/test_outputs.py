@@ -12,12 +12,14 @@ import httpx
 import pytest
 
 from crawler import Page, Request
-from pipelines.writers import open_writer, writer_format
+from crawler.config.specs import writer_format
+from crawler.output.writers import open_writer
 
 
-def _page(url: str = "http://a/x", **item: object) -> Page:
+def _page(url: str = "http://a/x", items: list[dict[str, object]] | None = None, **item: object) -> Page:
     page = Page(Request.make(url), url, 200, "HTTP/1.1", httpx.Headers(), b"")
     page.item.update(item)
+    page.items = items
     return page
 
 
@@ -92,8 +94,8 @@ def test_many_items_per_page_each_carry_the_page_metadata(
 ) -> None:
     path = tmp_path / "items.jsonl"
     w = open_writer(path)
-    w(_page("http://a/api?page=2", _items=[{"id": 1, "url": "/own"}, {"id": 2}]))
-    w(_page("http://a/api?page=3", _items=[]))
+    w(_page("http://a/api?page=2", items=[{"id": 1, "url": "/own"}, {"id": 2}]))
+    w(_page("http://a/api?page=3", items=[]))
     w.close()
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert [(r["id"], r["url"], r["status"], r["depth"]) for r in rows] == [

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pipelines.paginate import next_links, with_query_param
+from crawler.pipelines.paginate import next_links, with_query_param
 from tests.crawl.apisite import ITEMS, ApiServer
 from tests.crawl.conftest import run_job
 

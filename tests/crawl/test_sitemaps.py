@@ -6,7 +6,7 @@ import gzip
 import time
 from pathlib import Path
 
-from pipelines.sitemaps import decompress_capped, parse_sitemap
+from crawler.pipelines.sitemaps import decompress_capped, parse_sitemap
 from tests.crawl.apisite import ApiServer
 from tests.crawl.conftest import run_job
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from crawler import RetryConfig
-from crawler._config import BackoffConfig
+from crawler.config.job import BackoffConfig
 
 from .measure import wait_measuring_peak
 from .servers import EdgeServer, NginxServer, find_nginx

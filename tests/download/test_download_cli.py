@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from crawler._download._resume import Sidecar
+from crawler.fetch.sidecar import Sidecar
 
 from .app import file_sha256
 from .conftest import GiB, NginxSite, run_cli, spawn_cli

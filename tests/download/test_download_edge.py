@@ -16,8 +16,8 @@ import pytest
 
 import crawler
 from crawler import RetryConfig
-from crawler._download import DownloadEntry, DownloadProgress, DownloadResult, download
-from crawler._download._resume import Sidecar
+from crawler.downloader import DownloadEntry, DownloadProgress, DownloadResult, download
+from crawler.fetch.sidecar import Sidecar
 
 from .app import file_bytes, file_sha256
 from .servers import EdgeServer
@@ -412,7 +412,7 @@ async def test_rate_limit_spaces_requests_to_a_host(edge: EdgeServer, key: str, 
 
 
 async def test_leaving_a_run_early_stops_its_downloads(edge: EdgeServer, key: str, tmp_path: Path) -> None:
-    from crawler._download import Downloader
+    from crawler.downloader import Downloader
 
     urls = [
         edge.url_for(f"/file/e{i}.bin", size=300_000, seed=key, key=key, rate=1_000_000) for i in range(12)

@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from crawler._download import Checksum, DownloadEntry, InputError, parse_input
-from crawler._download._resume import PartState, Segment, Sidecar
-from crawler._download._segments import plan_segments
+from crawler.downloader import Checksum, DownloadEntry, InputError, parse_input
+from crawler.fetch.disk import plan_segments
+from crawler.fetch.sidecar import PartState, Segment, Sidecar
 
 SHA256_ABC = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
 

@@ -6,7 +6,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from crawler._download._names import (
+from crawler.fetch.names import (
     UnsafePath,
     choose_name,
     filename_from_content_disposition,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from crawler import Job
-from crawler._processes import shard_job
+from crawler.engine.processes import shard_job
 
 
 def _write_job(tmp_path: Path, site_url: str, extra: str = "") -> tuple[Path, Path]:

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from crawler._frontier import FrontierBackend, MemoryFrontier
+from crawler.frontier.base import FrontierBackend
+from crawler.frontier.memory import MemoryFrontier
 
 
 def free_port() -> int:
@@ -120,11 +121,11 @@ class Backend:
                 self._memory = MemoryFrontier()
             return self._memory
         if self.name == "sqlite":
-            from crawler._frontier_sqlite import SqliteFrontier
+            from crawler.frontier.sqlite import SqliteFrontier
 
             frontier = await SqliteFrontier.open(self.tmp / "state", **kwargs)
         else:
-            from crawler._frontier_redis import RedisFrontier
+            from crawler.frontier.redis import RedisFrontier
 
             assert self.redis is not None
             frontier = await RedisFrontier.connect(f"{self.redis.url}?lease={lease}", self.job,
@@ -151,7 +152,7 @@ class Backend:
             await frontier.close()
         self.opened.clear()
         if self.name == "redis":
-            from crawler._frontier_redis import RedisFrontier
+            from crawler.frontier.redis import RedisFrontier
 
             assert self.redis is not None
             await RedisFrontier.discard(self.redis.url, self.job, force=True)

@@ -6,8 +6,8 @@ import asyncio
 from collections import Counter
 from typing import Any
 
-from crawler._frontier import FrontierBackend
-from crawler._request import Request
+from crawler.frontier.base import FrontierBackend
+from crawler.model.request import Request
 from tests.frontier._backends import Backend
 
 

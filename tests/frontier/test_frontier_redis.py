@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler._frontier_redis import RedisFrontier, WorkerBusy, key_prefix, read_status
-from crawler._request import Request
+from crawler.frontier.redis import RedisFrontier, WorkerBusy, key_prefix, read_status
+from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisServer
 from tests.frontier._crawl import (
     REPO_ROOT,
@@ -112,7 +112,7 @@ async def test_checkpoints_are_kept_per_worker(redis_backend: Backend) -> None:
 async def test_a_host_rate_holds_across_workers(redis_backend: Backend) -> None:
     workers = [await redis_backend.open(worker=f"w{i}") for i in range(3)]
     for w in workers:
-        w.bind_limiter(FixedRate(40.0))  # type: ignore[attr-defined]
+        w.bind(lambda: None, FixedRate(40.0).rate_of)
     await workers[0].push_many([Request.make(f"http://a.test/{i}") for i in range(500)])
     times: list[float] = []
     end = time.monotonic() + 1.5

@@ -7,8 +7,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crawler._frontier import SeenSet
-from crawler._seen import CompactSeenSet
+from crawler.frontier.memory import SeenSet
+from crawler.model.seen import CompactSeenSet
 
 u64 = st.integers(min_value=0, max_value=(1 << 64) - 1)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from crawler._frontier_sqlite import SqliteFrontier, StateLocked, read_status
-from crawler._request import Request
+from crawler.frontier.sqlite import SqliteFrontier, StateLocked, read_status
+from crawler.model.request import Request
 
 
 def unlimited(host: str) -> int:

@@ -134,8 +134,8 @@ async def test_robots_txt_is_obeyed(disallowed: str) -> None:
 
 
 async def test_cookies_set_by_a_response_are_sent_back() -> None:
-    from crawler._client import build_client
-    from crawler._config import HttpConfig
+    from crawler.config.job import HttpConfig
+    from crawler.http.client import build_client
 
     router = respx.Router()
     router.get("http://site.test/").mock(return_value=httpx.Response(

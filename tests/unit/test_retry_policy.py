@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from crawler import RetryPolicy, parse_retry_after
-from crawler._config import RetryConfig
-from crawler._retry import RetryableStatus
+from crawler.config.job import RetryConfig
+from crawler.politeness.retry import RetryableStatus
 
 
 def test_retry_after_delta_seconds() -> None:

@@ -1,8 +1,8 @@
 """Scope rules and the in-memory frontier's host-aware pops."""
 
 from crawler import Job, MemoryFrontier, Request
-from crawler._config import ScopeConfig
-from crawler._scope import Scope
+from crawler.config.job import ScopeConfig
+from crawler.politeness.scope import Scope
 
 
 def test_allowed_domains_default_to_start_hosts_and_cover_subdomains() -> None:

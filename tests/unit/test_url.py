@@ -3,7 +3,7 @@
 import pytest
 
 from crawler import canonicalize, fingerprint
-from crawler._url import host_key
+from crawler.model.url import host_key
 
 
 @pytest.mark.parametrize(

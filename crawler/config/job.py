@@ -1,0 +1,378 @@
+"""The job model: one validated pydantic tree describing a crawl, built in code or loaded from YAML.
+
+Every key of the YAML contract lives here with its default; unknown keys are errors everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from crawler.config.specs import check_css, parse_field_spec, parse_key_path, writer_format
+from crawler.config.units import Rate, RateValue, SizeValue, parse_rate, parse_size
+
+__all__ = [
+    "AuthConfig",
+    "ConcurrencyConfig",
+    "ExtractConfig",
+    "HttpConfig",
+    "Job",
+    "LimitsConfig",
+    "OAuth2Config",
+    "OutputConfig",
+    "PaginateConfig",
+    "Rate",
+    "RateLimitConfig",
+    "RetryConfig",
+    "SaveConfig",
+    "ScopeConfig",
+    "TimeoutConfig",
+    "parse_rate",
+    "parse_size",
+]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ScopeConfig(_Section):
+    allowed_domains: list[str] = Field(default_factory=list)
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    max_depth: int | None = Field(default=None, ge=0)
+    max_pages: int | None = Field(default=None, ge=0)
+    robots_txt: bool = True
+    sitemaps: bool = False
+    keep_query_order: bool = True
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression {p!r}: {exc}") from None
+        return patterns
+
+    @field_validator("allowed_domains")
+    @classmethod
+    def _lower_domains(cls, domains: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip(".") for d in domains if d.strip()]
+
+
+class ConcurrencyConfig(_Section):
+    workers: int = Field(default=64, ge=1, le=10_000)
+    per_host: int = Field(default=16, ge=1, le=10_000)
+    processes: int = Field(default=1, ge=1, le=256)
+
+
+class RateLimitConfig(_Section):
+    per_host: RateValue = Field(default_factory=lambda: Rate(count=20, period=1))
+    hosts: dict[str, RateValue] = Field(default_factory=dict)
+
+    @field_validator("hosts")
+    @classmethod
+    def _lower_hosts(cls, hosts: dict[str, Rate | None]) -> dict[str, Rate | None]:
+        return {h.strip().lower(): r for h, r in hosts.items()}
+
+
+class TimeoutConfig(_Section):
+    connect: float | None = Field(default=5.0, gt=0)
+    read: float | None = Field(default=30.0, gt=0)
+    write: float | None = Field(default=30.0, gt=0)
+    pool: float | None = Field(default=30.0, gt=0)
+
+
+class LimitsConfig(_Section):
+    max_connections: int | None = Field(default=100, ge=1)
+    # httpcore counts all connections, not idle ones, against this: keep it equal to max_connections.
+    max_keepalive_connections: int | None = Field(default=100, ge=0)
+    keepalive_expiry: float | None = Field(default=30.0, ge=0)
+
+
+class OAuth2Config(_Section):
+    token_url: str
+    client_id: str
+    client_secret: str
+    scope: str | None = None
+
+
+class AuthConfig(_Section):
+    basic: tuple[str, str] | None = None
+    bearer: str | None = None
+    oauth2: OAuth2Config | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AuthConfig:
+        chosen = [k for k in ("basic", "bearer", "oauth2") if getattr(self, k) is not None]
+        if len(chosen) != 1:
+            raise ValueError("auth takes exactly one of: basic, bearer, oauth2")
+        return self
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+DEFAULT_USER_AGENT = "crawler/0.1 (+https://github.com/crawler/crawler)"
+
+
+class HttpConfig(_Section):
+    http2: bool = True
+    # HTTP/2 to cleartext http:// origins without negotiation (h2c, curl's --http2-prior-knowledge).
+    http2_prior_knowledge: bool = False
+    verify: bool | str = True
+    timeout: TimeoutConfig = Field(default_factory=TimeoutConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    headers: dict[str, str] = Field(default_factory=dict)
+    user_agent: str = DEFAULT_USER_AGENT
+    max_body: SizeValue = Field(default=50_000_000)
+    follow_redirects: bool = True
+    max_redirects: int = Field(default=10, ge=0)
+    proxy: str | None = None
+    auth: AuthConfig | None = None
+    trust_env: bool = False
+
+    @field_validator("verify")
+    @classmethod
+    def _ca_bundle_exists(cls, verify: bool | str) -> bool | str:
+        if isinstance(verify, str) and not Path(verify).expanduser().exists():
+            raise ValueError(f"CA bundle {verify!r} does not exist")
+        return verify
+
+
+class BackoffConfig(_Section):
+    initial: float = Field(default=0.5, ge=0)
+    max: float = Field(default=30.0, ge=0)
+    multiplier: float = Field(default=2.0, ge=1)
+    jitter: float = Field(default=0.5, ge=0)
+
+
+class RetryConfig(_Section):
+    attempts: int = Field(default=4, ge=1, le=100)
+    statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
+    backoff: BackoffConfig = Field(default_factory=BackoffConfig)
+    max_retry_after: float = Field(default=120.0, ge=0)
+    unsafe_methods: bool = False
+
+    @field_validator("statuses")
+    @classmethod
+    def _valid_statuses(cls, statuses: list[int]) -> list[int]:
+        for s in statuses:
+            if not 100 <= s <= 599:
+                raise ValueError(f"{s} is not an HTTP status code")
+        return statuses
+
+
+class ExtractConfig(_Section):
+    # CSS selector for links to follow; null turns link following off.
+    links: str | None = "a[href]"
+    fields: dict[str, str] = Field(default_factory=dict)
+    # JSON responses: field name -> key path (`data.items[0].name`, `tags[*].name`). Relative to each
+    # element of `items_path` when that is set.
+    json_fields: dict[str, str] = Field(default_factory=dict, alias="json")
+    # JSON responses: key path of a list; each element becomes one item (e.g. `data`, `results`).
+    items_path: str | None = None
+    # JSON responses: key paths whose string values are URLs to follow (e.g. `results[*].url`).
+    json_links: list[str] = Field(default_factory=list)
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+    @field_validator("fields")
+    @classmethod
+    def _selectors_parse(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name, spec in fields.items():
+            try:
+                parse_field_spec(spec)
+            except ValueError as exc:
+                raise ValueError(f"field {name!r}: {exc}") from None
+        return fields
+
+    @field_validator("json_fields")
+    @classmethod
+    def _json_paths_parse(cls, fields: dict[str, str]) -> dict[str, str]:
+        for name, path in fields.items():
+            _check_key_path(path, f"field {name!r}: ")
+        return fields
+
+    @field_validator("items_path")
+    @classmethod
+    def _items_path_parses(cls, path: str | None) -> str | None:
+        if path is not None:
+            _check_key_path(path)
+        return path
+
+    @field_validator("json_links")
+    @classmethod
+    def _link_paths_parse(cls, paths: list[str]) -> list[str]:
+        for path in paths:
+            _check_key_path(path)
+        return paths
+
+
+def _check_key_path(path: str, prefix: str = "") -> None:
+    try:
+        parse_key_path(path)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{exc}") from None
+
+
+class PaginateConfig(_Section):
+    """Following a listing or API page to the next one. The next page keeps the depth of the page it
+    came from (it is a sibling, not a child), so `scope.max_depth` does not cut a long listing short."""
+
+    # `Link: <...>; rel="next"` response headers (GitHub-style APIs).
+    link_header: bool = False
+    # JSON key path holding the next page's URL, absolute or relative (`next`, `links.next`).
+    next_field: str | None = None
+    # HTML: CSS selector of the next-page link (`a[rel=next]`, `li.next > a`).
+    next_selector: str | None = None
+    # Page-number query parameter: page N is followed by N + step until a page has no items.
+    param: str | None = None
+    start: int = 1
+    step: int = Field(default=1, ge=1)
+    # Cursor style: the next cursor is read from `cursor_field` (JSON key path) into `cursor_param`.
+    cursor_field: str | None = None
+    cursor_param: str | None = None
+    # What counts as "the items" of a page for stop_on_empty: a JSON key path (default: extract.items_path,
+    # else the whole document), or for HTML a CSS selector.
+    items_path: str | None = None
+    items_selector: str | None = None
+    stop_on_empty: bool = True
+    # Pages per chain, counting the first (a guard against APIs that never say stop).
+    max_pages: int | None = Field(default=None, ge=1)
+    # URL regexes: paginate only pages whose URL matches one (empty: every page).
+    match: list[str] = Field(default_factory=list)
+
+    @field_validator("match")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        return ScopeConfig._regexes_compile(patterns)
+
+    @field_validator("next_field", "cursor_field", "items_path")
+    @classmethod
+    def _key_paths_parse(cls, path: str | None) -> str | None:
+        if path is not None:
+            _check_key_path(path)
+        return path
+
+    @field_validator("next_selector", "items_selector")
+    @classmethod
+    def _selectors_parse(cls, css: str | None) -> str | None:
+        if css is not None:
+            check_css(css)
+        return css
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PaginateConfig:
+        if (self.cursor_field is None) != (self.cursor_param is None):
+            raise ValueError("cursor pagination needs both cursor_field and cursor_param")
+        styles = [self.link_header, self.next_field, self.next_selector, self.param, self.cursor_field]
+        if not any(styles):
+            raise ValueError("paginate needs one of: link_header: true, next_field, next_selector, param, "
+                             "cursor_field + cursor_param")  # fmt: skip
+        if self.param and not self.stop_on_empty and self.max_pages is None:
+            raise ValueError("page-number pagination without stop_on_empty needs max_pages, or it never ends")
+        return self
+
+
+class SaveConfig(_Section):
+    # URL regexes; a response whose URL matches one streams to disk under `dir`.
+    match: list[str] = Field(default_factory=list)
+    content_types: list[str] = Field(default_factory=list)
+    dir: str = "out/files"
+
+    @field_validator("match")
+    @classmethod
+    def _regexes_compile(cls, patterns: list[str]) -> list[str]:
+        return ScopeConfig._regexes_compile(patterns)
+
+
+class OutputConfig(_Section):
+    items: str | None = None
+    overwrite: bool = True
+    stats: str | None = None
+    flush_every: float = Field(default=0.5, gt=0)
+
+    @field_validator("items")
+    @classmethod
+    def _known_format(cls, items: str | None) -> str | None:
+        if items is not None:
+            writer_format(items)  # raises ValueError naming the allowed extensions
+        return items
+
+
+class Job(_Section):
+    """A crawl job. Build it in code (`Job(start_urls=[...])`) or load it with `Job.from_yaml(path)`."""
+
+    name: str = "crawl"
+    start_urls: list[str] = Field(default_factory=list)
+    start_sitemaps: list[str] = Field(default_factory=list)
+    scope: ScopeConfig = Field(default_factory=ScopeConfig)
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    extract: ExtractConfig = Field(default_factory=ExtractConfig)
+    save: SaveConfig = Field(default_factory=SaveConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    stages: list[str] = Field(default_factory=list)
+    paginate: PaginateConfig | None = None
+    frontier: str = "memory"
+    state: str | None = None
+    # Seconds between progress lines when stderr is not a terminal.
+    log_every: float = Field(default=5.0, gt=0)
+    # `crawler run` exits 1 when failed URLs / fetched URLs is above this (0.5 = more than half failed);
+    # null never fails on errors.
+    max_error_rate: float | None = Field(default=0.5, ge=0, le=1)
+
+    @field_validator("start_urls", "start_sitemaps")
+    @classmethod
+    def _absolute_http_urls(cls, urls: list[str]) -> list[str]:
+        for u in urls:
+            low = u.lower()
+            if not (low.startswith("http://") or low.startswith("https://")):
+                raise ValueError(f"{u!r} is not an absolute http(s) URL")
+        return urls
+
+    @field_validator("stages")
+    @classmethod
+    def _import_paths(cls, stages: list[str]) -> list[str]:
+        for s in stages:
+            mod, sep, attr = s.partition(":")
+            if not sep or not mod or not attr:
+                raise ValueError(f"stage {s!r} must be an import path like 'package.module:callable'")
+        return stages
+
+    @field_validator("frontier")
+    @classmethod
+    def _known_frontier(cls, frontier: str) -> str:
+        if frontier != "memory" and not frontier.startswith(REDIS_SCHEMES):
+            raise ValueError("frontier is 'memory' or a redis:// URL")
+        return frontier
+
+    @property
+    def frontier_kind(self) -> Literal["memory", "sqlite", "redis"]:
+        """Where the frontier lives: a `redis://` URL, else `state:` (SQLite), else memory."""
+        if self.frontier.startswith(REDIS_SCHEMES):
+            return "redis"
+        return "sqlite" if self.state else "memory"
+
+    @model_validator(mode="after")
+    def _has_start(self) -> Job:
+        if not self.start_urls and not self.start_sitemaps:
+            raise ValueError("a job needs at least one of start_urls or start_sitemaps")
+        return self
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Job:
+        """Load and validate a YAML job file; raises `JobError` naming each bad key and its line."""
+        from crawler.config.jobfile import load_job
+
+        return load_job(path, overrides=overrides)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> Job:
+        return cls.model_validate(data)

@@ -1,0 +1,189 @@
+"""Multi-process crawls on one machine (`concurrency.processes: N`): N engine processes, one frontier.
+
+The frontier is sharded by URL fingerprint (see `crawler/frontier/sharded.py`): each process queues and dedups only
+its own URLs and sends the others' up a pipe; this parent routes those batches and detects the end (all
+processes idle, every routed batch received). Concurrency, per-host rates and in-flight caps, and
+`max_pages` are totals: each process gets 1/N of them, so a host sees the configured rate in all.
+All processes append whole lines to the one items file (O_APPEND writes of complete lines).
+
+For crawls across machines, use the Redis frontier instead: any number of `crawler run` processes
+share it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from crawler.config.job import Job
+from crawler.config.units import Rate
+from crawler.frontier.sharded import DONE, FINAL, PUSH, ROUTE, STATUS, open_pipes, read_message, write_message
+from crawler.output.stats import Stats
+from crawler.output.writers import open_writer
+
+__all__ = ["run_processes", "shard_job"]
+
+log = logging.getLogger("crawler")
+
+
+def _split(total: int, count: int, index: int) -> int:
+    return total // count + (1 if index < total % count else 0)
+
+
+def _scale(rate: Rate | None, count: int) -> Rate | None:
+    return None if rate is None else Rate(count=rate.count / count, period=rate.period)
+
+
+def shard_job(job: Job, index: int, count: int) -> Job:
+    """The job one of `count` processes runs: 1/count of every total, appending to the shared outputs."""
+    c, r, s = job.concurrency, job.rate_limit, job.scope
+    return job.model_copy(update={
+        "concurrency": c.model_copy(update={"workers": math.ceil(c.workers / count),
+                                            "per_host": math.ceil(c.per_host / count), "processes": 1}),
+        "rate_limit": r.model_copy(update={"per_host": _scale(r.per_host, count),
+                                           "hosts": {h: _scale(v, count) for h, v in r.hosts.items()}}),
+        "scope": s.model_copy(update={"max_pages": None if s.max_pages is None else _split(s.max_pages, count, index)}),
+        "output": job.output.model_copy(update={"overwrite": False, "stats": None}),
+    })  # fmt: skip
+
+
+def _prepare_outputs(job: Job) -> None:
+    """Create (or truncate) the shared items file once, with its CSV header, before the processes append."""
+    if not job.output.items:
+        return
+    writer = open_writer(job.output.items, columns=[*job.extract.fields, *job.extract.json_fields],
+                         overwrite=job.output.overwrite)  # fmt: skip
+    writer.close()
+
+
+class _Child:
+    def __init__(self, index: int, proc: subprocess.Popen[bytes], up_r: int, down_w: int) -> None:
+        self.index = index
+        self.proc = proc
+        self.up_r = up_r
+        self.down_w = down_w
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.forwarded = 0
+        self.idle = False
+        self.received = 0
+        self.final: dict[str, object] | None = None
+
+
+async def _run(job: Job, count: int, log_level: str) -> Stats:
+    _prepare_outputs(job)
+    workdir = Path(tempfile.mkdtemp(prefix="crawler-procs-"))
+    children: list[_Child] = []
+    for i in range(count):
+        path = workdir / f"job-{i}.json"
+        path.write_text(shard_job(job, i, count).model_dump_json(by_alias=True))
+        up_r, up_w = os.pipe()
+        down_r, down_w = os.pipe()
+        proc = subprocess.Popen(  # noqa: ASYNC220 - once per process at start, before any crawling
+            [sys.executable, "-m", "crawler.engine.shard", str(path), str(i), str(count), str(up_w), str(down_r), log_level],
+            pass_fds=(up_w, down_r), start_new_session=True,  # Ctrl-C reaches them through us, once
+        )  # fmt: skip
+        os.close(up_w)
+        os.close(down_r)
+        children.append(_Child(i, proc, up_r, down_w))
+
+    loop = asyncio.get_running_loop()
+    for child in children:
+        child.reader, child.writer = await open_pipes(child.down_w, child.up_r)
+
+    finished = asyncio.Event()
+    stats = Stats()
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        stats.interrupted = True
+        log.warning("stopping %d processes%s", count, "" if interrupts == 1 else " now")
+        for child in children:
+            if child.proc.poll() is None:
+                child.proc.send_signal(signal.SIGINT)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+
+    def check_done() -> None:
+        # A process that has exited (its share of max_pages done) takes no more work.
+        if finished.is_set():
+            return
+        if all((c.idle and c.received == c.forwarded) or c.proc.poll() is not None for c in children):
+            finished.set()
+            for c in children:
+                if c.writer is not None and c.proc.poll() is None:
+                    write_message(c.writer, DONE)
+
+    async def pump(child: _Child) -> None:
+        assert child.reader is not None
+        while True:
+            try:
+                kind, payload = await read_message(child.reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if kind == ROUTE:
+                target = children[payload[0]]
+                if target.writer is None or target.proc.poll() is not None or target.writer.is_closing():
+                    continue
+                write_message(target.writer, PUSH, payload[1:])
+                target.forwarded += 1
+                target.idle = False  # until it says otherwise, after this batch
+            elif kind == STATUS:
+                status = orjson.loads(payload)
+                child.idle, child.received = status["idle"], status["received"]
+                check_done()
+            elif kind == FINAL:
+                child.final = orjson.loads(payload)
+
+    pumps = [asyncio.create_task(pump(c)) for c in children]
+    started = time.monotonic()
+    last_log = started
+    while any(c.proc.poll() is None for c in children):
+        await asyncio.sleep(0.1)
+        check_done()
+        if time.monotonic() - last_log >= job.log_every:
+            last_log = time.monotonic()
+            log.info("%d processes running, %.0fs", sum(c.proc.poll() is None for c in children),
+                     last_log - started)  # fmt: skip
+    await asyncio.gather(*pumps, return_exceptions=True)
+    for c in children:
+        if c.writer is not None:
+            c.writer.close()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    for c in children:
+        if c.final is not None:
+            stats.merge(c.final)
+        elif c.proc.returncode not in (0, None):
+            stats.error(f"process_exit_{c.proc.returncode}", f"process {c.index}")
+    stats.started = started
+    stats.finished = time.monotonic()
+    _remove_dir(workdir)
+    return stats
+
+
+def _remove_dir(directory: Path) -> None:
+    for f in directory.iterdir():
+        f.unlink()
+    directory.rmdir()
+
+
+async def run_processes(job: Job, count: int, log_level: str = "INFO") -> Stats:
+    """Run `job` on `count` engine processes sharing one sharded frontier; returns the merged stats."""
+    if job.frontier_kind != "memory":
+        raise ValueError("concurrency.processes > 1 shards the in-memory frontier; with state: or a Redis "
+                         "frontier, run several `crawler run` processes on the shared frontier instead")  # fmt: skip
+    return await _run(job, count, log_level)

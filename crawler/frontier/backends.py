@@ -1,0 +1,57 @@
+"""Choosing a job's frontier backend, in one place: open it, discard its saved state (`--fresh`), or read its
+progress (`crawler status`). The persistent backends are imported only when a job uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crawler.config.job import Job
+from crawler.frontier.base import FrontierBackend
+from crawler.frontier.memory import MemoryFrontier
+
+__all__ = ["discard_state", "open_frontier", "read_status"]
+
+
+async def open_frontier(job: Job) -> FrontierBackend:
+    kind = job.frontier_kind
+    if kind == "redis":
+        from crawler.frontier.redis import RedisFrontier
+
+        return await RedisFrontier.connect(job.frontier, job.name, items=job.output.items)
+    if kind == "sqlite":
+        from crawler.frontier.sqlite import SqliteFrontier
+
+        assert job.state is not None
+        return await SqliteFrontier.open(Path(job.state))
+    return MemoryFrontier()
+
+
+async def discard_state(job: Job) -> bool:
+    """Delete the job's saved frontier (its SQLite state directory or its Redis keys); False if none."""
+    kind = job.frontier_kind
+    if kind == "redis":
+        from crawler.frontier.redis import RedisFrontier
+
+        return bool(await RedisFrontier.discard(job.frontier, job.name))
+    if kind == "sqlite":
+        from crawler.frontier.sqlite import SqliteFrontier
+
+        assert job.state is not None
+        return bool(SqliteFrontier.discard(job.state))
+    return False
+
+
+async def read_status(job: Job, *, top_hosts: int = 10) -> dict[str, Any] | None:
+    """The saved progress of the job's frontier, or None when it keeps no state (memory)."""
+    kind = job.frontier_kind
+    if kind == "redis":
+        from crawler.frontier.redis import read_status as redis_status
+
+        return await redis_status(job.frontier, job.name, top_hosts=top_hosts)
+    if kind == "sqlite":
+        from crawler.frontier.sqlite import read_status as sqlite_status
+
+        assert job.state is not None
+        return sqlite_status(job.state, top_hosts=top_hosts)
+    return None

@@ -1,0 +1,162 @@
+"""The transport under the shared client: turns an `httpx.Request` into an `httpx.Response`, fast.
+
+Users configure an `httpx.AsyncClient` with `httpx.Limits` and `httpx.Timeout`; `make_transport` builds
+what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`_http1.py`), pooled per origin
+with O(1) acquire/release under one connection budget (`_transport_pool.py`), and HTTP/2 (the `h2` state
+machine on one asyncio Protocol, `_transport_h2.py`) for TLS origins that choose h2 via ALPN. Bodies stream
+both ways; httpx decodes content on top. With a proxy it falls back to httpx's own transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import httpx
+
+from crawler.http.transport.http2 import HTTP2Connection, RetryRequest
+from crawler.http.transport.http11 import StaleConnection, request_content
+from crawler.http.transport.pool import ConnectionPool
+
+__all__ = ["CrawlerTransport", "make_transport"]
+
+_NO_TIMEOUTS: dict[str, float | None] = {"connect": None, "read": None, "write": None, "pool": None}
+# Safe to send again when a reused keep-alive connection turns out to have been closed by the server.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_MAX_SAFE_RETRIES = 50
+_MAX_UNSAFE_RETRIES = 2
+
+
+def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.Limits,
+                   proxy: str | None = None, trust_env: bool = False,
+                   http2_prior_knowledge: bool = False) -> httpx.AsyncBaseTransport:  # fmt: skip
+    """The transport for the shared client. `verify` is an SSLContext or a bool, as for httpx.
+    `http2_prior_knowledge` speaks HTTP/2 to cleartext http:// origins without negotiation (h2c, as
+    curl's --http2-prior-knowledge); https:// origins still negotiate by ALPN."""
+    if proxy is not None:
+        return httpx.AsyncHTTPTransport(http2=http2, verify=verify, limits=limits, proxy=proxy,
+                                         trust_env=trust_env)  # fmt: skip
+    if isinstance(verify, ssl.SSLContext):
+        ssl_context = verify  # like httpcore, ALPN is set on the caller's context
+    else:
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
+    ssl_context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
+    return CrawlerTransport(http2=http2, ssl_context=ssl_context, limits=limits,
+                            http2_prior_knowledge=http2_prior_knowledge)  # fmt: skip
+
+
+def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
+    """The request line and headers as one bytes object; also whether the body is chunked and keep-alive."""
+    parts = [request.method.encode("ascii"), b" ", request.url.raw_path, b" HTTP/1.1\r\n"]
+    chunked = False
+    keep_alive = True
+    raw = request.headers.raw
+    for name, value in raw:
+        parts += (name, b": ", value, b"\r\n")
+        n = len(name)
+        if n == 10:
+            if name.lower() == b"connection" and b"close" in value.lower():
+                keep_alive = False
+        elif n == 17 and name.lower() == b"transfer-encoding" and b"chunked" in value.lower():
+            chunked = True
+    parts.append(b"\r\n")
+    head = b"".join(parts)
+    # A CR or LF inside a method, target, name or value would split the message: refuse it.
+    lines = len(raw) + 2
+    if head.count(b"\n") != lines or head.count(b"\r") != lines:
+        raise httpx.LocalProtocolError("illegal CR or LF in the request line or a header")
+    return head, chunked, keep_alive
+
+
+def _replayable(request: httpx.Request, safe: bool) -> bool:
+    """May this request be sent again? Its body must be in memory, and it must be idempotent unless `safe`."""
+    if request_content(request) is None:
+        return False  # a streamed body cannot be sent twice
+    return safe or request.method in _IDEMPOTENT
+
+
+class CrawlerTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 (httptools) and HTTP/2 (h2, chosen by ALPN) over one per-origin connection pool."""
+
+    def __init__(self, *, http2: bool, ssl_context: ssl.SSLContext, limits: httpx.Limits,
+                 http2_prior_knowledge: bool = False) -> None:  # fmt: skip
+        self._http2 = http2
+        self._h2c = http2_prior_knowledge
+        self._ssl_context = ssl_context
+        self._limits = limits
+        self._pool: ConnectionPool | None = None
+
+    def _pool_for_loop(self) -> ConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        if pool is None or pool.loop is not loop:
+            # Sockets belong to one event loop; a transport reused under a new loop starts afresh.
+            pool = self._pool = ConnectionPool(limits=self._limits, ssl_context=self._ssl_context,
+                                               http2=self._http2, loop=loop,
+                                               http2_prior_knowledge=self._h2c)  # fmt: skip
+        return pool
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        pool = self._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop():
+            pool = self._pool_for_loop()
+        url = request.url
+        origin = pool.origin(url.raw_scheme, url.raw_host, url.port)
+        timeouts = request.extensions.get("timeout") or _NO_TIMEOUTS
+        head = b""
+        content: bytes | None = None
+        chunked = False
+        keep_alive = True
+        prepared = False
+        # Retries on another connection: "safe" ones (the server certainly did not process the request: a
+        # refused stream, beyond a GOAWAY, never written) are bounded loosely, since a server closing its
+        # connections every N requests may turn away many queued streams at once; the others (a reused
+        # connection dropped before any response) only for idempotent requests, and at most twice.
+        safe_left, unsafe_left = _MAX_SAFE_RETRIES, _MAX_UNSAFE_RETRIES
+        while True:
+            conn = pool.acquire_idle(origin) if origin.h2 is None else None
+            if conn is None:
+                acquired = await pool.acquire(origin, timeouts)
+                if isinstance(acquired, HTTP2Connection):
+                    try:
+                        return await acquired.send(request)
+                    except RetryRequest as exc:
+                        safe = exc.safe
+                        if safe:
+                            safe_left -= 1
+                        else:
+                            unsafe_left -= 1
+                        if min(safe_left, unsafe_left) >= 0 and _replayable(request, safe):
+                            continue
+                        raise httpx.RemoteProtocolError(
+                            "Server disconnected without sending a response."
+                        ) from None
+                conn = acquired
+            if not prepared:
+                try:
+                    head, chunked, keep_alive = _request_head(request)
+                except BaseException:
+                    pool.release(conn)
+                    raise
+                content = request_content(request)  # None: a stream, sent chunk by chunk, never buffered
+                prepared = True
+            try:
+                return await conn.send(request, head, content, chunked, keep_alive, timeouts)
+            except StaleConnection as exc:
+                if exc.sent:
+                    unsafe_left -= 1
+                    retry = unsafe_left >= 0 and content is not None and request.method in _IDEMPOTENT
+                else:
+                    safe_left -= 1
+                    retry = safe_left >= 0
+                if not retry:
+                    raise httpx.RemoteProtocolError(
+                        "Server disconnected without sending a response."
+                    ) from None
+
+    async def aclose(self) -> None:
+        pool = self._pool
+        if pool is None:
+            return
+        for h2 in pool.close_all():
+            h2.close()

@@ -1,0 +1,63 @@
+"""The errors a crawl reports, and the one list of error kinds its stats count them under.
+
+Every failure of a request ends as a kind from `ERROR_KINDS` (or `http_<status>`), never as a Python
+exception name, so a summary, `stats.json` and `crawl(include_failures=True)` speak one vocabulary.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+__all__ = ["BodyTooLarge", "DropPage", "FetchError", "StageLoadError", "error_kind"]
+
+
+class FetchError(Exception):
+    """A fetch that failed for a reason that retrying will not fix. `kind` names it in the stats."""
+
+    kind = "fetch_error"
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+class BodyTooLarge(FetchError):
+    kind = "body_too_large"
+
+
+class DropPage(Exception):
+    """Raise from a stage to drop the page: no item is written and it is not yielded by `crawl()`.
+    Requests the page already queued with `follow()` are still crawled."""
+
+
+class StageLoadError(ImportError):
+    """A stage named by an import path that cannot be imported or is not callable."""
+
+
+# httpx's exception classes, most specific first: the first match names the kind.
+_HTTPX_KINDS: tuple[tuple[type[BaseException], str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout"),
+    (httpx.ReadTimeout, "read_timeout"),
+    (httpx.WriteTimeout, "write_timeout"),
+    (httpx.PoolTimeout, "pool_timeout"),
+    (httpx.ConnectError, "connect_error"),
+    (httpx.ReadError, "read_error"),
+    (httpx.WriteError, "write_error"),
+    (httpx.ProtocolError, "protocol_error"),
+    (httpx.TooManyRedirects, "too_many_redirects"),
+    (httpx.UnsupportedProtocol, "unsupported_protocol"),
+    (httpx.DecodingError, "decoding_error"),
+    (httpx.TimeoutException, "timeout"),
+    (httpx.NetworkError, "network_error"),
+)
+
+
+def error_kind(exc: BaseException) -> str:
+    """The stats kind of a failed request's exception."""
+    if isinstance(exc, FetchError):
+        return exc.kind
+    for cls, kind in _HTTPX_KINDS:
+        if isinstance(exc, cls):
+            return kind
+    return type(exc).__name__

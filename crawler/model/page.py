@@ -1,0 +1,135 @@
+"""A fetched page as the pipeline stages and library users see it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from crawler.model.request import Request
+
+if TYPE_CHECKING:
+    from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+__all__ = ["Page"]
+
+_META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_UNPARSED: Any = object()
+
+
+class Page:
+    """One fetched response, after streaming. Stages read it, edit `item`, and `follow()` new URLs."""
+
+    __slots__ = ("_encoding", "_html", "_json", "_text", "body", "depth", "elapsed", "headers", "http_version", "item",
+                 "items", "path", "request", "requests", "saved_bytes", "status", "url")  # fmt: skip
+
+    def __init__(self, request: Request, url: str, status: int, http_version: str, headers: httpx.Headers,
+                 body: bytes, path: Path | None = None, elapsed: float = 0.0) -> None:  # fmt: skip
+        self.request = request
+        self.url = url
+        self.status = status
+        self.http_version = http_version
+        self.headers = headers
+        self.body = body
+        self.path = path  # where the body was saved, for responses matched by `save.match`
+        self.saved_bytes = 0  # bytes written to `path`
+        self.elapsed = elapsed
+        self.depth = request.depth
+        self.item: dict[str, Any] = {}
+        # Several records found on one page (a JSON list): one written record each, instead of `item`.
+        self.items: list[dict[str, Any]] | None = None
+        # New work found on this page (links, pagination); the engine pushes it after the stages.
+        self.requests: list[Request] = []
+        self._text: str | None = None
+        self._encoding: str | None = None
+        self._html: HTMLParser | None = None
+        self._json: Any = _UNPARSED
+
+    @property
+    def content_type(self) -> str:
+        value: str = self.headers.get("content-type", "")
+        return value.partition(";")[0].strip().lower()
+
+    @property
+    def is_html(self) -> bool:
+        ct = self.content_type
+        if ct:
+            return ct in _HTML_TYPES
+        return self.body[:512].lstrip().lower().startswith((b"<!doctype html", b"<html"))
+
+    @property
+    def encoding(self) -> str:
+        """BOM, else the Content-Type charset, else `<meta charset>`, else UTF-8 when the body decodes as
+        UTF-8, else windows-1252 (the HTML standard's fallback for unlabelled Western pages)."""
+        if self._encoding is None:
+            self._encoding = self._sniff_encoding()
+        return self._encoding
+
+    def _sniff_encoding(self) -> str:
+        body = self.body
+        if body.startswith(b"\xef\xbb\xbf"):
+            return "utf-8-sig"
+        if body.startswith((b"\xff\xfe", b"\xfe\xff")):
+            return "utf-16"
+        ct = self.headers.get("content-type", "")
+        if "charset=" in ct:
+            return ct.split("charset=", 1)[1].split(";", 1)[0].strip().strip("\"'") or "utf-8"
+        m = _META_CHARSET_RE.search(self.body[:4096])
+        if m:
+            return m.group(1).decode("ascii", "replace")
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "windows-1252"
+        return "utf-8"
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            try:
+                self._text = self.body.decode(self.encoding, errors="replace")
+            except LookupError:
+                self._text = self.body.decode("utf-8", errors="replace")
+        return self._text
+
+    @property
+    def html(self) -> HTMLParser:
+        """The selectolax tree of the body, parsed once and shared by all stages."""
+        if self._html is None:
+            from selectolax.lexbor import LexborHTMLParser as HTMLParser
+
+            self._html = HTMLParser(self.body) if self.encoding.lower() in ("utf-8", "utf8") else HTMLParser(self.text)
+        return self._html
+
+    def json(self) -> Any:
+        """The body parsed as JSON, parsed once and shared by all stages; ValueError when it is not JSON."""
+        if self._json is _UNPARSED:
+            import orjson
+
+            try:
+                self._json = orjson.loads(self.body)
+            except ValueError as exc:  # orjson.JSONDecodeError is a ValueError
+                self._json = exc
+        if isinstance(self._json, ValueError):
+            raise self._json
+        return self._json
+
+    @property
+    def record_count(self) -> int:
+        """Records this page writes: one, or one per element of `items`."""
+        return 1 if self.items is None else len(self.items)
+
+    def follow(self, url: str, *, priority: int = 0, meta: dict[str, Any] | None = None) -> None:
+        """Queue `url` (relative to this page) as a new request one level deeper."""
+        from urllib.parse import urljoin
+
+        absolute = urljoin(self.url, url)
+        if absolute.startswith(("http://", "https://")):
+            self.requests.append(Request.make(absolute, depth=self.depth + 1, priority=priority,
+                                              referer=self.url, meta=meta))  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<Page {self.status} {self.url}>"

@@ -1,0 +1,93 @@
+"""Crawl counters: what a summary, `stats.json` and a progress display read."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Stats"]
+
+_EXAMPLES_PER_KIND = 5
+
+
+@dataclass
+class Stats:
+    pages: int = 0
+    items: int = 0
+    bytes: int = 0
+    requests: int = 0
+    retries: int = 0
+    dropped: int = 0
+    robots_denied: int = 0
+    offsite: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    statuses: Counter[int] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    error_examples: dict[str, list[str]] = field(default_factory=dict)
+    hosts: Counter[str] = field(default_factory=Counter)
+    http_versions: Counter[str] = field(default_factory=Counter)
+    interrupted: bool = False
+
+    @property
+    def elapsed(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def pages_per_second(self) -> float:
+        e = self.elapsed
+        return self.pages / e if e > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def error(self, kind: str, url: str) -> None:
+        self.errors[kind] += 1
+        examples = self.error_examples.setdefault(kind, [])
+        if len(examples) < _EXAMPLES_PER_KIND:
+            examples.append(url)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "items": self.items,
+            "bytes": self.bytes,
+            "requests": self.requests,
+            "retries": self.retries,
+            "dropped": self.dropped,
+            "robots_denied": self.robots_denied,
+            "offsite": self.offsite,
+            "elapsed": round(self.elapsed, 3),
+            "pages_per_second": round(self.pages_per_second, 1),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "errors": dict(self.errors),
+            "error_examples": self.error_examples,
+            "hosts": dict(self.hosts.most_common()),
+            "http_versions": dict(self.http_versions),
+            "interrupted": self.interrupted,
+        }
+
+    def merge(self, other: dict[str, Any]) -> None:
+        """Add the counters of another process's `as_dict()` (multi-process crawls)."""
+        for name in ("pages", "items", "bytes", "requests", "retries", "dropped", "robots_denied", "offsite"):
+            setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
+        self.statuses.update({int(k): v for k, v in other.get("statuses", {}).items()})
+        self.errors.update(other.get("errors", {}))
+        self.hosts.update(other.get("hosts", {}))
+        self.http_versions.update(other.get("http_versions", {}))
+        for kind, urls in other.get("error_examples", {}).items():
+            examples = self.error_examples.setdefault(kind, [])
+            examples.extend(urls[: _EXAMPLES_PER_KIND - len(examples)])
+        self.interrupted = self.interrupted or bool(other.get("interrupted"))
+
+    def summary(self) -> str:
+        """The end-of-crawl summary the CLI prints (totals, rates, statuses, errors with examples, hosts)."""
+        from crawler.output.report import crawl_summary  # report imports this module
+
+        return crawl_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()

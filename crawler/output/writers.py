@@ -1,0 +1,232 @@
+"""Item writers: JSON lines and CSV, chosen by the file's extension; `.gz` on top compresses.
+
+Lines are buffered and written with one `os.write` of whole lines, so a crash or kill never leaves a torn
+line in the file, and the file sees a few large writes rather than one per item. Compressed, each flush
+is one whole gzip member (a file of concatenated members is a valid gzip file), so `offset` stays a
+boundary that a resume can truncate to.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import os
+import time
+import zlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from crawler.config.specs import writer_format
+from crawler.model.page import Page
+
+__all__ = ["CsvWriter", "ItemWriter", "JsonLinesWriter", "open_writer", "page_item"]
+
+log = logging.getLogger("crawler.output")
+_BUFFER_LINES = 2000
+
+
+def is_gzip_path(path: str | os.PathLike[str]) -> bool:
+    return str(path).lower().endswith(".gz")
+
+
+def page_item(page: Page) -> dict[str, Any]:
+    """The record written for a page: url, status, depth, fetched_at, then the extracted fields."""
+    record: dict[str, Any] = {
+        "url": page.url,
+        "status": page.status,
+        "depth": page.depth,
+        "fetched_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+    }
+    if page.path is not None:
+        record["file"] = str(page.path)
+    for key, value in page.item.items():
+        if not key.startswith("_"):
+            record[key] = value
+    return record
+
+
+_META_KEYS = frozenset(("url", "status", "depth", "fetched_at"))
+
+
+class ItemWriter:
+    """Base of the writers: a pipeline stage with `flush()` and `close()`.
+
+    A page normally makes one record. A stage that finds several items on one page (a JSON list) puts
+    them in `page.items`: one record each, carrying the page's url, status, depth and fetched_at."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+        self.path = Path(path)
+        self.compressed = is_gzip_path(self.path)
+        self._shadowed: set[str] = set()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else 0)
+        self._fd: int | None = os.open(self.path, flags, 0o644)
+        self._pending: list[bytes] = []
+        self._flush_every = flush_every
+        self._last_flush = time.monotonic()
+        self.written = 0
+        if not overwrite:
+            self._repair_torn_tail()
+        # Bytes of whole lines on disk: what a frontier checkpoint records and a resume truncates to.
+        self.offset = os.fstat(self._fd).st_size
+
+    def truncate(self, offset: int) -> None:
+        """Cut the file back to `offset` (a checkpoint), dropping lines written after it."""
+        assert self._fd is not None
+        self._pending.clear()
+        if offset < self.offset:
+            os.ftruncate(self._fd, offset)
+            log.info("%s: dropped %d bytes written after the last checkpoint", self.path, self.offset - offset)
+        self.offset = min(offset, self.offset)
+
+    def _repair_torn_tail(self) -> None:
+        """Appending after a hard kill: drop a last line without its newline (or, compressed, a last gzip
+        member cut short) so no record is torn."""
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        if self.compressed:
+            keep = _whole_gzip_members(self.path)
+            if keep < size:
+                os.ftruncate(self._fd, keep)
+                log.warning("%s ended in a torn gzip member; truncated it to %d bytes", self.path, keep)
+            return
+        with open(self.path, "rb") as f:
+            f.seek(max(0, size - 65536))
+            tail = f.read()
+        if tail.endswith(b"\n"):
+            return
+        cut = tail.rfind(b"\n")
+        keep = size - len(tail) + cut + 1 if cut >= 0 else 0
+        os.ftruncate(self._fd, keep)
+        log.warning("%s ended in a torn line; truncated it to %d bytes", self.path, keep)
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        raise NotImplementedError
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._pending.append(self.encode(record))
+        self.written += 1
+        if len(self._pending) >= _BUFFER_LINES or time.monotonic() - self._last_flush >= self._flush_every:
+            self.flush()
+
+    def write_many(self, records: Iterable[dict[str, Any]]) -> None:
+        for r in records:
+            self.write(r)
+
+    def __call__(self, page: Page) -> None:
+        items = page.items
+        if items is None:
+            self.write(page_item(page))
+            return
+        base = page_item(page)
+        for extra in items:
+            record = dict(base)
+            for key, value in extra.items():
+                if key in _META_KEYS:
+                    if key not in self._shadowed:
+                        self._shadowed.add(key)
+                        log.warning("items have a field %r, shadowed by the page's own %r; rename it in "
+                                    "extract.json (e.g. item_%s: %s)", key, key, key, key)  # fmt: skip
+                    continue
+                record[key] = value
+            self.write(record)
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending or self._fd is None:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        if self.compressed:
+            data = gzip.compress(data, compresslevel=6, mtime=0)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        self.offset += len(data)
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class JsonLinesWriter(ItemWriter):
+    def encode(self, record: dict[str, Any]) -> bytes:
+        return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS, default=str)
+
+
+class CsvWriter(ItemWriter):
+    """CSV with a header of the known columns; values that are lists or dicts are written as JSON."""
+
+    def __init__(self, path: str | os.PathLike[str], *, columns: list[str] | None = None, overwrite: bool = True,
+                 flush_every: float = 0.5) -> None:  # fmt: skip
+        super().__init__(path, overwrite=overwrite, flush_every=flush_every)
+        self.columns = ["url", "status", "depth", "fetched_at", *(columns or [])]
+        self._warned: set[str] = set()
+        assert self._fd is not None
+        if os.fstat(self._fd).st_size == 0:
+            self._pending.append(self._row(self.columns))
+
+    @staticmethod
+    def _row(values: list[Any]) -> bytes:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerow(values)
+        return buf.getvalue().encode("utf-8")
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        for key in record:
+            if key not in self.columns and key not in self._warned and key != "file":
+                self._warned.add(key)
+                log.warning("CSV %s has no column %r; its values are not written (use JSONL for free-form items)",
+                            self.path, key)  # fmt: skip
+        values = []
+        for col in self.columns:
+            v = record.get(col)
+            if isinstance(v, list | dict):
+                v = orjson.dumps(v).decode()
+            values.append("" if v is None else v)
+        return self._row(values)
+
+
+def _whole_gzip_members(path: Path) -> int:
+    """Bytes of `path` that are whole gzip members: where a member cut short (a kill mid-write) begins."""
+    end = pos = 0
+    decoder: Any = None
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            data = chunk
+            while data:
+                if decoder is None:
+                    decoder = zlib.decompressobj(31)
+                try:
+                    decoder.decompress(data, 1 << 20)  # the output is not needed, only the boundaries
+                except zlib.error:
+                    return end
+                rest = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
+                if not decoder.eof and not rest:
+                    while decoder.decompress(b"", 1 << 20) and not decoder.eof:  # drain buffered output
+                        pass
+                pos += len(data) - len(rest)
+                if decoder.eof:
+                    end = pos
+                    decoder = None
+                data = rest
+    return end
+
+
+def open_writer(path: str | os.PathLike[str], *, columns: list[str] | None = None, overwrite: bool = True,
+                flush_every: float = 0.5) -> ItemWriter:  # fmt: skip
+    fmt = writer_format(path)
+    if fmt == "csv":
+        return CsvWriter(path, columns=columns, overwrite=overwrite, flush_every=flush_every)
+    return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
