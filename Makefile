@@ -24,8 +24,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## lint: ruff, and the architecture contracts in pyproject.toml (import-linter)
 lint: $(STAMP)
 	$(BIN)/ruff check crawler pipelines tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -23,14 +23,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from crawler import __version__
+class _Version(argparse.Action):
+    """`--version`: reads the installed version only when asked (every other run skips the lookup)."""
 
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help="show the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        from importlib.metadata import version
+
+        print(f"crawler {version('crawler')}")
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="crawler", description="High-throughput async crawler and downloader.",
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="examples:\n  crawler run configs/demo.yaml\n  crawler check job.yaml\n"
                             "  crawler download -i urls.txt -d out/")  # fmt: skip
-    parser.add_argument("--version", action="version", version=f"crawler {__version__}")
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in _COMMANDS:
         try:

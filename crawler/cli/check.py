@@ -38,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 def check_job(path: str, overrides: list[str]) -> tuple[Job | None, str | None]:
     """(the job, None) when it is valid, (None, the error text) otherwise. Also imports the user stages,
     since a stage that does not import would stop `crawler run` at startup."""
-    from crawler.config.jobfile import JobError, load_job
+    from crawler.config.job import load_job
+    from crawler.config.jobfile import JobError
     from crawler.engine.stages import load_stage
     from crawler.model.errors import StageLoadError
 

@@ -51,7 +51,7 @@ def _seconds(value: str) -> float:
 
 
 def _size(value: str) -> int:
-    from crawler.config.job import parse_size
+    from crawler.config.units import parse_size
 
     try:
         size = parse_size(value)
@@ -63,7 +63,7 @@ def _size(value: str) -> int:
 
 
 def _rate(value: str) -> Any:
-    from crawler.config.job import parse_rate
+    from crawler.config.units import parse_rate
 
     try:
         return parse_rate(value)

@@ -91,9 +91,10 @@ def _discard_state(job: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from crawler import Crawler, JobError
     from crawler.cli.crawl_progress import CrawlProgress, choose_mode
-    from crawler.config.jobfile import load_job
+    from crawler.config.job import load_job
+    from crawler.config.jobfile import JobError
+    from crawler.engine.crawler import Crawler
 
     try:
         configure_logging(args.log_level, args.log_file)
@@ -175,9 +176,7 @@ def _run_processes(job: Any, log_level: str) -> int:
 
 def _report(job: Any, stats: Any) -> int:
     """Print the summary, write stats.json, and choose the exit code."""
-    from crawler.output.report import crawl_summary
-
-    print(crawl_summary(stats), file=sys.stderr)
+    print(stats.summary(), file=sys.stderr)
     if job.output.items:
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
     code = EXIT_OK

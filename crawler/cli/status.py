@@ -36,7 +36,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def main(args: argparse.Namespace) -> int:
-    from crawler.config.jobfile import JobError, load_job
+    from crawler.config.job import load_job
+    from crawler.config.jobfile import JobError
 
     try:
         job = load_job(args.job, overrides=list(args.overrides))

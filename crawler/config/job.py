@@ -11,8 +11,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from crawler.config.jobfile import load_model, load_model_text
 from crawler.config.specs import check_css, parse_field_spec, parse_key_path, writer_format
-from crawler.config.units import Rate, RateValue, SizeValue, parse_rate, parse_size
+from crawler.config.units import Rate, RateValue, SizeValue
 
 __all__ = [
     "AuthConfig",
@@ -24,14 +25,13 @@ __all__ = [
     "OAuth2Config",
     "OutputConfig",
     "PaginateConfig",
-    "Rate",
     "RateLimitConfig",
     "RetryConfig",
     "SaveConfig",
     "ScopeConfig",
     "TimeoutConfig",
-    "parse_rate",
-    "parse_size",
+    "load_job",
+    "load_job_text",
 ]
 
 
@@ -369,10 +369,17 @@ class Job(_Section):
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Job:
         """Load and validate a YAML job file; raises `JobError` naming each bad key and its line."""
-        from crawler.config.jobfile import load_job
-
         return load_job(path, overrides=overrides)
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any]) -> Job:
         return cls.model_validate(data)
+
+
+def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:
+    """Load and validate a YAML job file; raises `JobError` naming each bad key and its line."""
+    return load_model(path, Job, overrides)
+
+
+def load_job_text(text: str, source: str = "<job>", overrides: list[str] | None = None) -> Job:
+    return load_model_text(text, Job, source, overrides)

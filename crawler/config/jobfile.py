@@ -1,5 +1,8 @@
 """Loading job files: YAML with positions, `${VAR}` substitution, `--set` overrides, and errors that name
-the key path, the file and line, and what is allowed. Never a traceback for bad input."""
+the key path, the file and line, and what is allowed. Never a traceback for bad input.
+
+Generic over the root pydantic model, so this module does not depend on the job model (`crawler.config.job`
+builds `load_job` on it)."""
 
 from __future__ import annotations
 
@@ -10,15 +13,15 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from crawler.config.job import Job
+__all__ = ["JobError", "JobProblem", "apply_override", "load_model", "load_model_text"]
 
-__all__ = ["JobError", "JobProblem", "load_job", "load_job_text"]
+M = TypeVar("M", bound=BaseModel)
 
 Position = tuple[int, int]  # 1-based line, column
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -197,9 +200,9 @@ def _submodel(annotation: Any) -> type[BaseModel] | None:
     return next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
 
 
-def _model_at(path: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(root: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that holds the key at `path`, for suggestions of allowed keys."""
-    model: type[BaseModel] = Job
+    model = root
     for part in path:
         field = _field_of(model, part)
         nxt = _submodel(field.annotation) if field is not None else None
@@ -223,7 +226,8 @@ def _origin_of(path: tuple[Any, ...], overridden: dict[tuple[Any, ...], str],
     return None
 
 
-def _problems_from_validation(exc: ValidationError, data: Any, positions: dict[tuple[Any, ...], Position],
+def _problems_from_validation(root: type[BaseModel], exc: ValidationError, data: Any,
+                              positions: dict[tuple[Any, ...], Position],
                               overridden: dict[tuple[Any, ...], str] | None = None) -> list[JobProblem]:  # fmt: skip
     problems: list[JobProblem] = []
     for err in exc.errors(include_url=False):
@@ -244,7 +248,7 @@ def _problems_from_validation(exc: ValidationError, data: Any, positions: dict[t
                 continue
         line, col = positions.get(real, positions.get(real[:-1], (None, None))) if real else (None, None)
         if err["type"] == "extra_forbidden" and real:
-            parent = _model_at(real[:-1])
+            parent = _model_at(root, real[:-1])
             allowed = _allowed_keys(parent) if parent else []
             msg = "unknown key"
             close = difflib.get_close_matches(str(real[-1]), allowed, n=1, cutoff=0.6)
@@ -283,11 +287,11 @@ def _problems_from_validation(exc: ValidationError, data: Any, positions: dict[t
 _INDEX_RE = re.compile(r"\[(-?\d+)\]")
 
 
-def _target_annotation(parts: list[str]) -> tuple[Any, int]:
+def _target_annotation(root: type[BaseModel], parts: list[str]) -> tuple[Any, int]:
     """The schema annotation of the key at `parts` and how many parts name schema keys. When a path
     reaches a field that is not a section (a dict such as `http.headers` or `rate_limit.hosts`), the
     rest of the path is one key of that dict: `rate_limit.hosts.example.com` sets the key `example.com`."""
-    model: type[BaseModel] = Job
+    model = root
     for i, part in enumerate(parts):
         field = _field_of(model, part)
         if field is None:
@@ -341,7 +345,7 @@ def _typed_value(raw: str, annotation: Any) -> Any:
     return value
 
 
-def apply_override(data: dict[str, Any], assignment: str) -> tuple[Any, ...]:
+def apply_override(root: type[BaseModel], data: dict[str, Any], assignment: str) -> tuple[Any, ...]:
     """Apply one `--set dotted.key=value` (typed by the schema, see `_typed_value`); returns the key path
     it set. List items are addressed as `start_urls[0]` or `start_urls.0` (the next index appends)."""
     key, sep, raw = assignment.partition("=")
@@ -349,7 +353,7 @@ def apply_override(data: dict[str, Any], assignment: str) -> tuple[Any, ...]:
     parts = [p.strip() for p in key.split(".")]
     if not sep or not key or any(not p for p in parts):
         raise JobError("--set", [JobProblem("", f"{assignment!r} is not dotted.key=value", origin="--set")])
-    annotation, schema_parts = _target_annotation(parts)
+    annotation, schema_parts = _target_annotation(root, parts)
     if 0 < schema_parts < len(parts):  # the rest is one key of a dict field
         parts = [*parts[:schema_parts], ".".join(parts[schema_parts:])]
     value = _typed_value(raw, annotation)
@@ -389,7 +393,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> tuple[Any, ...]:
     return path
 
 
-def load_job_text(text: str, source: str = "<job>", overrides: list[str] | None = None) -> Job:
+def load_model_text(text: str, root: type[M], source: str = "<job>", overrides: list[str] | None = None) -> M:
+    """Parse YAML `text` into a `root` model: `${VAR}` substituted, `--set` overrides applied, every problem
+    reported with its key path and file position."""
     data, positions = _parse_yaml(text, source)
     if data is None:
         data = {}
@@ -405,14 +411,14 @@ def load_job_text(text: str, source: str = "<job>", overrides: list[str] | None 
         raise JobError(source, problems)
     overridden: dict[tuple[Any, ...], str] = {}
     for assignment in overrides or []:
-        overridden[apply_override(data, assignment)] = assignment
+        overridden[apply_override(root, data, assignment)] = assignment
     try:
-        return Job.model_validate(data)
+        return root.model_validate(data)
     except ValidationError as exc:
-        raise JobError(source, _problems_from_validation(exc, data, positions, overridden)) from None
+        raise JobError(source, _problems_from_validation(root, exc, data, positions, overridden)) from None
 
 
-def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:
+def load_model(path: str | Path, root: type[M], overrides: list[str] | None = None) -> M:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -426,4 +432,4 @@ def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:
         ) from None
     except OSError as exc:
         raise JobError(str(path), [JobProblem("", f"cannot read: {exc.strerror or exc}")]) from None
-    return load_job_text(text, str(path), overrides)
+    return load_model_text(text, root, str(path), overrides)

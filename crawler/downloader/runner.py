@@ -28,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from crawler.config.job import HttpConfig, LimitsConfig, Rate, RetryConfig, parse_rate, parse_size
+from crawler.config.job import HttpConfig, LimitsConfig, RetryConfig
+from crawler.config.units import Rate, parse_rate, parse_size
 from crawler.downloader.entries import Checksum, DownloadEntry, InputError
 from crawler.downloader.results import ActiveFile, DownloadProgress, DownloadResult
 from crawler.fetch.disk import IncompletePart, PartFile, hash_file, plan_segments

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crawler.downloader.entries import Checksum
 from crawler.fetch.sidecar import PartState, Segment, Sidecar
+from crawler.model.checksum import Checksum
 
 __all__ = ["Completion", "IncompletePart", "PartFile", "hash_file", "plan_segments"]
 

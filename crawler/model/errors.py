@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import httpx
 
-__all__ = ["BodyTooLarge", "DropPage", "FetchError", "StageLoadError", "error_kind"]
+__all__ = ["BodyTooLarge", "DropPage", "FetchError", "InputError", "StageLoadError", "error_kind"]
 
 
 class FetchError(Exception):
@@ -33,6 +33,16 @@ class DropPage(Exception):
 
 class StageLoadError(ImportError):
     """A stage named by an import path that cannot be imported or is not callable."""
+
+
+class InputError(ValueError):
+    """A bad input line or option value. `line` is 1-based, 0 when not from a file."""
+
+    def __init__(self, message: str, source: str = "", line: int = 0) -> None:
+        where = f"{source}:{line}: " if source and line else (f"{source}: " if source else "")
+        super().__init__(f"{where}{message}")
+        self.source = source
+        self.line = line
 
 
 # httpx's exception classes, most specific first: the first match names the kind.

@@ -1,13 +1,11 @@
-"""Every number a person reads, formatted in one place: byte counts, durations, the end-of-crawl summary,
-the end-of-download summary, and the list of failures both print."""
+"""Every number a person reads, formatted in one place: byte counts, durations, the list of failures that
+crawls and downloads both print, and the end-of-download summary (the crawl's is `Stats.summary()`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from crawler.output.stats import Stats
-
-__all__ = ["crawl_summary", "download_summary", "failure_lines", "format_bytes", "format_duration"]
+__all__ = ["download_summary", "failure_lines", "format_bytes", "format_duration"]
 
 
 def format_bytes(n: float) -> str:
@@ -41,34 +39,6 @@ def failure_lines(title: str, failures: Iterable[tuple[str, int, Sequence[str]]]
         else:
             lines += [f"      e.g. {sample}" for sample in samples[:examples]]
     return lines
-
-
-def crawl_summary(stats: Stats, *, hosts: int = 10, examples: int = 3) -> str:
-    """The end-of-crawl summary: totals, rates, statuses, retries, errors by kind with example URLs, and
-    pages per host."""
-    elapsed = stats.elapsed
-    lines = [
-        f"pages {stats.pages:,}  items {stats.items:,}  {format_bytes(stats.bytes)}  elapsed {elapsed:.2f}s  "
-        f"{stats.pages_per_second:.1f} pages/s  {format_bytes(stats.bytes / elapsed if elapsed > 0 else 0)}/s",
-        f"requests {stats.requests:,}  retries {stats.retries:,}  errors {stats.error_count:,}  "
-        f"robots-denied {stats.robots_denied:,}  offsite {stats.offsite:,}  dropped {stats.dropped:,}",
-    ]
-    if stats.statuses:
-        lines.append("statuses  " + "  ".join(f"{k}: {v:,}" for k, v in sorted(stats.statuses.items())))
-    if stats.http_versions:
-        lines.append("http  " + "  ".join(f"{k}: {v:,}" for k, v in stats.http_versions.most_common()))
-    if stats.errors:
-        by_kind = [(kind, n, stats.error_examples.get(kind, [])) for kind, n in stats.errors.most_common()]
-        lines += failure_lines("errors by kind:", by_kind, examples)
-    if stats.hosts:
-        top = stats.hosts.most_common(hosts)
-        lines.append("pages per host:")
-        lines += [f"  {host}: {n:,}" for host, n in top]
-        if len(stats.hosts) > hosts:
-            lines.append(f"  ... and {len(stats.hosts) - hosts:,} more hosts")
-    if stats.interrupted:
-        lines.append("interrupted: stopped before the frontier was empty")
-    return "\n".join(lines)
 
 
 def download_summary(done: int, skipped: int, failed: int, received: int, elapsed: float, *,

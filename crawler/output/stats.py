@@ -7,6 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from crawler.output.report import failure_lines, format_bytes
+
 __all__ = ["Stats"]
 
 _EXAMPLES_PER_KIND = 5
@@ -83,11 +85,32 @@ class Stats:
             examples.extend(urls[: _EXAMPLES_PER_KIND - len(examples)])
         self.interrupted = self.interrupted or bool(other.get("interrupted"))
 
-    def summary(self) -> str:
-        """The end-of-crawl summary the CLI prints (totals, rates, statuses, errors with examples, hosts)."""
-        from crawler.output.report import crawl_summary  # report imports this module
-
-        return crawl_summary(self)
+    def summary(self, *, hosts: int = 10, examples: int = 3) -> str:
+        """The end-of-crawl summary: totals, rates, statuses, retries, errors by kind with example URLs, and
+        pages per host."""
+        elapsed = self.elapsed
+        lines = [
+            f"pages {self.pages:,}  items {self.items:,}  {format_bytes(self.bytes)}  elapsed {elapsed:.2f}s  "
+            f"{self.pages_per_second:.1f} pages/s  {format_bytes(self.bytes / elapsed if elapsed > 0 else 0)}/s",
+            f"requests {self.requests:,}  retries {self.retries:,}  errors {self.error_count:,}  "
+            f"robots-denied {self.robots_denied:,}  offsite {self.offsite:,}  dropped {self.dropped:,}",
+        ]
+        if self.statuses:
+            lines.append("statuses  " + "  ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
+        if self.http_versions:
+            lines.append("http  " + "  ".join(f"{k}: {v:,}" for k, v in self.http_versions.most_common()))
+        if self.errors:
+            by_kind = [(kind, n, self.error_examples.get(kind, [])) for kind, n in self.errors.most_common()]
+            lines += failure_lines("errors by kind:", by_kind, examples)
+        if self.hosts:
+            top = self.hosts.most_common(hosts)
+            lines.append("pages per host:")
+            lines += [f"  {host}: {n:,}" for host, n in top]
+            if len(self.hosts) > hosts:
+                lines.append(f"  ... and {len(self.hosts) - hosts:,} more hosts")
+        if self.interrupted:
+            lines.append("interrupted: stopped before the frontier was empty")
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from aiolimiter import AsyncLimiter
 
-from crawler.config.job import Rate
+from crawler.config.units import Rate
 
 __all__ = ["HostLimiter"]
 

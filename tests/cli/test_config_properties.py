@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from crawler import Job, JobError
-from crawler.config.jobfile import _submodel, load_job_text
+from crawler.config.job import load_job_text
+from crawler.config.jobfile import _submodel
 
 
 def _schema_keys(model: type[BaseModel] = Job, seen: set[type[BaseModel]] | None = None) -> set[str]:

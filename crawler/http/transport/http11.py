@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httptools
 import httpx
 
-if TYPE_CHECKING:
-    from crawler.http.transport.pool import ConnectionPool, Origin
+from crawler.http.transport.base import ConnectionOwner
 
 __all__ = ["HTTP1Connection", "ResponseBody", "StaleConnection", "request_content"]
 
@@ -95,9 +94,9 @@ class HTTP1Connection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, pool: ConnectionPool, origin: Origin) -> None:
+    def __init__(self, pool: ConnectionOwner, origin: Any) -> None:
         self.pool = pool
-        self.origin = origin
+        self.origin = origin  # the pool's record of this origin; opaque here
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None
         self._state = _CONNECTING

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h2.config
 import h2.connection
@@ -23,11 +23,8 @@ import h2.settings
 import httpx
 import hyperframe.frame
 
-from crawler.http.transport.http11 import request_content
-
-if TYPE_CHECKING:
-    from crawler.http.transport.http11 import HTTP1Connection
-    from crawler.http.transport.pool import ConnectionPool, Origin
+from crawler.http.transport.base import ConnectionOwner
+from crawler.http.transport.http11 import HTTP1Connection, request_content
 
 __all__ = ["HTTP2Connection", "RetryRequest"]
 
@@ -151,9 +148,9 @@ class _H2State(h2.connection.H2Connection):
 class HTTP2Connection(asyncio.Protocol):
     """One HTTP/2 connection of an origin, shared by all its requests; one connection of the pool's budget."""
 
-    def __init__(self, pool: ConnectionPool, origin: Origin, transport: asyncio.Transport) -> None:
+    def __init__(self, pool: ConnectionOwner, origin: Any, transport: asyncio.Transport) -> None:
         self.pool = pool
-        self.origin = origin
+        self.origin = origin  # the pool's record of this origin; opaque here
         self.accounted = False
         self.idle_since = pool.loop.time()
         self.active = 0  # streams open at the protocol level
@@ -184,7 +181,7 @@ class HTTP2Connection(asyncio.Protocol):
         conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
 
     @classmethod
-    def take_over(cls, pool: ConnectionPool, origin: Origin, conn: HTTP1Connection) -> HTTP2Connection:
+    def take_over(cls, pool: ConnectionOwner, origin: Any, conn: HTTP1Connection) -> HTTP2Connection:
         """Move a freshly connected socket whose ALPN said h2 from its HTTP/1.1 protocol to this one."""
         transport = conn.transport
         assert transport is not None
@@ -205,7 +202,7 @@ class HTTP2Connection(asyncio.Protocol):
             return False
         if self._h2.highest_outbound_stream_id >= _MAX_STREAM_ID - 2:
             return False
-        expiry = self.pool._expiry
+        expiry = self.pool.keepalive_expiry
         return not (self.active == 0 and expiry is not None and self._loop.time() - self.idle_since >= expiry)
 
     def retire(self) -> None:
@@ -290,8 +287,7 @@ class HTTP2Connection(asyncio.Protocol):
                 for fut in self._stream_waiters:
                     if not fut.done():
                         fut.set_exception(RetryRequest())
-                if self.origin.h2 is self:
-                    self.origin.h2 = None
+                self.pool.h2_goaway(self)
                 if self.active == 0 or not graceful:
                     self.close()
                 # else: the streams the server accepted finish on this connection, then it closes

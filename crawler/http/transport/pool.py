@@ -93,7 +93,7 @@ class ConnectionPool:
         self._max = limits.max_connections if limits.max_connections is not None else 1 << 62
         mk = limits.max_keepalive_connections
         self._max_idle = mk if mk is not None else 1 << 62
-        self._expiry = limits.keepalive_expiry
+        self.keepalive_expiry = limits.keepalive_expiry
         self.total = 0  # connections holding a slot of the budget (connecting, busy, idle)
         self._idle: OrderedDict[Connection, None] = OrderedDict()  # oldest first; evictable connections
         self._slot_queue: deque[Origin] = deque()  # origins with requests waiting for a slot
@@ -139,7 +139,7 @@ class ConnectionPool:
         while idle:
             conn = idle.pop()
             del self._idle[conn]
-            if conn.is_usable and (self._expiry is None or self.loop.time() - conn.idle_since < self._expiry):
+            if conn.is_usable and (self.keepalive_expiry is None or self.loop.time() - conn.idle_since < self.keepalive_expiry):
                 return conn
             conn.close()
         return None
@@ -336,13 +336,17 @@ class ConnectionPool:
     def h2_busy(self, conn: HTTP2Connection) -> None:
         self._idle.pop(conn, None)
 
+    def h2_goaway(self, conn: HTTP2Connection) -> None:
+        if conn.origin.h2 is conn:
+            conn.origin.h2 = None
+
     def _expire_idle(self, now: float) -> None:
-        if self._expiry is None:
+        if self.keepalive_expiry is None:
             return
         idle = self._idle
         while idle:
             oldest = next(iter(idle))
-            if now - oldest.idle_since < self._expiry:
+            if now - oldest.idle_since < self.keepalive_expiry:
                 return
             self._close_idle(oldest)
 
