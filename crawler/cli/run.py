@@ -53,6 +53,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="exit 1 when failed/fetched URLs is above RATE (0..1); overrides max_error_rate")  # fmt: skip
     p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
                    help="live panel on a terminal, log lines otherwise (default: auto)")  # fmt: skip
+    p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                   help="stop with exit 1 when no request finishes for this long, after logging what each "
+                        "host waits for (default 600; overrides stall_timeout)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="discard saved crawl state before starting")
     p.add_argument("--processes", type=int, metavar="N",
                    help="run N engine processes over one sharded frontier (uses N cores); "
@@ -95,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
     from crawler.config.job import load_job
     from crawler.config.jobfile import JobError
     from crawler.engine.crawler import Crawler
+    from crawler.model.errors import OutputError
 
     try:
         configure_logging(args.log_level, args.log_file)
@@ -108,6 +112,8 @@ def main(args: argparse.Namespace) -> int:
         overrides.append(f"max_error_rate={args.max_error_rate}")
     if args.processes is not None:
         overrides.append(f"concurrency.processes={args.processes}")
+    if args.stall_timeout is not None:
+        overrides.append(f"stall_timeout={args.stall_timeout}")
     try:
         job = load_job(args.job, overrides=overrides)
     except JobError as exc:
@@ -155,6 +161,10 @@ def main(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:  # before the signal handlers were installed
         return EXIT_INTERRUPTED
+    except OutputError as exc:  # a full disk: what was fetched is flushed or kept for the resume; exit 1
+        log.error("crawl stopped: %s", exc)
+        _report(job, crawler.stats)
+        return EXIT_ERRORS
     except Exception as exc:  # a crash of the engine itself: say it in one line, keep the exit code honest
         log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
@@ -189,6 +199,8 @@ def _report(job: Any, stats: Any) -> int:
         except OSError as exc:
             log.error("cannot write stats to %s: %s", job.output.stats, exc.strerror or exc)
             code = EXIT_ERRORS
+    if stats.stalled:
+        return EXIT_ERRORS
     if stats.interrupted:
         return EXIT_INTERRUPTED
     rate = error_rate(stats)

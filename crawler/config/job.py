@@ -86,6 +86,8 @@ class TimeoutConfig(_Section):
     read: float | None = Field(default=30.0, gt=0)
     write: float | None = Field(default=30.0, gt=0)
     pool: float | None = Field(default=30.0, gt=0)
+    # The whole request, body included: a server trickling one byte per read timeout still ends here.
+    total: float | None = Field(default=300.0, gt=0)
 
 
 class LimitsConfig(_Section):
@@ -327,6 +329,8 @@ class Job(_Section):
     # `crawler run` exits 1 when failed URLs / fetched URLs is above this (0.5 = more than half failed);
     # null never fails on errors.
     max_error_rate: float | None = Field(default=0.5, ge=0, le=1)
+    # No request finishes for this many seconds: the crawl logs what each host waits for and stops, exit 1.
+    stall_timeout: float | None = Field(default=600.0, gt=0)
 
     @field_validator("start_urls", "start_sitemaps")
     @classmethod

@@ -36,7 +36,7 @@ from crawler.fetch.saver import FileSaver
 from crawler.frontier.backends import open_frontier
 from crawler.frontier.base import FrontierBackend
 from crawler.http.client import build_client
-from crawler.model.errors import DropPage, FetchError, error_kind
+from crawler.model.errors import DropPage, FetchError, OutputError, TotalTimeout, error_kind
 from crawler.model.page import Page
 from crawler.model.request import Request
 from crawler.model.url import host_key
@@ -94,9 +94,14 @@ class Crawler:
         self._robots: RobotsCache | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._last_commit = time.monotonic()
+        self._last_progress = time.monotonic()  # a request finished (any outcome): the stall watchdog's clock
+        self._consumer_gone = False  # crawl()'s consumer stopped reading: nobody will take _STOP
+        self._fatal: BaseException | None = None  # an output that cannot be written ends the crawl
+        self.end_reason = ""  # why the crawl ended, in words, for the log and the summary
         self.retry_policy = RetryPolicy(job.retry)
         self.limiter = HostLimiter(job.rate_limit.per_host, job.rate_limit.hosts, job.concurrency.per_host)
         self.scope = Scope.of_job(job)
+        self._total_timeout = job.http.timeout.total
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -159,11 +164,21 @@ class Crawler:
             return
         self._opened = False
         await self._stop_workers(cancel=True)
-        await self._commit()
+        # Every resource is released even when an output failed: the first failure is raised at the end.
+        failure: BaseException | None = None
+        if self._fatal is None:
+            try:
+                await self._commit()
+            except Exception as exc:
+                failure = exc
         for stage in self._closers:
-            result = stage.close()
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = stage.close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:
+                failure = failure or exc
+                log.error("closing %s failed: %s", type(stage).__name__, exc)
         if self._frontier is not None:
             await self._frontier.close()
         if self._owns_client and self._client is not None:
@@ -171,12 +186,15 @@ class Crawler:
             self._client = None
         if self.stats.finished is None:
             self.stats.finished = time.monotonic()
+        if failure is not None and self._fatal is None:
+            raise failure
 
     def stop(self) -> None:
         """Stop taking new work; in-flight requests get a few seconds to finish. Safe from signal handlers."""
         if not self._stopping:
             self._stopping = True
-            self.stats.interrupted = True
+            if self._fatal is None:
+                self.stats.interrupted = True
             self._wake.set()
 
     def flush_now(self) -> None:
@@ -236,16 +254,18 @@ class Crawler:
                     break
                 yield item
         finally:
+            self._consumer_gone = True
             if not dispatcher.done():
                 self.stop()
                 dispatcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await dispatcher
-            elif not dispatcher.cancelled() and dispatcher.exception() is not None:
-                raise dispatcher.exception()  # type: ignore[misc]
             await self._stop_workers(cancel=True)
-            await self._commit()
             self.stats.finished = time.monotonic()
+            self.stats.rates = self.limiter.learnt_rates()
+            if self._fatal is not None:
+                raise self._fatal
+            await self._commit()
 
     async def run(self) -> Stats:
         """Crawl to the end, discarding the pages (the stages and writers keep what matters)."""
@@ -284,48 +304,108 @@ class Crawler:
             self._wake.set()
 
     async def _dispatch(self) -> None:
-        frontier = self.frontier
-        max_pages = self.job.scope.max_pages
-        workers = self.job.concurrency.workers
-        limiter = self.limiter
+        """Run the dispatch loop; whatever way it ends (done, stopped, a failed commit, cancelled), drain the
+        workers, commit what is done, and always tell `crawl()` that the crawl is over."""
         try:
-            while not self._stopping:
-                self._wake.clear()
-                free = workers - self._in_flight
-                if max_pages is not None:
-                    free = min(free, max_pages - self._reserved)
-                dispatched = 0
-                if free > 0 and (self._delayed or self._due):
-                    dispatched += await self._dispatch_retries(free)
-                    free -= dispatched
-                if free > 0:
-                    batch = await frontier.pop_ready(free, self._budget)
-                    for req in batch:
-                        await limiter.acquire(req.host)
-                        self._start(req)
-                    dispatched += len(batch)
-                if dispatched:
-                    await asyncio.sleep(0)  # let workers pick up before popping again
-                    continue
-                if self._in_flight == 0 and not self._delayed and not self._due:
-                    await self._commit()
-                    if max_pages is not None and self._reserved >= max_pages:
-                        break
-                    if await frontier.size() == 0:
-                        break
-                elif time.monotonic() - self._last_commit > self.job.output.flush_every:
-                    await self._commit()
-                timeout = limiter.next_wakeup()
-                if (wait := frontier.next_wakeup()) is not None:
-                    timeout = min(timeout, max(wait, 0.001))  # a shared rate limit lets a host go again
-                if self._delayed:
-                    timeout = min(timeout, max(0.0, self._delayed[0][0] - time.monotonic()))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+            await self._dispatch_loop()
+        except Exception as exc:
+            self._fatal = self._fatal or exc
+            self.end_reason = self.end_reason or f"aborted: {type(exc).__name__}: {exc}"
         finally:
-            await self._drain()
-            await self._commit()
-            await self._results.put(_STOP)
+            try:
+                await self._drain()
+                if self._fatal is None:
+                    await self._commit()
+            except Exception as exc:  # a commit that cannot be written: the crawl still ends
+                self._fatal = self._fatal or exc
+            finally:
+                if self.end_reason:
+                    log.info("crawl ended: %s", self.end_reason)
+                await self._deliver_stop()
+
+    async def _deliver_stop(self) -> None:
+        while not self._consumer_gone:
+            try:
+                self._results.put_nowait(_STOP)
+                return
+            except asyncio.QueueFull:  # the consumer is still reading: make room by waiting for it
+                await asyncio.sleep(0.01)
+
+    async def _dispatch_loop(self) -> None:
+        """The invariant: while the crawl runs, either work is dispatched, or something in flight or
+        scheduled will wake the loop (a finished request, a retry's time, a host's next token or pause
+        end), or the crawl ends with `end_reason` saying why. Nothing waits without a deadline."""
+        frontier = self.frontier
+        job = self.job
+        max_pages = job.scope.max_pages
+        workers = job.concurrency.workers
+        flush_every = job.output.flush_every
+        stall_timeout = job.stall_timeout
+        limiter = self.limiter
+        while not self._stopping:
+            self._wake.clear()
+            now = time.monotonic()
+            # Checkpoints run on the clock, however busy the dispatcher is: a kill -9 redoes at most
+            # `flush_every` seconds of work.
+            if now - self._last_commit >= flush_every:
+                await self._commit()
+            if self._fatal is not None:
+                self.end_reason = self.end_reason or f"output failed: {self._fatal}"
+                return
+            if stall_timeout is not None and now - self._last_progress >= stall_timeout:
+                self.end_reason = f"stalled: no request finished for {stall_timeout:g}s"
+                self.stats.stalled = True
+                self._log_waits(logging.ERROR)
+                return
+            free = workers - self._in_flight
+            dispatched = 0
+            if free > 0 and (self._delayed or self._due):
+                # Retries already hold their max_pages reservation: max_pages never holds them back.
+                dispatched = await self._dispatch_retries(free)
+                free -= dispatched
+            if max_pages is not None:
+                free = min(free, max_pages - self._reserved)
+            if free > 0:
+                batch = await frontier.pop_ready(free, self._budget)
+                for req in batch:
+                    await limiter.acquire(req.host)
+                    self._start(req)
+                dispatched += len(batch)
+            if dispatched:
+                await asyncio.sleep(0)  # let workers pick up before popping again
+                continue
+            if self._in_flight == 0 and not self._delayed and not self._due:
+                await self._commit()
+                if max_pages is not None and self._reserved >= max_pages:
+                    left = await frontier.size()
+                    self.end_reason = f"scope.max_pages {max_pages} reached" + (
+                        f"; {left:,} queued requests left" if left else "")  # fmt: skip
+                    return
+                if await frontier.size() == 0:
+                    self.end_reason = "every queued request is done"
+                    return
+            timeout = limiter.next_wakeup()
+            if (wait := frontier.next_wakeup()) is not None:
+                timeout = min(timeout, max(wait, 0.001))  # a shared rate limit lets a host go again
+            if self._delayed:
+                timeout = min(timeout, max(0.0, self._delayed[0][0] - time.monotonic()))
+            if stall_timeout is not None:
+                timeout = min(timeout, max(0.001, self._last_progress + stall_timeout - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+        self.end_reason = self.end_reason or "stopped"
+
+    def _log_waits(self, level: int) -> None:
+        """Say what the crawl is waiting for: requests in flight, retries and their time, and each waiting
+        host's reason (a Retry-After pause, a rate, robots.txt being fetched)."""
+        now = time.monotonic()
+        lines = [f"{self._in_flight} requests in flight, {len(self._delayed) + len(self._due)} retries waiting"]
+        for due, _, req in sorted(self._delayed)[:10]:
+            lines.append(f"  retry of {req.url} in {max(0.0, due - now):.1f}s")
+        for host in sorted(self._robots_loading)[:10]:
+            lines.append(f"  {host}: fetching robots.txt")
+        lines += [f"  {host}: {reason}" for host, reason in self.limiter.waits()[:20]]
+        log.log(level, "waiting for:\n%s", "\n".join(lines))
 
     async def _dispatch_retries(self, free: int) -> int:
         now = time.monotonic()
@@ -385,6 +465,11 @@ class Crawler:
                 await self._process(req)
             except asyncio.CancelledError:
                 raise
+            except OutputError as exc:  # a full disk: stop now, keep what is buffered, exit 1
+                if self._fatal is None:
+                    self._fatal = exc
+                    log.error("%s: stopping the crawl", exc)
+                self.stop()
             except Exception as exc:  # a bug in a stage must not kill the crawl
                 log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
                 log.debug("traceback", exc_info=True)
@@ -393,6 +478,7 @@ class Crawler:
                 # The host's slot is held through the stages: back-pressure stays per host.
                 self.limiter.release(req.host)
                 self._in_flight -= 1
+                self._last_progress = time.monotonic()
                 self._wake.set()
 
     async def _process(self, req: Request) -> None:
@@ -408,8 +494,17 @@ class Crawler:
             log.debug("robots.txt forbids %s", req.url)
             return
         stats.requests += 1
+        total = self._total_timeout
+        sent_at = time.monotonic()
         try:
-            page = await self._fetcher.fetch(req)
+            if total is None:
+                page = await self._fetcher.fetch(req)
+            else:
+                try:
+                    async with asyncio.timeout(total):
+                        page = await self._fetcher.fetch(req)
+                except TimeoutError:
+                    raise TotalTimeout(f"no complete response within http.timeout.total {total:g}s") from None
         except FetchError as exc:
             log.warning("%s failed: %s", req.url, exc)
             self._fail(req, exc.kind)
@@ -434,11 +529,15 @@ class Crawler:
                                        self.job.retry.max_retry_after)  # fmt: skip
         if status in self.retry_policy.statuses:
             retry_after = self.retry_policy.retry_after_of(status, page.headers)
-            if retry_after is not None and status in (429, 503):
-                self.limiter.pause(req.host, retry_after)
-                log.info("%s answered %d with Retry-After %.1fs: pausing the host", req.host, status, retry_after)
+            if status in (429, 503):
+                # The host says "too fast": pause it for its Retry-After and lower its rate (AIMD).
+                self.limiter.throttled(req.host, sent_at, retry_after)
+                log.debug("%s answered %d (Retry-After %s): host rate now %s/s", req.host, status, retry_after,
+                          self.limiter.rate_of(req.host))  # fmt: skip
             self._retry_or_fail(req, RetryableStatus(status, retry_after, req.url), f"http_{status}")
             return
+        if status < 400:
+            self.limiter.answered(req.host, sent_at)
         stats.pages += 1
         stats.statuses[status] += 1
         stats.hosts[req.host] += 1
@@ -524,7 +623,10 @@ class Crawler:
         if self._pending_acks and self._frontier is not None:
             acks, self._pending_acks = self._pending_acks, []
             checkpoint = {"items_offset": self._writer.offset} if self._writer is not None else None
-            await self._frontier.ack(acks, checkpoint)
+            try:
+                await self._frontier.ack(acks, checkpoint)
+            except Exception as exc:  # the state cannot be saved (a full disk, a lost Redis): end the crawl
+                raise OutputError(f"cannot save the crawl state: {type(exc).__name__}: {exc}") from exc
 
 
 def _is_sitemap(req: Request) -> bool:

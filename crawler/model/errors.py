@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import httpx
 
-__all__ = ["BodyTooLarge", "DropPage", "FetchError", "InputError", "StageLoadError", "error_kind"]
+__all__ = ["BodyTooLarge", "DropPage", "FetchError", "InputError", "OutputError", "StageLoadError", "TotalTimeout",
+           "error_kind"]
 
 
 class FetchError(Exception):
@@ -24,6 +25,17 @@ class FetchError(Exception):
 
 class BodyTooLarge(FetchError):
     kind = "body_too_large"
+
+
+class TotalTimeout(httpx.TimeoutException):
+    """The whole request (connect, head and body) took longer than `http.timeout.total`: a server that
+    trickles bytes slower than any per-read timeout notices. Retryable, like other timeouts."""
+
+    kind = "total_timeout"
+
+
+class OutputError(OSError):
+    """An output (items file, saved state) cannot be written: the crawl stops cleanly and exits 1."""
 
 
 class DropPage(Exception):
@@ -64,9 +76,11 @@ _HTTPX_KINDS: tuple[tuple[type[BaseException], str], ...] = (
 
 
 def error_kind(exc: BaseException) -> str:
-    """The stats kind of a failed request's exception."""
-    if isinstance(exc, FetchError):
-        return exc.kind
+    """The stats kind of a failed request's exception: its `kind` attribute when it has one (so layers
+    below need not import these classes), else by httpx's exception class."""
+    kind = getattr(exc, "kind", None)
+    if isinstance(kind, str):
+        return kind
     for cls, kind in _HTTPX_KINDS:
         if isinstance(exc, cls):
             return kind

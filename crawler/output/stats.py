@@ -31,7 +31,10 @@ class Stats:
     error_examples: dict[str, list[str]] = field(default_factory=dict)
     hosts: Counter[str] = field(default_factory=Counter)
     http_versions: Counter[str] = field(default_factory=Counter)
+    # Requests per second each throttling host ended at (the adaptive rate learnt from its 429/503s).
+    rates: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
+    stalled: bool = False
 
     @property
     def elapsed(self) -> float:
@@ -69,7 +72,9 @@ class Stats:
             "error_examples": self.error_examples,
             "hosts": dict(self.hosts.most_common()),
             "http_versions": dict(self.http_versions),
+            "rates": self.rates,
             "interrupted": self.interrupted,
+            "stalled": self.stalled,
         }
 
     def merge(self, other: dict[str, Any]) -> None:
@@ -80,10 +85,13 @@ class Stats:
         self.errors.update(other.get("errors", {}))
         self.hosts.update(other.get("hosts", {}))
         self.http_versions.update(other.get("http_versions", {}))
+        for host, rate in other.get("rates", {}).items():  # each process learnt its share of the host's rate
+            self.rates[host] = round(self.rates.get(host, 0.0) + float(rate), 2)
         for kind, urls in other.get("error_examples", {}).items():
             examples = self.error_examples.setdefault(kind, [])
             examples.extend(urls[: _EXAMPLES_PER_KIND - len(examples)])
         self.interrupted = self.interrupted or bool(other.get("interrupted"))
+        self.stalled = self.stalled or bool(other.get("stalled"))
 
     def summary(self, *, hosts: int = 10, examples: int = 3) -> str:
         """The end-of-crawl summary: totals, rates, statuses, retries, errors by kind with example URLs, and
@@ -108,6 +116,10 @@ class Stats:
             lines += [f"  {host}: {n:,}" for host, n in top]
             if len(self.hosts) > hosts:
                 lines.append(f"  ... and {len(self.hosts) - hosts:,} more hosts")
+        if self.rates:
+            lines.append("learnt rates  " + "  ".join(f"{h}: {r:g}/s" for h, r in sorted(self.rates.items())[:hosts]))
+        if self.stalled:
+            lines.append("stalled: no request finished for stall_timeout seconds; stopped")
         if self.interrupted:
             lines.append("interrupted: stopped before the frontier was empty")
         return "\n".join(lines)

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from crawler.config.specs import writer_format
+from crawler.model.errors import OutputError
 from crawler.model.page import Page
 
 __all__ = ["CsvWriter", "ItemWriter", "JsonLinesWriter", "open_writer", "page_item"]
@@ -140,18 +141,33 @@ class ItemWriter:
             self.write(record)
 
     def flush(self) -> None:
+        """Write the buffered lines with one `os.write` of whole lines. When the write fails (a full disk),
+        the file is cut back to its last whole line, the lines stay buffered, and `OutputError` says why:
+        nothing is lost and nothing is torn."""
         self._last_flush = time.monotonic()
         if not self._pending or self._fd is None:
             return
         data = b"".join(self._pending)
-        self._pending.clear()
         if self.compressed:
             data = gzip.compress(data, compresslevel=6, mtime=0)
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError as exc:
+            self._cut_back()
+            raise OutputError(f"cannot write items to {self.path}: {exc.strerror or exc}") from exc
+        self._pending.clear()
         self.offset += len(data)
+
+    def _cut_back(self) -> None:
+        """Drop a partly written flush: the file ends on the last whole line again."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, self.offset)
+        except OSError:  # pragma: no cover - truncating never needs space; log rather than mask the cause
+            log.exception("%s: cannot cut a partial write back to %d bytes", self.path, self.offset)
 
     def close(self) -> None:
         self.flush()

@@ -1,13 +1,21 @@
-"""Per-host politeness: an aiolimiter token bucket per host, an in-flight cap, and host-wide pauses.
+"""Per-host politeness: an aiolimiter token bucket per host, an in-flight cap, host-wide pauses, and an
+adaptive rate.
 
 `budget(host)` answers "how many requests may this host start right now" without waiting, so the
 dispatcher only hands a worker a request that can go out at once.
+
+The adaptive rate is AIMD, as TCP and Scrapy's AutoThrottle do it: when a host answers 429 or 503
+(`throttled`), its rate drops to what it was accepting just before (the successful answers of the last few
+seconds), at most half the current rate, and the host pauses for its Retry-After; while answers are good
+(`answered`), the rate climbs back by a small step each interval, up to the configured rate. One decrease per
+congestion event: answers to requests sent before the decrease do not lower it again.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 
 from aiolimiter import AsyncLimiter
 
@@ -17,14 +25,27 @@ __all__ = ["HostLimiter"]
 
 # Small buckets: a host at 20/s sees requests spread over the second, not a burst of 20 at once.
 _BUCKET_SECONDS = 0.1
+# AIMD: the window over which a host's accepted rate is measured, the floor a decrease never goes under,
+# and the additive step: +10% of the configured rate (at least 0.25/s) per interval of good answers.
+_ACCEPTED_WINDOW = 2.0
+_MIN_RATE = 0.1
+_INCREASE_EVERY = 1.0
+_INCREASE_FRACTION = 0.1
+_UNLIMITED_PROBE = 100.0  # an unlimited host that says 429 starts adapting from this many requests per second
 
 
 @dataclass(slots=True)
 class _HostState:
     limiter: AsyncLimiter | None
-    rate: float | None  # requests per second; None = unlimited
+    rate: float | None  # requests per second now; None = unlimited
+    ceiling: float | None = None  # the configured (or Crawl-delay) rate the adaptive rate climbs back to
     in_flight: int = 0
     paused_until: float = 0.0
+    adapted: bool = False  # the rate was lowered by a 429/503 at least once
+    decreased_at: float = 0.0  # last decrease: answers to requests sent before it do not count
+    increased_at: float = 0.0
+    answers: deque[float] = field(default_factory=deque)  # times of the good answers of the last window
+    first_answer: float = 0.0
 
 
 def _make_limiter(rate: Rate | None) -> tuple[AsyncLimiter | None, float | None]:
@@ -55,7 +76,7 @@ class HostLimiter:
             else:
                 rate = self._default
             limiter, per_second = _make_limiter(rate)
-            st = self._hosts[host] = _HostState(limiter, per_second)
+            st = self._hosts[host] = _HostState(limiter, per_second, per_second)
         return st
 
     def budget(self, host: str) -> int:
@@ -125,13 +146,80 @@ class HostLimiter:
             self.lower_rate(host, Rate(count=left, period=seconds))
 
     def lower_rate(self, host: str, rate: Rate) -> None:
-        """Lower a host's rate (robots.txt Crawl-delay); never raises it."""
+        """Lower a host's rate for good (robots.txt Crawl-delay, X-RateLimit quotas); never raises it."""
         st = self._state(host)
         if st.rate is not None and st.rate <= rate.per_second:
             return
-        st.limiter, st.rate = _make_limiter(rate)
+        st.ceiling = rate.per_second if st.ceiling is None else min(st.ceiling, rate.per_second)
+        self._set_rate(st, rate.per_second)
+
+    def _set_rate(self, st: _HostState, per_second: float) -> None:
+        st.limiter, st.rate = _make_limiter(Rate(count=per_second, period=1.0))
         # A new bucket starts full; the host was just visited, so the first token must wait one interval.
-        self.pause(host, 1.0 / rate.per_second)
+        st.paused_until = max(st.paused_until, time.monotonic() + 1.0 / per_second)
+
+    # -- the adaptive rate ---------------------------------------------------------------------------
+
+    def answered(self, host: str, sent_at: float) -> None:
+        """A good answer from `host` to a request sent at `sent_at` (monotonic): it measures what the host
+        accepts, and after an interval of good answers raises an adapted rate by one step."""
+        st = self._hosts.get(host)
+        if st is None:
+            return
+        now = time.monotonic()
+        answers = st.answers
+        if not st.first_answer:
+            st.first_answer = now
+        answers.append(now)
+        while answers[0] < now - _ACCEPTED_WINDOW:
+            answers.popleft()
+        if not st.adapted or sent_at < st.decreased_at or st.rate is None:
+            return
+        ceiling = st.ceiling if st.ceiling is not None else _UNLIMITED_PROBE
+        if st.rate < ceiling and now - max(st.increased_at, st.decreased_at) >= _INCREASE_EVERY:
+            st.increased_at = now
+            self._set_rate(st, min(ceiling, st.rate + max(0.25, ceiling * _INCREASE_FRACTION)))
+            st.paused_until = min(st.paused_until, now)  # an increase never delays the next request
+
+    def throttled(self, host: str, sent_at: float, retry_after: float | None) -> None:
+        """`host` answered 429/503 to a request sent at `sent_at`: pause it for `retry_after` (when given)
+        and, once per congestion event, drop its rate to what it was accepting."""
+        st = self._state(host)
+        now = time.monotonic()
+        if retry_after is not None:
+            st.paused_until = max(st.paused_until, now + retry_after)
+        if sent_at < st.decreased_at:
+            return  # sent before the last decrease: the same congestion event
+        current = st.rate if st.rate is not None else _UNLIMITED_PROBE
+        answers = st.answers
+        while answers and answers[0] < now - _ACCEPTED_WINDOW:
+            answers.popleft()
+        # What the host accepted lately; over the time it has been answering when that is shorter.
+        span = max(1.0, min(_ACCEPTED_WINDOW, now - st.first_answer)) if st.first_answer else _ACCEPTED_WINDOW
+        accepted = len(answers) / span
+        new_rate = max(_MIN_RATE, min(current / 2, accepted) if accepted > 0 else current / 2)
+        st.adapted = True
+        st.decreased_at = now
+        paused_until = st.paused_until
+        self._set_rate(st, new_rate)
+        st.paused_until = max(paused_until, st.paused_until)
+
+    def learnt_rates(self) -> dict[str, float]:
+        """Requests per second of every host whose rate was adapted (for the stats)."""
+        return {h: round(st.rate, 2) for h, st in self._hosts.items() if st.adapted and st.rate is not None}
+
+    def waits(self) -> list[tuple[str, str]]:
+        """Each host that may not start a request now, and why (for the stall watchdog)."""
+        now = time.monotonic()
+        out: list[tuple[str, str]] = []
+        for host, st in self._hosts.items():
+            if st.paused_until > now:
+                out.append((host, f"paused for {st.paused_until - now:.1f}s more (Retry-After or rate)"))
+            elif st.in_flight >= self._per_host:
+                out.append((host, f"{st.in_flight} requests in flight (concurrency.per_host)"))
+            elif st.limiter is not None and not self._rates_shared and not st.limiter.has_capacity():
+                out.append((host, f"rate {st.rate:g}/s: waiting for the next token"))
+        return out
 
     def next_wakeup(self, hosts: list[str] | None = None) -> float:
         """Seconds until some waiting host could have capacity again (an upper bound for sleeping)."""

@@ -70,11 +70,15 @@ class NginxServer:
     If-Range of every request (`requests()`)."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, host: str = "127.0.0.1", slow_rate: str = "4m"
+        self, root: str | os.PathLike[str], *, host: str = "127.0.0.1", slow_rate: str = "4m",
+        http_extra: str = "", server_extra: str = "",
     ) -> None:
         self.root = Path(root).resolve()
         self.host = host
         self.slow_rate = slow_rate
+        # Extra nginx directives for one test's needs (e.g. limit_req zones and locations).
+        self.http_extra = http_extra
+        self.server_extra = server_extra
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: Path | None = None
@@ -106,6 +110,7 @@ http {{
     keepalive_requests 100000;
     default_type application/octet-stream;
     {temp}
+    {self.http_extra}
     server {{
         listen {self.host}:{port};
         root {self.root};
@@ -113,6 +118,7 @@ http {{
             alias {self.root}/;
             limit_rate {self.slow_rate};
         }}
+        {self.server_extra}
     }}
 }}
 """
