@@ -14,8 +14,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.site.app import big_body, page_links
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer, big_body, page_links
 
 HREF_RE = re.compile(rb'<a href="([^"]*)"')
 TITLE_RE = re.compile(rb"<title>(.*?)</title>")

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from tests.cli.conftest import Cli, crawler_command, write_job
-from tests.site.server import SiteServer
 
 
 def _job(site: SiteServer, extra: str = "", start: str = "/") -> str:

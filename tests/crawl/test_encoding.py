@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from tests.crawl.apisite import ApiServer
 from tests.crawl.conftest import run_job
-from tests.site.server import SiteServer
 
 TEXT = {
     "utf-8": "Café naïve résumé — 日本語 ✓",

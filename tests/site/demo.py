@@ -18,7 +18,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tests.site.server import REPO_ROOT, SiteServer
+from crawler.demo.site import SiteServer
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 if TYPE_CHECKING:
     from crawler import Stats
