@@ -21,6 +21,7 @@ if _REPO_ROOT not in sys.path:
 
 from crawler.demo.site import SiteServer  # noqa: E402
 from crawler.demo.tls import tls_files  # noqa: E402
+from tests.pipelines.apisite import ApiServer  # noqa: E402
 
 SiteFactory = Callable[..., SiteServer]
 
@@ -37,6 +38,13 @@ def h2_site() -> Iterator[SiteServer]:
     """HTTP/2 over TLS (ALPN h2, http/1.1) with 200 pages; trust it with `h2_site.ca_path`."""
     with SiteServer(tls=True) as site:
         yield site
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[ApiServer]:
+    """The API and sitemap site (tests/pipelines/apisite.py): paginated JSON in every style, sitemaps."""
+    with ApiServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

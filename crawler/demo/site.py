@@ -44,6 +44,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -66,8 +67,19 @@ from crawler.demo.asgi import (
 )
 from crawler.demo.launcher import AsgiServer
 
-__all__ = ["SiteServer", "SiteSettings", "app", "big_body", "make_app", "page_links", "robots_txt"]
+__all__ = [
+    "DEMO_JOB",
+    "SiteServer",
+    "SiteSettings",
+    "app",
+    "big_body",
+    "make_app",
+    "page_links",
+    "robots_txt",
+]
 
+# The demo job `crawler demo` runs (configs/demo.yaml links to it).
+DEMO_JOB = Path(__file__).with_name("demo.yaml")
 
 # Robots variants selectable with SITE_ROBOTS; "delay:N" is handled in robots_txt().
 _ROBOTS_VARIANTS = {

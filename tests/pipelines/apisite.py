@@ -154,7 +154,7 @@ class ApiServer(AsgiServer):
     """The app above under the launcher on 127.0.0.1: `with ApiServer() as api: api.url`."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__("tests.crawl.apisite:app", **kwargs)
+        super().__init__("tests.pipelines.apisite:app", **kwargs)
 
     def __enter__(self) -> ApiServer:
         self.start()

@@ -1,6 +1,6 @@
 """The transport under the shared client (crawler/http/transport/transport.py), against real servers on loopback.
 
-hypercorn (tests/transport_site.py, under the shared launcher) plays a well-behaved HTTP/1.1 and HTTP/2-over-TLS
+hypercorn (tests/http/transport_site.py, under the shared launcher) plays a well-behaved HTTP/1.1 and HTTP/2-over-TLS
 server; small asyncio servers in the test process play misbehaving ones and count connections. Every test
 goes through a plain `httpx.AsyncClient(transport=make_transport(...))`.
 """
@@ -21,7 +21,7 @@ import pytest
 from crawler.demo.launcher import AsgiServer, free_port
 from crawler.demo.tls import TlsFiles, tls_files
 from crawler.http.transport.transport import make_transport
-from tests.transport_site import GZIP_TEXT
+from tests.http.transport_site import GZIP_TEXT
 
 # -- servers ---------------------------------------------------------------------------------------------
 
@@ -36,7 +36,7 @@ def certs() -> Certs:
 
 
 def _hypercorn(tls: bool = False, keep_alive: float = 30.0, max_requests: int = 1000) -> Iterator[str]:
-    with AsgiServer("tests.transport_site:app", tls=tls, keep_alive_timeout=keep_alive,
+    with AsgiServer("tests.http.transport_site:app", tls=tls, keep_alive_timeout=keep_alive,
                     keep_alive_max_requests=max_requests) as server:  # fmt: skip
         yield server.url
 

@@ -1,5 +1,5 @@
-"""A tiny ASGI app for the transport tests (tests/test_transport.py), served by the one launcher
-(`AsgiServer("tests.transport_site:app", ...)`, crawler/demo/launcher.py).
+"""A tiny ASGI app for the transport tests (tests/http/test_transport.py), served by the one launcher
+(`AsgiServer("tests.http.transport_site:app", ...)`, crawler/demo/launcher.py).
 
 Endpoints (GET unless said):
   /bytes/N            N bytes with Content-Length (a HEAD gets the same head, no body)

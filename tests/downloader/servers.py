@@ -142,10 +142,10 @@ http {{
 
 
 class EdgeServer(AsgiServer):
-    """The edge-case app (`tests/download/app.py`) under the launcher, HTTP/1.1 on a free loopback port."""
+    """The edge-case app (`tests/downloader/app.py`) under the launcher, HTTP/1.1 on a free loopback port."""
 
     def __init__(self, host: str = "127.0.0.1", **kwargs: Any) -> None:
-        super().__init__("tests.download.app:app", host=host, keep_alive_timeout=30, graceful_timeout=0.5,
+        super().__init__("tests.downloader.app:app", host=host, keep_alive_timeout=30, graceful_timeout=0.5,
                          **kwargs)  # fmt: skip
 
     def start(self) -> EdgeServer:

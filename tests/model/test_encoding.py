@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from crawler.demo.site import SiteServer
-from tests.crawl.apisite import ApiServer
-from tests.crawl.conftest import run_job
+from tests.pipelines.apisite import ApiServer
+from tests.pipelines.conftest import run_job
 
 TEXT = {
     "utf-8": "Café naïve résumé — 日本語 ✓",
