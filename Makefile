@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 venv: $(STAMP)
 
-## demo: start a local HTTP/2+TLS demo site and crawl it with configs/demo.yaml
+## demo: start a local HTTP/2+TLS demo site and crawl it with the demo job (`crawler demo`; prints pages/s)
 demo: $(STAMP)
-	$(BIN)/python -m tests.site.demo
+	$(BIN)/crawler demo
 
 ## test: run the whole suite (what .ci/run runs)
 test: $(STAMP)

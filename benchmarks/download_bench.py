@@ -30,8 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.download.measure import wait_measuring_peak  # noqa: E402
-from tests.download.servers import NginxServer, find_nginx  # noqa: E402
+from tests.downloader.measure import wait_measuring_peak  # noqa: E402
+from tests.downloader.servers import NginxServer, find_nginx  # noqa: E402
 
 __all__ = ["run", "sweep_batch_sizes"]
 

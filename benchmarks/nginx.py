@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 from types import TracebackType
+
+from crawler.demo.launcher import free_port, wait_listening
+from crawler.demo.tls import TlsFiles
 
 __all__ = ["Nginx", "ensure_nginx", "find_nginx", "nginx_version"]
 
@@ -57,12 +58,6 @@ def nginx_version(exe: str) -> tuple[int, int, int]:
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else (0, 0, 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _proc_cpu(pid: int) -> float:
     """utime + stime of one process, in seconds (0 when it is gone)."""
     try:
@@ -89,9 +84,9 @@ class Nginx:
         self.dir = Path(workdir).resolve()
         self.exe = ensure_nginx(log)
         self.version = nginx_version(self.exe)
-        self.http_port = _free_port()
-        self.h2c_port = _free_port()
-        self.https_port = _free_port()
+        self.http_port = free_port()
+        self.h2c_port = free_port()
+        self.https_port = free_port()
         self.ca_path = self.dir / "ca.pem"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -112,14 +107,8 @@ class Nginx:
         return "nginx " + ".".join(map(str, self.version))
 
     def _write_tls(self) -> None:
-        import trustme
-
-        ca = trustme.CA(organization_name="crawler benchmarks")
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        ca.cert_pem.write_to_path(str(self.ca_path))
-        cert.private_key_pem.write_to_path(str(self.dir / "server.key"))
-        chain = self.dir / "server.pem"
-        chain.write_bytes(b"".join(pem.bytes() for pem in cert.cert_chain_pems))
+        # ca.pem, server.pem (the certificate chain) and server.key in the work directory.
+        TlsFiles(self.dir)
 
     def _config(self) -> str:
         # `listen ... http2` is how nginx before 1.25.1 turns HTTP/2 on; later versions use `http2 on;`.
@@ -186,20 +175,12 @@ class Nginx:
                 [self.exe, "-p", str(self.dir), "-c", str(conf), "-g", "daemon off;"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )  # fmt: skip
-        deadline = time.monotonic() + _START_TIMEOUT
         for port in (self.http_port, self.h2c_port, self.https_port):
-            while True:
-                if self._proc.poll() is not None:
-                    raise RuntimeError(f"nginx exited with {self._proc.returncode}: "
-                                       f"{(self.dir / 'error.log').read_text(errors='replace')[-2000:]}"
-                                       f"{(self.dir / 'stderr.log').read_text(errors='replace')[-2000:]}")  # fmt: skip
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"nginx did not listen on {port}") from None
-                    time.sleep(0.02)
+            try:
+                wait_listening("127.0.0.1", port, self._proc, _START_TIMEOUT)
+            except RuntimeError as exc:
+                raise RuntimeError(f"nginx: {exc}: {(self.dir / 'error.log').read_text(errors='replace')[-2000:]}"
+                                   f"{(self.dir / 'stderr.log').read_text(errors='replace')[-2000:]}") from None  # fmt: skip
         return self
 
     def server_cpu_seconds(self) -> float:

@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,28 +50,23 @@ CLIENTS = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"server did not listen on {port}")
-
-
 def _page() -> bytes:
     row = b"<p>The quick brown fox jumps over the lazy dog; lorem ipsum dolor sit amet.</p>\n"
     head = b"<!doctype html><html><head><title>bench page</title></head><body>\n"
     body = head + row * ((PAGE_SIZE - len(head) - 15) // len(row))
     return body.ljust(PAGE_SIZE - 15, b" ") + b"</body></html>\n"
+
+
+PAGE = _page()
+
+
+async def page_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The page as a bare ASGI app: what hypercorn serves when nginx is missing."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/html"), (b"content-length", str(len(PAGE)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": PAGE})
 
 
 class Servers:
@@ -82,28 +76,32 @@ class Servers:
         self.keepalive_requests = keepalive_requests
         self.dir = Path(tempfile.mkdtemp(prefix="transport-bench-"))
         self.dir.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
-        self.http_port = _free_port()
-        self.https_port = _free_port()
+        self.ca_path = self.dir / "tls" / "ca.pem"
+        self.http_port = self.https_port = 0
         self.kind = ""
         self._procs: list[subprocess.Popen[bytes]] = []
+        self._asgi: list[Any] = []
 
     def start(self) -> None:
-        import trustme
+        # Imported here: the case runner may be an interpreter without the project (aiohttp's).
+        if REPO not in sys.path:
+            sys.path.insert(0, REPO)
+        from benchmarks.nginx import find_nginx
+        from crawler.demo.launcher import free_port, wait_listening
+        from crawler.demo.tls import tls_files
 
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        cert.private_key_and_cert_chain_pem.write_to_path(str(self.dir / "server.pem"))
-        cert.private_key_pem.write_to_path(str(self.dir / "server.key"))
-        ca.cert_pem.write_to_path(str(self.dir / "ca.pem"))
+        self.tls = tls_files(self.dir / "tls")
         (self.dir / "www").mkdir()
-        (self.dir / "www" / "page.html").write_bytes(_page())
-        nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+        (self.dir / "www" / "page.html").write_bytes(PAGE)
+        nginx = find_nginx()
         if nginx:
+            self.http_port = free_port()
+            self.https_port = free_port()
             self._start_nginx(nginx)
+            for port in (self.http_port, self.https_port):
+                wait_listening("127.0.0.1", port, self._procs[-1])
         else:
             self._start_hypercorn()
-        _wait_port(self.http_port)
-        _wait_port(self.https_port)
 
     def _start_nginx(self, nginx: str) -> None:
         self.kind = "nginx"
@@ -131,8 +129,8 @@ class Servers:
                 }}
                 server {{
                     listen 127.0.0.1:{self.https_port} ssl http2;
-                    ssl_certificate {self.dir}/server.pem;
-                    ssl_certificate_key {self.dir}/server.key;
+                    ssl_certificate {self.tls.cert_path};
+                    ssl_certificate_key {self.tls.key_path};
                     http2_max_concurrent_streams 256;
                     root {self.dir}/www;
                 }}
@@ -145,27 +143,18 @@ class Servers:
         ))  # fmt: skip
 
     def _start_hypercorn(self) -> None:
+        from crawler.demo.launcher import AsgiServer
+
         self.kind = "hypercorn"
-        app = self.dir / "bench_app.py"
-        app.write_text(
-            textwrap.dedent(f"""
-            PAGE = open({str(self.dir / "www" / "page.html")!r}, "rb").read()
-            async def app(scope, receive, send):
-                if scope["type"] != "http":
-                    return
-                await send({{"type": "http.response.start", "status": 200,
-                            "headers": [(b"content-type", b"text/html"),
-                                        (b"content-length", str(len(PAGE)).encode())]}})
-                await send({{"type": "http.response.body", "body": PAGE}})
-        """)
-        )
-        for port, tls in ((self.http_port, False), (self.https_port, True)):
-            cmd = [sys.executable, "-m", "hypercorn", "--bind", f"127.0.0.1:{port}", "bench_app:app"]
-            if tls:
-                cmd += ["--certfile", str(self.dir / "server.pem"), "--keyfile", str(self.dir / "server.key")]
-            self._procs.append(subprocess.Popen(cmd, cwd=self.dir, stderr=subprocess.DEVNULL))
+        for tls in (False, True):
+            server = AsgiServer("benchmarks.transport_bench:page_app", tls=tls, tls_dir=self.tls, log=False,
+                                keep_alive_max_requests=self.keepalive_requests)  # fmt: skip
+            self._asgi.append(server.start())
+        self.http_port, self.https_port = (server.port or 0 for server in self._asgi)
 
     def stop(self) -> None:
+        for server in self._asgi:
+            server.stop()
         for p in self._procs:
             p.terminate()
         for p in self._procs:
@@ -366,7 +355,7 @@ def _run_one(servers: Servers, client: str, loop: str, c: int, duration: float,
     port = servers.https_port if tls else servers.http_port
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}/page.html"
     cmd = [py, str(Path(__file__).resolve()), "--case", "--client", client, "--url", url,
-           "--ca", str(servers.dir / "ca.pem"), "--c", str(c), "--duration", str(duration), "--loop", loop]  # fmt: skip
+           "--ca", str(servers.ca_path), "--c", str(c), "--duration", str(duration), "--loop", loop]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if out.returncode != 0:
         print(f"{client} C={c} ({loop}): failed\n{out.stderr[-2000:]}", flush=True)

@@ -1,4 +1,5 @@
-"""Shared fixtures: real loopback servers running the test site (tests/site), one per variant.
+"""Shared fixtures: real loopback servers running the demo site (crawler/demo/site.py), one per variant,
+all started by the one launcher (crawler/demo/launcher.py).
 
 The session servers are shared by every test: assert on a path only your test requests, or call
 `site.clear_log()` first. Tests that need their own variant (robots, page count, host) use `site_factory`.
@@ -13,12 +14,14 @@ from typing import Any
 
 import pytest
 
-# `tests.site` must import whether pytest was started as `python -m pytest` or as `pytest`.
+# `tests.*` must import whether pytest was started as `python -m pytest` or as `pytest`.
 _REPO_ROOT = str(Path(__file__).resolve().parents[1])
 if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
-from tests.site.server import SiteServer, tls_files  # noqa: E402
+from crawler.demo.site import SiteServer  # noqa: E402
+from crawler.demo.tls import tls_files  # noqa: E402
+from tests.pipelines.apisite import ApiServer  # noqa: E402
 
 SiteFactory = Callable[..., SiteServer]
 
@@ -35,6 +38,13 @@ def h2_site() -> Iterator[SiteServer]:
     """HTTP/2 over TLS (ALPN h2, http/1.1) with 200 pages; trust it with `h2_site.ca_path`."""
     with SiteServer(tls=True) as site:
         yield site
+
+
+@pytest.fixture(scope="session")
+def api() -> Iterator[ApiServer]:
+    """The API and sitemap site (tests/pipelines/apisite.py): paginated JSON in every style, sitemaps."""
+    with ApiServer() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

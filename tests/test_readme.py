@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from tests.cli.conftest import Cli, crawler_command, write_job
-from tests.site.server import SiteServer
 
 
 def _job(site: SiteServer, extra: str = "", start: str = "/") -> str:
@@ -178,7 +178,7 @@ def test_live_progress_on_a_terminal(tmp_path: Path, http1_site: SiteServer) -> 
 
 
 def test_run_paginates_an_api_and_reads_sitemaps(cli: Cli, tmp_path: Path) -> None:
-    from tests.crawl.apisite import ITEMS, ApiServer
+    from tests.pipelines.apisite import ITEMS, ApiServer
 
     with ApiServer() as api:
         write_job(tmp_path, f"start_urls: ['{api.url}/next/items']\nstart_sitemaps: ['{api.url}/sitemaps/index.xml']\n"

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from crawler import Crawler
+from crawler.demo.site import SiteServer
 from tests.engine._helpers import crawl_all as _crawl
 from tests.engine._helpers import make_job as _job
-from tests.site.server import SiteServer
 
 
 def _page_requests(site: SiteServer) -> list[dict]:

@@ -9,9 +9,9 @@ import json
 import time
 from pathlib import Path
 
+from crawler.demo.site import SiteServer
 from tests.engine._helpers import crawl_all as _crawl
 from tests.engine._helpers import make_job as _job
-from tests.site.server import SiteServer
 
 
 async def test_per_host_in_flight_cap_is_measured_at_the_server(site_factory) -> None:

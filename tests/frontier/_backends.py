@@ -18,14 +18,9 @@ from typing import Any
 
 import pytest
 
+from crawler.demo.launcher import free_port
 from crawler.frontier.base import FrontierBackend
 from crawler.frontier.memory import MemoryFrontier
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

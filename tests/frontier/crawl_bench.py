@@ -4,7 +4,7 @@ two processes. Same site, same job, runs interleaved, median of the repeats.
     python -m tests.frontier.crawl_bench                      # 10,000 pages, 3 repeats
     python -m tests.frontier.crawl_bench --pages 3000 --repeats 5 --variants memory sqlite
 
-The site is the test site's pages (tests/site: 2-8 KB, 11-13 links each) rendered to files and served by
+The site is the test site's pages (crawler/demo/site.py: 2-8 KB, 11-13 links each) rendered to files and served by
 nginx (one worker; `--server site` uses the hypercorn test site itself, which then limits the crawl); the job follows every link with 64 workers, no rate limit, no robots.txt,
 and writes a title per page as JSON lines. "wall" is pages over the wall time from starting the process(es)
 to the last exit, interpreter start-up included; "engine" is the crawler's own figure (one process only);
@@ -32,10 +32,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.frontier._backends import free_port, start_redis  # noqa: E402
+from crawler.demo.launcher import free_port  # noqa: E402
+from crawler.demo.site import SiteServer, render_home, render_page  # noqa: E402
+from tests.frontier._backends import start_redis  # noqa: E402
 from tests.frontier._crawl import count_lines, write_job  # noqa: E402
-from tests.site.app import render_home, render_page  # noqa: E402
-from tests.site.server import SiteServer  # noqa: E402
 
 VARIANTS = ["memory", "sqlite", "redis-1", "redis-2"]
 _RATE_RE = re.compile(r"([\d,.]+) pages/s")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from tests.frontier._backends import RedisServer
 from tests.frontier._crawl import (
     CrawlProcess,
@@ -23,7 +24,6 @@ from tests.frontier._crawl import (
     wait_until,
     write_job,
 )
-from tests.site.server import SiteServer
 
 PAGES = 1000
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from crawler.frontier.redis import RedisFrontier, WorkerBusy, key_prefix, read_status
 from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisServer
@@ -27,7 +28,6 @@ from tests.frontier._crawl import (
     site_urls,
     write_job,
 )
-from tests.site.server import SiteServer
 
 pytestmark = pytest.mark.redis
 

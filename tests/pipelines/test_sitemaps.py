@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 from crawler.pipelines.sitemaps import decompress_capped, parse_sitemap
-from tests.crawl.apisite import ApiServer
-from tests.crawl.conftest import run_job
+from tests.pipelines.apisite import ApiServer
+from tests.pipelines.conftest import run_job
 
 ALL_PAGES = {"/p/0", "/p/1", "/p/2", "/p/3", "/p/4", "/p/5"}
 

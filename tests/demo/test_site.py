@@ -14,8 +14,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 import httpx
 import pytest
 
-from tests.site.app import big_body, page_links
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer, big_body, page_links
 
 HREF_RE = re.compile(rb'<a href="([^"]*)"')
 TITLE_RE = re.compile(rb"<title>(.*?)</title>")
@@ -477,28 +476,3 @@ def test_api_items_paginate(http1_site: SiteServer) -> None:
         second = client.get(first["next"]).json()
     assert [i["id"] for i in first["items"]] == list(range(150))
     assert [i["id"] for i in second["items"]] == list(range(150, 200)) and second["next"] is None
-
-
-# --- the demo ----------------------------------------------------------------------------------------------
-
-
-def test_demo_job_file_is_valid() -> None:
-    from crawler import Job
-
-    job = Job.from_yaml("configs/demo.yaml")
-    assert job.start_urls == ["https://127.0.0.1:8443/"]
-    assert job.http.http2 and job.output.items == "out/demo/items.jsonl"
-
-
-def test_demo_crawls_the_whole_site_over_http2(tmp_path, monkeypatch, capsys) -> None:
-    from tests.site import demo
-
-    monkeypatch.chdir(tmp_path)  # demo.main moves to the repo root; monkeypatch moves back
-    items, stats = tmp_path / "items.jsonl", tmp_path / "stats.json"
-    argv = ["--pages", "120", "--port", "0", "--progress-every", "0",
-            "--set", f"output.items={items}", "--set", f"output.stats={stats}"]  # fmt: skip
-    assert demo.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "by the server {'HTTP/2': 122}" in out  # 121 pages and robots.txt, all over HTTP/2
-    assert len(items.read_text().splitlines()) == 121
-    assert f"items      121 lines in {items}" in out

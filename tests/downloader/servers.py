@@ -1,51 +1,26 @@
 """Real loopback servers for the downloader tests and benchmark: nginx from the distribution (ranges,
-sendfile, large files) with a generated config, and the edge-case ASGI app under hypercorn.
+sendfile, large files) with a generated config, and the edge-case ASGI app under the one launcher
+(crawler/demo/launcher.py).
 
 Both run as subprocesses on free ports and are stopped by `stop()` (or the context manager).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote
 
-import httpx
+from benchmarks.nginx import find_nginx
+from crawler.demo.launcher import AsgiServer, free_port, wait_listening
 
 __all__ = ["EdgeServer", "NginxServer", "find_nginx", "free_port"]
-
-_START_TIMEOUT = 20.0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + _START_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(
-                f"{what} exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}"
-            )
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"{what} did not start listening on {host}:{port}")
 
 
 def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
@@ -57,11 +32,6 @@ def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> No
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def find_nginx() -> str | None:
-    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
-                                          if os.access(p, os.X_OK)), None)  # fmt: skip
 
 
 class NginxServer:
@@ -141,9 +111,9 @@ http {{
                 self._proc = subprocess.Popen([nginx, "-c", str(conf), "-p", str(self._dir), "-e", "stderr"],
                                               stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
             try:
-                _wait_listening(self.host, port, self._proc, "nginx", log)
+                wait_listening(self.host, port, self._proc)
             except RuntimeError as exc:  # most likely the port was taken meanwhile
-                last_error = exc
+                last_error = RuntimeError(f"{exc}: {log.read_text(errors='replace')[-3000:]}")
                 _stop(self._proc)
                 continue
             self.port = port
@@ -177,71 +147,33 @@ http {{
         self.stop()
 
 
-class EdgeServer:
-    """The edge-case app (`tests/download/app.py`) under hypercorn, HTTP/1.1 on a free loopback port."""
+class EdgeServer(AsgiServer):
+    """The edge-case app (`tests/downloader/app.py`) under the launcher, HTTP/1.1 on a free loopback port."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self.host = host
-        self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: Path | None = None
-        self._client: httpx.Client | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def url_for(self, path: str, **params: Any) -> str:
-        query = urlencode({k: v for k, v in params.items() if v is not None})
-        return f"{self.url}{path}" + (f"?{query}" if query else "")
+    def __init__(self, host: str = "127.0.0.1", **kwargs: Any) -> None:
+        super().__init__("tests.downloader.app:app", host=host, keep_alive_timeout=30, graceful_timeout=0.5,
+                         **kwargs)  # fmt: skip
 
     def start(self) -> EdgeServer:
-        self._dir = Path(tempfile.mkdtemp(prefix="crawler-edge-"))
-        port_file = self._dir / "port"
-        log = self._dir / "server.log"
-        with open(log, "wb") as out:
-            self._proc = subprocess.Popen(
-                [sys.executable, str(Path(__file__).with_name("app.py")), "--host", self.host,
-                 "--port-file", str(port_file)],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not port_file.exists():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"edge server did not start: {log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.02)
-        self.port = int(port_file.read_text())
-        _wait_listening(self.host, self.port, self._proc, "edge server", log)
-        self._client = httpx.Client(base_url=self.url, timeout=10, trust_env=False)
+        super().start()
         return self
 
-    def log(self, clear: bool = False) -> list[dict[str, Any]]:
-        assert self._client is not None
-        data: list[dict[str, Any]] = json.loads(
-            self._client.get("/__log", params={"clear": "1"} if clear else {}).content
-        )
-        return data
+    def __enter__(self) -> EdgeServer:
+        return self.start()
+
+    def log(self, prefix: str | None = None, clear: bool = False) -> list[dict[str, Any]]:  # type: ignore[override]
+        """The requests seen, oldest first: path, query (a dict), range, if_range, status, t, user_agent,
+        accept_encoding."""
+        return [
+            {"path": e["path"], "query": dict(parse_qsl(e["query"], keep_blank_values=True)),
+             "range": e["headers"].get("range"), "if_range": e["headers"].get("if-range"), "status": e["status"],
+             "t": e["t"], "user_agent": e["headers"].get("user-agent"),
+             "accept_encoding": e["headers"].get("accept-encoding")}
+            for e in super().log(prefix, clear)
+        ]  # fmt: skip
 
     def requests_for(self, key: str) -> list[dict[str, Any]]:
         return [r for r in self.log() if r["query"].get("key") == key]
 
     def bump(self, key: str) -> None:
-        assert self._client is not None
-        self._client.get("/__bump", params={"key": key}).raise_for_status()
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        _stop(self._proc)
-        self._proc = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            self._dir = None
-
-    def __enter__(self) -> EdgeServer:
-        return self.start()
-
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
-        self.stop()
+        self._get("/__bump", key=key)

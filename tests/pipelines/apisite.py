@@ -1,37 +1,22 @@
 """A small site for the crawl-feature tests: sitemaps (index, gzip, text, bomb), paginated JSON APIs in
 every style (Link header, next field, page number, cursor), an HTML listing, and a rate-limit quota.
 
-`ApiServer` runs it with hypercorn in a subprocess (`python -m tests.crawl.apisite --port-file F`), the way
-`tests.site.server.SiteServer` runs the main test site, and reads the request log at `/__log`.
+`ApiServer` serves it through the one launcher (crawler/demo/launcher.py), whose request log records every
+request.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gzip
 import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 import zlib
-from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
-import httpx
+from crawler.demo.asgi import Scope, Send, base_url, query_params
+from crawler.demo.asgi import respond as _asgi_respond
+from crawler.demo.launcher import AsgiServer
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ITEMS = 14  # items in every paginated collection
 PER_PAGE = 4  # so pages 1-3 are full, page 4 has 2 items, page 5 is empty
 PAGES = 6  # /p/0 .. /p/5
@@ -67,32 +52,11 @@ def _gzip_zeros(size: int) -> bytes:
 
 class ApiApp:
     def __init__(self) -> None:
-        self.log: list[dict[str, Any]] = []
         self._bomb: bytes | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        path: str = scope["path"]
-        query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
-        host = dict(scope["headers"]).get(b"host", b"").decode()
-        base = f"{scope['scheme']}://{host}"
-        if path == "/__log":
-            body = json.dumps(self.log).encode()
-            if query.get("clear") == "1":
-                self.log.clear()
-            await _respond(send, 200, body, "application/json")
-            return
-        self.log.append({"path": path, "query": scope["query_string"].decode(), "t": time.monotonic()})
-        await self.route(path, query, base, send)
+    async def __call__(self, scope: Scope, receive: Any, send: Send) -> None:
+        if scope["type"] == "http":
+            await self.route(scope["path"], query_params(scope), base_url(scope), send)
 
     async def route(self, path: str, query: dict[str, str], base: str, send: Send) -> None:
         if path == "/robots.txt":
@@ -180,116 +144,22 @@ class ApiApp:
 
 async def _respond(send: Send, status: int, body: bytes, content_type: str,
                    headers: list[tuple[bytes, bytes]] | None = None) -> None:  # fmt: skip
-    head = [
-        (b"content-type", content_type.encode()),
-        (b"content-length", str(len(body)).encode()),
-        *(headers or []),
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
+    await _asgi_respond(send, status, body, content_type.encode(), headers or [])
 
 
 app = ApiApp()
 
 
-class ApiServer:
-    """The app above in a hypercorn subprocess on 127.0.0.1: `with ApiServer() as api: api.url`."""
+class ApiServer(AsgiServer):
+    """The app above under the launcher on 127.0.0.1: `with ApiServer() as api: api.url`."""
 
-    def __init__(self) -> None:
-        self.port: int | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._dir: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("tests.pipelines.apisite:app", **kwargs)
 
     def __enter__(self) -> ApiServer:
-        self._dir = Path(tempfile.mkdtemp(prefix="crawler-apisite-"))
-        port_file = self._dir / "port"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-        with open(self._dir / "server.log", "wb") as out:
-            self._proc = subprocess.Popen([sys.executable, "-m", "tests.crawl.apisite", "--port-file", str(port_file)],
-                                          cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-        deadline = time.monotonic() + 20
-        while not port_file.exists():
-            if self._proc.poll() is not None or time.monotonic() > deadline:
-                self.__exit__()
-                raise RuntimeError("the API test site did not start")
-            time.sleep(0.02)
-        self.port = int(port_file.read_text())
-        while True:
-            try:
-                httpx.get(self.url + "/__log", timeout=2)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-            self._proc = None
-        if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
-
-    def log(self, clear: bool = False) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = httpx.get(
-            self.url + "/__log", params={"clear": "1"} if clear else {}
-        ).json()
-        return entries
-
-    def paths(self) -> list[str]:
-        return [e["path"] + (f"?{e['query']}" if e["query"] else "") for e in self.log()]
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--port-file", required=True)
-    args = parser.parse_args()
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    sock.setblocking(False)
-    sock.set_inheritable(True)
-    tmp = Path(args.port_file + ".tmp")
-    tmp.write_text(str(sock.getsockname()[1]))
-    tmp.replace(args.port_file)
-
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]
-    config.accesslog = None
-    config.graceful_timeout = 0.5
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        parent = os.getppid()
-
-        async def orphaned() -> None:
-            while os.getppid() == parent:  # noqa: ASYNC110 - no event fires when the parent dies
-                await asyncio.sleep(1.0)
-            stop.set()
-
-        watcher = asyncio.create_task(orphaned())
-        await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-        watcher.cancel()
-
-    asyncio.run(run())
-
-
-if __name__ == "__main__":
-    main()
+    def paths(self, prefix: str | None = None) -> list[str]:
+        """Paths with their query strings, oldest first."""
+        return [e["path"] + (f"?{e['query']}" if e["query"] else "") for e in self.log(prefix)]

@@ -461,7 +461,7 @@ async def test_rename_leaves_another_downloads_part_alone(edge: EdgeServer, key:
 
 async def test_http2_over_tls_through_the_shared_client_config(h2_site: Any, tmp_path: Path) -> None:
     from crawler import HttpConfig
-    from tests.site.app import big_body
+    from crawler.demo.site import big_body
 
     h2_site.clear_log()
     url = h2_site.url_for("/big/3000000")

@@ -1,6 +1,6 @@
 """The transport under the shared client (crawler/http/transport/transport.py), against real servers on loopback.
 
-hypercorn (tests/transport_site.py, in a subprocess) plays a well-behaved HTTP/1.1 and HTTP/2-over-TLS
+hypercorn (tests/http/transport_site.py, under the shared launcher) plays a well-behaved HTTP/1.1 and HTTP/2-over-TLS
 server; small asyncio servers in the test process play misbehaving ones and count connections. Every test
 goes through a plain `httpx.AsyncClient(transport=make_transport(...))`.
 """
@@ -9,86 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import trustme
 
+from crawler.demo.launcher import AsgiServer, free_port
+from crawler.demo.tls import TlsFiles, tls_files
 from crawler.http.transport.transport import make_transport
-from tests.transport_site import GZIP_TEXT
-
-REPO = Path(__file__).resolve().parents[1]
-
+from tests.http.transport_site import GZIP_TEXT
 
 # -- servers ---------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_until_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"hypercorn exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"hypercorn did not listen on {port}")
-
-
-class Certs:
-    def __init__(self, directory: Path) -> None:
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.certfile = directory / "server.pem"
-        self.keyfile = directory / "server.key"
-        self.ca_path = directory / "ca.pem"
-        cert.private_key_and_cert_chain_pem.write_to_path(str(self.certfile))
-        cert.private_key_pem.write_to_path(str(self.keyfile))
-        ca.cert_pem.write_to_path(str(self.ca_path))
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_path))
+# The shared TLS material of the loopback servers: one CA for 127.0.0.1, localhost and the other names.
+Certs = TlsFiles
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    return Certs(tmp_path_factory.mktemp("transport-certs"))
+def certs() -> Certs:
+    return tls_files()
 
 
-def _hypercorn(*tls_files: Path, keep_alive: float = 30.0, max_requests: int = 1000) -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "tests.transport_site", str(port), *map(str, tls_files)]
-    env = {
-        **os.environ,
-        "TRANSPORT_SITE_KEEP_ALIVE": str(keep_alive),
-        "TRANSPORT_SITE_MAX_REQUESTS": str(max_requests),
-    }
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        _wait_until_listening(port, proc)
-        yield f"{'https' if tls_files else 'http'}://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def _hypercorn(tls: bool = False, keep_alive: float = 30.0, max_requests: int = 1000) -> Iterator[str]:
+    with AsgiServer("tests.http.transport_site:app", tls=tls, keep_alive_timeout=keep_alive,
+                    keep_alive_max_requests=max_requests) as server:  # fmt: skip
+        yield server.url
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +50,13 @@ def site() -> Iterator[str]:
 @pytest.fixture(scope="module")
 def tls_site(certs: Certs) -> Iterator[str]:
     """Base URL of the TLS hypercorn site offering h2 and http/1.1 via ALPN."""
-    yield from _hypercorn(certs.certfile, certs.keyfile)
+    yield from _hypercorn(tls=True)
 
 
 @pytest.fixture(scope="module")
 def impatient_tls_site(certs: Certs) -> Iterator[str]:
     """Like tls_site, but the server closes connections idle for more than 0.3 s (GOAWAY over HTTP/2)."""
-    yield from _hypercorn(certs.certfile, certs.keyfile, keep_alive=0.3)
+    yield from _hypercorn(tls=True, keep_alive=0.3)
 
 
 Handler = Callable[["RawServer", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -312,7 +262,7 @@ async def test_pool_timeout_when_every_connection_is_busy() -> None:
 async def test_connect_error_on_a_closed_port() -> None:
     async with client() as c:
         with pytest.raises(httpx.ConnectError):
-            await c.get(f"http://127.0.0.1:{_free_port()}/")
+            await c.get(f"http://127.0.0.1:{free_port()}/")
 
 
 async def test_connect_timeout_when_the_server_never_accepts() -> None:
@@ -753,7 +703,7 @@ async def test_requests_queued_behind_a_failing_first_tls_connection_fail_togeth
 
 
 async def test_origins_without_connections_are_forgotten() -> None:
-    port = _free_port()  # nothing listens there: every connect is refused at once
+    port = free_port()  # nothing listens there: every connect is refused at once
     async with client() as c:
         for i in range(1500):
             with pytest.raises(httpx.ConnectError):
@@ -815,7 +765,7 @@ class GoawayServer:
         self.connections = 0
         self.answered = 0
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(certs.certfile), str(certs.keyfile))
+        ctx.load_cert_chain(str(certs.cert_path), str(certs.key_path))
         ctx.set_alpn_protocols(["h2"])
         self._ctx = ctx
         self.port = 0

@@ -1,6 +1,5 @@
-"""A tiny ASGI app run by hypercorn in a subprocess, for the transport tests (tests/test_transport.py).
-
-    python -m tests.transport_site PORT [CERTFILE KEYFILE]
+"""A tiny ASGI app for the transport tests (tests/http/test_transport.py), served by the one launcher
+(`AsgiServer("tests.http.transport_site:app", ...)`, crawler/demo/launcher.py).
 
 Endpoints (GET unless said):
   /bytes/N            N bytes with Content-Length (a HEAD gets the same head, no body)
@@ -15,8 +14,8 @@ Endpoints (GET unless said):
   /echo (POST, PUT)   the request body's length and Transfer-Encoding, as JSON
   /short/N            announces Content-Length N, sends N/2 bytes and ends (a truncated body)
 
-    TRANSPORT_SITE_KEEP_ALIVE=S in the environment sets hypercorn's idle keep-alive timeout (default 30 s),
-    TRANSPORT_SITE_MAX_REQUESTS=N the requests it serves per connection before closing it (GOAWAY in h2).
+The launcher's keep_alive_timeout and keep_alive_max_requests set hypercorn's idle keep-alive timeout and
+the requests it serves per connection before closing it (GOAWAY in h2).
 """
 
 from __future__ import annotations
@@ -24,24 +23,18 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
-import os
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
 from urllib.parse import parse_qs
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+from crawler.demo.asgi import Receive, Scope, Send, respond
 
 GZIP_TEXT = "hello from the transport test site\n" * 50
 
 
-async def _respond(send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None,
-                   head_only: bool = False) -> None:  # fmt: skip
-    hdrs = [(b"content-length", str(len(body)).encode())] + (headers or [])
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": b"" if head_only else body})
+async def _respond(
+    send: Send, status: int, body: bytes = b"", headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    # A HEAD gets the same head and no body: the launcher's request log drops the body of HEAD responses.
+    await respond(send, status, body, None, headers or [])
 
 
 async def _stream(send: Send, pieces: list[bytes], delay: float = 0.0) -> None:
@@ -60,22 +53,13 @@ async def _stream(send: Send, pieces: list[bytes], delay: float = 0.0) -> None:
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
     if scope["type"] != "http":
         return
     path: str = scope["path"]
     query = {k: v[0] for k, v in parse_qs(scope["query_string"].decode()).items()}
-    head_only = scope["method"] == "HEAD"
     parts = path.strip("/").split("/")
     if parts[0] == "bytes":
-        await _respond(send, 200, b"x" * int(parts[1]), head_only=head_only)
+        await _respond(send, 200, b"x" * int(parts[1]))
     elif parts[0] == "chunked":
         n = int(parts[1])
         q = n // 4
@@ -121,22 +105,3 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _respond(send, 200, json.dumps({"size": size, "transfer_encoding": te}).encode())
     else:
         await _respond(send, 404, b"not found")
-
-
-def main() -> None:
-    import hypercorn.asyncio
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"127.0.0.1:{sys.argv[1]}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.keep_alive_timeout = float(os.environ.get("TRANSPORT_SITE_KEEP_ALIVE", "30"))
-    config.keep_alive_max_requests = int(os.environ.get("TRANSPORT_SITE_MAX_REQUESTS", "1000"))
-    if len(sys.argv) > 3:
-        config.certfile, config.keyfile = sys.argv[2], sys.argv[3]
-    asyncio.run(hypercorn.asyncio.serve(app, config))  # type: ignore[arg-type]
-
-
-if __name__ == "__main__":
-    main()

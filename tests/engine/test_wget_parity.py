@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from crawler.demo.launcher import free_port
 from tests.cli.conftest import crawler_command
 
 DOCS = Path("/usr/share/doc/python3/html")
@@ -55,15 +55,9 @@ def _generate_site(root: Path, sections: int = 20, per_section: int = 30) -> Pat
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_crawler_reaches_every_page_wget_mirror_reaches(tmp_path: Path) -> None:
     root = DOCS if (DOCS / "index.html").exists() else _generate_site(tmp_path / "site")
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                                "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:

@@ -1,24 +1,14 @@
-"""Fixtures for the crawl-feature tests: the API test site and a helper that runs a job through the
-library the way `crawler run` does."""
+"""Helpers for the crawl-feature tests (the `api` site fixture is in tests/conftest.py): run a job through
+the library the way `crawler run` does, and read the items it wrote."""
 
 from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from crawler import Crawler, Job, Stats
-from tests.crawl.apisite import ApiServer
-
-
-@pytest.fixture(scope="session")
-def api() -> Iterator[ApiServer]:
-    with ApiServer() as server:
-        yield server
 
 
 def read_items(path: Path) -> list[dict[str, Any]]:

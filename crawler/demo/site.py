@@ -1,5 +1,6 @@
-"""The test site: a pure ASGI app serving a generated crawlable site plus edge-case endpoints, and logging
-every request it receives so tests assert what the *server* saw (paths, HTTP versions, timing).
+"""The demo and test site: an ASGI app serving a generated crawlable site plus edge-case endpoints, and
+`SiteServer`, which serves it on loopback through the launcher (whose request log lets tests assert what the
+*server* saw: paths, HTTP versions, timing). `crawler demo` crawls it; the test suite runs against it.
 
 Settings are read once from the environment when the server process starts (see `SiteSettings`), so each
 server subprocess is one variant of the site. The pure helpers `page_links` and `big_body` let tests
@@ -25,7 +26,7 @@ Endpoints (query parameters and defaults):
   /charset/{encoding}?where=header      where: header | meta | both | none
   /oauth/token (POST, client credentials, ?expires_in=)   /protected[/{any}] (Bearer)
   /basic-auth?user=user&password=pass   /headers (echo)   /api/items?page=1&per_page=20
-  /__log?clear=0&reset=0&prefix=   /__health           (never logged)
+  /__health (never logged; the launcher adds /__log and /__reset, see crawler.demo.asgi)
 """
 
 from __future__ import annotations
@@ -35,28 +36,50 @@ import base64
 import email.utils
 import gzip
 import hashlib
-import json
 import mimetypes
 import os
 import random
 import secrets
 import time
 import zlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["SiteSettings", "app", "big_body", "make_app", "page_links", "robots_txt"]
+from crawler.demo.asgi import (
+    HTML,
+    LOG,
+    TEXT,
+    Headers,
+    Receive,
+    Scope,
+    Send,
+    base_url,
+    header,
+    int_param,
+    query_list,
+    query_params,
+    read_body,
+    respond,
+    respond_json,
+)
+from crawler.demo.launcher import AsgiServer
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Headers = list[tuple[bytes, bytes]]
+__all__ = [
+    "DEMO_JOB",
+    "SiteServer",
+    "SiteSettings",
+    "app",
+    "big_body",
+    "make_app",
+    "page_links",
+    "robots_txt",
+]
 
-HTML = b"text/html; charset=utf-8"
-JSON = b"application/json"
-TEXT = b"text/plain; charset=utf-8"
+# The demo job `crawler demo` runs (configs/demo.yaml links to it).
+DEMO_JOB = Path(__file__).with_name("demo.yaml")
 
 # Robots variants selectable with SITE_ROBOTS; "delay:N" is handled in robots_txt().
 _ROBOTS_VARIANTS = {
@@ -244,93 +267,11 @@ _FILE_MAGIC = {
 }
 
 
-# --- the request log -------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class RequestLog:
-    """Everything the server saw, in arrival order, plus counters kept by stateful endpoints."""
-
-    entries: list[dict[str, Any]] = field(default_factory=list)
-    inflight: int = 0
-    max_inflight: int = 0
-    tokens_issued: int = 0
-    seq: int = 0
-
-    def snapshot(self, prefix: str | None) -> dict[str, Any]:
-        entries = (
-            self.entries if prefix is None else [e for e in self.entries if e["path"].startswith(prefix)]
-        )
-        return {
-            "requests": entries,
-            "counters": {
-                "requests": len(self.entries),
-                "inflight": self.inflight,
-                "max_inflight": self.max_inflight,
-                "tokens_issued": self.tokens_issued,
-            },
-        }
-
-    def clear(self) -> None:
-        self.entries = []
-        self.max_inflight = self.inflight
-        self.tokens_issued = 0
-
-
-# --- ASGI plumbing ---------------------------------------------------------------------------------------
-
-
-async def respond(
-    send: Send, status: int, body: bytes = b"", content_type: bytes | None = HTML, headers: Headers = ()
-) -> None:
-    out: Headers = [(b"content-length", str(len(body)).encode())]
-    if content_type is not None:
-        out.append((b"content-type", content_type))
-    out.extend(headers)
-    await send({"type": "http.response.start", "status": status, "headers": out})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def respond_json(send: Send, data: Any, status: int = 200, headers: Headers = ()) -> None:
-    await respond(send, status, json.dumps(data).encode(), JSON, headers)
-
-
-def _query(scope: Scope) -> dict[str, str]:
-    return {k: v[-1] for k, v in parse_qs(scope["query_string"].decode("latin-1")).items()}
-
-
-def _query_list(scope: Scope, name: str) -> list[str]:
-    return parse_qs(scope["query_string"].decode("latin-1")).get(name, [])
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return None
-
-
-def _base_url(scope: Scope) -> str:
-    host = _header(scope, b"host")
-    if not host:
-        server_host, server_port = scope["server"]
-        host = f"{server_host}:{server_port}"
-    return f"{scope['scheme']}://{host}"
-
-
-def _int(value: str | None, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except ValueError:
-        return default
-
-
 class SiteApp:
     """The ASGI callable. One instance per server process; all state lives here."""
 
     def __init__(self, settings: SiteSettings) -> None:
         self.settings = settings
-        self.log = RequestLog()
         self.hits: dict[str, int] = {}  # per-key counters for /retry-after and /flaky
         self.tokens: dict[str, float] = {}  # access token -> monotonic expiry
         self._pages: dict[tuple[str, int], bytes] = {}
@@ -362,86 +303,26 @@ class SiteApp:
             "api": self.api,
         }
 
+    def reset(self) -> None:
+        """Forget /retry-after and /flaky hit counts and issued tokens (`/__reset`)."""
+        self.hits.clear()
+        self.tokens.clear()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":
             return
         path: str = scope["path"]
-        if path.startswith("/__"):
-            await self.internal(scope, send)
-            return
-        entry: dict[str, Any] = {
-            "seq": self.log.seq,
-            "method": scope["method"],
-            "path": path,
-            "query": scope["query_string"].decode("latin-1"),
-            "http_version": scope["http_version"],
-            "scheme": scope["scheme"],
-            "client": "{}:{}".format(*(scope["client"] or ("?", 0))),
-            "headers": {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
-            "t": time.monotonic(),
-            "t_end": None,
-            "status": None,
-        }
-        log = self.log
-        log.seq += 1
-        log.entries.append(entry)
-        log.inflight += 1
-        log.max_inflight = max(log.max_inflight, log.inflight)
-        entry["inflight"] = log.inflight
-        head = scope["method"] == "HEAD"
-
-        async def logged_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                entry["status"] = message["status"]
-            elif message["type"] == "http.response.body":
-                if head:
-                    message = {**message, "body": b""}
-                if not message.get("more_body", False):
-                    entry["t_end"] = time.monotonic()
-            await send(message)
-
-        segments = path.strip("/").split("/")
-        handler = self._routes.get(segments[0])
-        try:
-            if handler is None:
-                await respond(logged_send, 404, simple_page("Not found"))
-            else:
-                await handler(scope, receive, logged_send, segments[1:])
-        finally:
-            log.inflight -= 1
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    # --- internal endpoints (never logged) -------------------------------------------------------------
-
-    async def internal(self, scope: Scope, send: Send) -> None:
-        query = _query(scope)
-        if scope["path"] == "/__log":
-            snapshot = self.log.snapshot(query.get("prefix"))
-            body = json.dumps(snapshot).encode()
-            if query.get("clear") == "1":
-                self.log.clear()
-            if query.get("reset") == "1":
-                self.log.clear()
-                self.hits.clear()
-                self.tokens.clear()
-            await respond(send, 200, body, JSON)
-        elif scope["path"] == "/__health":
+        if path == "/__health":
             await respond_json(
                 send, {"ok": True, "pages": self.settings.pages, "robots": self.settings.robots}
             )
+            return
+        segments = path.strip("/").split("/")
+        handler = self._routes.get(segments[0]) if not path.startswith("/__") else None
+        if handler is None:
+            await respond(send, 404, simple_page("Not found"))
         else:
-            await respond(send, 404, b"unknown internal endpoint", TEXT)
+            await handler(scope, receive, send, segments[1:])
 
     # --- the crawlable site ----------------------------------------------------------------------------
 
@@ -453,11 +334,11 @@ class SiteApp:
         await respond(send, 200, body)
 
     async def page(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        n = _int(rest[0], -1) if len(rest) == 1 else -1
+        n = int_param(rest[0], -1) if len(rest) == 1 else -1
         if not 0 <= n < self.settings.pages:
             await respond(send, 404, simple_page("Not found"))
             return
-        base = _base_url(scope)
+        base = base_url(scope)
         body = self._pages.get((base, n))
         if body is None:
             body = self._pages[(base, n)] = render_page(n, self.settings.pages, base)
@@ -465,14 +346,14 @@ class SiteApp:
 
     async def robots(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         variant = self.settings.robots
-        body = robots_txt(variant, _base_url(scope))
+        body = robots_txt(variant, base_url(scope))
         if body is None:
             await respond(send, 500 if variant == "error" else 404, b"", TEXT)
         else:
             await respond(send, 200, body.encode(), TEXT)
 
     async def sitemap(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        base = _base_url(scope)
+        base = base_url(scope)
         urls = "".join(f"<url><loc>{base}/page/{n}</loc></url>" for n in range(self.settings.pages))
         body = (
             '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -482,7 +363,7 @@ class SiteApp:
 
     async def links(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         # An arbitrary link graph for one test: /links?href=/a&href=/b
-        await respond(send, 200, simple_page("Links", links=_query_list(scope, "href")))
+        await respond(send, 200, simple_page("Links", links=query_list(scope, "href")))
 
     async def private(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         name = "/".join(rest) or "index"
@@ -491,7 +372,7 @@ class SiteApp:
     # --- status codes, retries, failures ---------------------------------------------------------------
 
     async def status(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        code = _int(rest[0] if rest else None, 200)
+        code = int_param(rest[0] if rest else None, 200)
         if not 200 <= code <= 599:
             code = 400
         if code in (204, 304):
@@ -508,15 +389,15 @@ class SiteApp:
 
     async def retry_after(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         key = "/".join(rest) or "default"
-        query = _query(scope)
-        times = _int(query.get("times"), 1)
+        query = query_params(scope)
+        times = int_param(query.get("times"), 1)
         if self._hit("retry-after", key) <= times:
             after = float(query.get("after", "2"))
             if query.get("date") == "1":
                 value = email.utils.formatdate(time.time() + after, usegmt=True)
             else:
                 value = f"{after:g}"
-            code = _int(query.get("status"), 429)
+            code = int_param(query.get("status"), 429)
             await respond(
                 send, code, simple_page(f"Status {code}"), headers=[(b"retry-after", value.encode())]
             )
@@ -525,9 +406,9 @@ class SiteApp:
 
     async def flaky(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         key = "/".join(rest) or "default"
-        query = _query(scope)
-        if self._hit("flaky", key) <= _int(query.get("fail"), 2):
-            code = _int(query.get("status"), 500)
+        query = query_params(scope)
+        if self._hit("flaky", key) <= int_param(query.get("fail"), 2):
+            code = int_param(query.get("status"), 500)
             await respond(send, code, simple_page(f"Status {code}"))
         else:
             await respond(send, 200, simple_page(f"Recovered {key}"))
@@ -535,7 +416,7 @@ class SiteApp:
     # --- bodies: compression, size, speed, truncation, files ------------------------------------------
 
     async def gzip_bomb(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        size = _int(_query(scope).get("mb"), 200) * 1_000_000
+        size = int_param(query_params(scope).get("mb"), 200) * 1_000_000
         blob = self._gzip_bombs.get(size)
         if blob is None:
             # Compressing 200 MB takes ~0.5 s once; off the loop so other requests keep flowing.
@@ -549,9 +430,9 @@ class SiteApp:
         )
 
     async def slow(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        delay = _int(rest[0] if rest else None, 1000) / 1000
+        delay = int_param(rest[0] if rest else None, 1000) / 1000
         body = simple_page(f"Slow {rest[0] if rest else 1000}")
-        if _query(scope).get("where") == "body":
+        if query_params(scope).get("where") == "body":
             # Headers now, body later: exercises read timeouts rather than time-to-first-byte.
             head = [(b"content-length", str(len(body)).encode()), (b"content-type", HTML)]
             await send({"type": "http.response.start", "status": 200, "headers": head})
@@ -563,13 +444,18 @@ class SiteApp:
             await respond(send, 200, body)
 
     async def big(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        size = max(0, _int(rest[0] if rest else None, 1_000_000))
-        query = _query(scope)
+        size = max(0, int_param(rest[0] if rest else None, 1_000_000))
+        query = query_params(scope)
         content_type = query.get("type", "application/octet-stream").encode()
         await self._stream_bytes(send, size, content_type, chunked=query.get("chunked") == "1")
 
     async def _stream_bytes(
-        self, send: Send, size: int, content_type: bytes, chunked: bool = False, headers: Headers = ()
+        self,
+        send: Send,
+        size: int,
+        content_type: bytes,
+        chunked: bool = False,
+        headers: Sequence[tuple[bytes, bytes]] = (),
     ) -> None:
         head: Headers = [(b"content-type", content_type), *headers]
         if not chunked:
@@ -583,9 +469,9 @@ class SiteApp:
         await send({"type": "http.response.body", "body": chunk[: size - sent]})
 
     async def truncated(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        query = _query(scope)
-        declared = _int(query.get("length"), 100_000)
-        sent = min(_int(query.get("send"), 1000), declared)
+        query = query_params(scope)
+        declared = int_param(query.get("length"), 100_000)
+        sent = min(int_param(query.get("send"), 1000), declared)
         head = [(b"content-length", str(declared).encode()), (b"content-type", b"application/octet-stream")]
         await send({"type": "http.response.start", "status": 200, "headers": head})
         if scope["http_version"] == "2":
@@ -598,11 +484,11 @@ class SiteApp:
 
     async def file(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         name = "/".join(rest)
-        query = _query(scope)
+        query = query_params(scope)
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if content_type.startswith("text/") or content_type == "application/json":
             content_type += "; charset=utf-8"
-        size = _int(query.get("size"), 10_000 + len(name) * 1000)
+        size = int_param(query.get("size"), 10_000 + len(name) * 1000)
         ext = os.path.splitext(name)[1].lower()
         magic = _FILE_MAGIC.get(ext, b"")
         headers: Headers = []
@@ -615,7 +501,7 @@ class SiteApp:
         await respond(send, 200, body, content_type.encode(), headers)
 
     async def files(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        count = _int(_query(scope).get("count"), 6)
+        count = int_param(query_params(scope).get("count"), 6)
         exts = [".pdf", ".csv", ".png", ".zip", ".json", ".txt"]
         hrefs = [f"/file/doc-{i}{exts[i % len(exts)]}" for i in range(count)] + ["/page/0"]
         await respond(send, 200, simple_page("Files", links=hrefs))
@@ -623,21 +509,21 @@ class SiteApp:
     # --- URL handling: redirects, <base>, charsets ----------------------------------------------------
 
     async def redirect(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        hops = _int(rest[0] if rest else None, 1)
-        query = _query(scope)
+        hops = int_param(rest[0] if rest else None, 1)
+        query = query_params(scope)
         qs = scope["query_string"].decode("latin-1")
         target = (
             f"/redirect/{hops - 1}" + (f"?{qs}" if qs else "") if hops > 1 else query.get("to", "/page/0")
         )
         if query.get("absolute") == "1" and target.startswith("/"):
-            target = _base_url(scope) + target
-        code = _int(query.get("status"), 302)
+            target = base_url(scope) + target
+        code = int_param(query.get("status"), 302)
         await respond(send, code, b"", None, headers=[(b"location", target.encode())])
 
     async def base_href(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
         base = "/page/"
-        if _query(scope).get("absolute") == "1":
-            base = _base_url(scope) + base
+        if query_params(scope).get("absolute") == "1":
+            base = base_url(scope) + base
         body = (
             f'<!doctype html>\n<html><head><base href="{base}"><title>Base href</title></head><body>\n'
             '<h1>Base href</h1>\n<a href="3">Page 3</a>\n<a href="4#frag">Page 4</a>\n'
@@ -651,7 +537,7 @@ class SiteApp:
         if text is None:
             await respond(send, 404, simple_page("Unknown charset"))
             return
-        where = _query(scope).get("where", "header")  # header | meta | both | none
+        where = query_params(scope).get("where", "header")  # header | meta | both | none
         meta = f'<meta charset="{encoding}">' if where in ("meta", "both") else ""
         body = (
             f"<!doctype html>\n<html><head>{meta}<title>{text}</title></head>"
@@ -669,9 +555,9 @@ class SiteApp:
         if scope["method"] != "POST":
             await respond_json(send, {"error": "invalid_request"}, 405, [(b"allow", b"POST")])
             return
-        form = {k: v[-1] for k, v in parse_qs((await _read_body(receive)).decode()).items()}
+        form = {k: v[-1] for k, v in parse_qs((await read_body(receive)).decode()).items()}
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
-        basic = _basic_credentials(_header(scope, b"authorization"))
+        basic = _basic_credentials(header(scope, b"authorization"))
         if basic is not None:
             client_id, client_secret = basic
         settings = self.settings
@@ -683,17 +569,18 @@ class SiteApp:
         if form.get("grant_type") != "client_credentials":
             await respond_json(send, {"error": "unsupported_grant_type"}, 400)
             return
-        ttl = float(_query(scope).get("expires_in", settings.token_ttl))
+        ttl = float(query_params(scope).get("expires_in", settings.token_ttl))
         token = secrets.token_urlsafe(16)
         self.tokens[token] = time.monotonic() + ttl
-        self.log.tokens_issued += 1
+        if LOG in scope:
+            scope[LOG].count("tokens_issued")
         reply = {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
         if "scope" in form:
             reply["scope"] = form["scope"]
         await respond_json(send, reply, headers=[(b"cache-control", b"no-store")])
 
     async def protected(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        authorization = _header(scope, b"authorization") or ""
+        authorization = header(scope, b"authorization") or ""
         scheme, _, token = authorization.partition(" ")
         expiry = self.tokens.get(token) if scheme.lower() == "bearer" else None
         if expiry is None or expiry < time.monotonic():
@@ -703,9 +590,9 @@ class SiteApp:
         await respond(send, 200, simple_page(f"Protected {'/'.join(rest) or 'index'}"))
 
     async def basic_auth(self, scope: Scope, receive: Receive, send: Send, rest: list[str]) -> None:
-        query = _query(scope)
+        query = query_params(scope)
         expected = (query.get("user", "user"), query.get("password", "pass"))
-        if _basic_credentials(_header(scope, b"authorization")) != expected:
+        if _basic_credentials(header(scope, b"authorization")) != expected:
             await respond(
                 send, 401, simple_page("Unauthorized"), headers=[(b"www-authenticate", b'Basic realm="site"')]
             )
@@ -723,8 +610,8 @@ class SiteApp:
         if rest != ["items"]:
             await respond_json(send, {"error": "not found"}, 404)
             return
-        query = _query(scope)
-        page, per_page = max(1, _int(query.get("page"), 1)), max(1, _int(query.get("per_page"), 20))
+        query = query_params(scope)
+        page, per_page = max(1, int_param(query.get("page"), 1)), max(1, int_param(query.get("per_page"), 20))
         first = (page - 1) * per_page
         numbers = range(first, min(first + per_page, self.settings.pages))
         items = [{"id": n, "name": f"Product {n}", "url": f"/page/{n}"} for n in numbers]
@@ -737,18 +624,6 @@ class SiteApp:
                 "next": f"/api/items?page={page + 1}&per_page={per_page}" if more else None,
             },
         )
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
@@ -768,5 +643,32 @@ def make_app(settings: SiteSettings | None = None) -> SiteApp:
     return SiteApp(settings or SiteSettings.from_env())
 
 
-# What hypercorn serves (`tests.site.app:app`): settings come from the server process's environment.
+# What the launcher serves (`crawler.demo.site:app`): settings come from the server process's environment.
 app = make_app()
+
+
+class SiteServer(AsgiServer):
+    """The site in a hypercorn subprocess (see AsgiServer for addresses, lifecycle and the request log).
+    `pages` and `robots` choose the variant; `env` may set any other SITE_* setting."""
+
+    def __init__(
+        self, *, pages: int = 200, robots: str = "allow", env: dict[str, str] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(
+            "crawler.demo.site:app",
+            env={"SITE_PAGES": str(pages), "SITE_ROBOTS": robots, **(env or {})},
+            **kwargs,
+        )
+        self.pages = pages
+        self.robots = robots
+
+    def start(self) -> SiteServer:
+        super().start()
+        return self
+
+    def __enter__(self) -> SiteServer:
+        return self.start()
+
+    def __repr__(self) -> str:
+        where = self.url if self.port is not None else "not started"
+        return f"SiteServer({where}, pages={self.pages}, robots={self.robots!r})"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.crawl.apisite import ApiServer
-from tests.crawl.conftest import run_job
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer
+from tests.pipelines.apisite import ApiServer
+from tests.pipelines.conftest import run_job
 
 TEXT = {
     "utf-8": "Café naïve résumé — 日本語 ✓",

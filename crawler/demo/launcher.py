@@ -1,16 +1,19 @@
-"""Running the test site for real: `SiteServer` starts hypercorn in a subprocess on a loopback port, either
-cleartext HTTP/1.1 or HTTP/2 over TLS with trustme certificates, and reads the server-side request log.
+"""The one loopback server launcher: `AsgiServer` runs any ASGI app, named by import path, under hypercorn
+in a subprocess, cleartext HTTP/1.1 or HTTP/2 over TLS (ALPN h2, http/1.1; trustme certificates), with the
+server-side request log of `crawler.demo.asgi.RequestLogger`. `free_port()` is the one free-port probe.
 
-The subprocess half lives here too (`python -m tests.site.server ...`): it binds the socket itself so a
-busy fixed port can fall back to a free one, then reports the port it got through a file.
+The subprocess half is `python -m crawler.demo.launcher --app module:attr ...`: it binds the socket itself,
+so a busy fixed port can fall back to a free one, reports the port it got through a file, and exits when
+its parent dies, so a killed test run never leaves servers holding ports.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import errno
+import importlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -20,94 +23,99 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+from crawler.demo.extra import require_demo_extra
+from crawler.demo.tls import TlsFiles, tls_files
 
-__all__ = ["REPO_ROOT", "SiteServer", "TlsFiles", "tls_files"]
+__all__ = ["AsgiServer", "free_port", "wait_listening"]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-# Every name the server certificate is valid for: tests use several loopback hosts as distinct hosts.
-CERT_NAMES = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "localhost", "::1"]
 START_TIMEOUT = 20.0
 
 
-class TlsFiles:
-    """A trustme CA and a server certificate for CERT_NAMES, written as PEM files under `directory`."""
-
-    def __init__(self, directory: Path) -> None:
-        import trustme
-
-        directory.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA(organization_name="crawler test site")
-        cert = ca.issue_cert(*CERT_NAMES)
-        self.ca_path = directory / "ca.pem"
-        self.cert_path = directory / "server.pem"
-        self.key_path = directory / "server.key"
-        ca.cert_pem.write_to_path(str(self.ca_path))
-        cert.cert_chain_pems[0].write_to_path(str(self.cert_path))
-        for intermediate in cert.cert_chain_pems[1:]:
-            intermediate.write_to_path(str(self.cert_path), append=True)
-        cert.private_key_pem.write_to_path(str(self.key_path))
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.ca_path))
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now. Another process may take it before you bind: where you can,
+    let the server bind port 0 itself (AsgiServer does)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
-_shared_tls: TlsFiles | None = None
+def wait_listening(
+    host: str, port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = START_TIMEOUT
+) -> None:
+    """Wait until `host:port` accepts a connection; raise RuntimeError if `proc` exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listened on {host}:{port} within {timeout}s") from None
+            time.sleep(0.02)
 
 
-def tls_files(directory: str | Path | None = None) -> TlsFiles:
-    """TLS material for a server. Without a directory, one CA per process shared by every server, so a
-    single `http.verify` path trusts all of them."""
-    global _shared_tls
-    if directory is not None:
-        return TlsFiles(Path(directory))
-    if _shared_tls is None:
-        tmp = Path(tempfile.mkdtemp(prefix="crawler-site-tls-"))
-        atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-        _shared_tls = TlsFiles(tmp)
-    return _shared_tls
+def _import_root(app: str) -> str | None:
+    """The sys.path entry the app's top-level package is found under, so the child imports it too
+    (`tests.x:app` from a repository checkout works without PYTHONPATH)."""
+    top = app.partition(":")[0].partition(".")[0]
+    spec = importlib.util.find_spec(top)
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return str(Path(next(iter(spec.submodule_search_locations))).parent)
+    return str(Path(spec.origin).parent) if spec.origin else None
 
 
-class SiteServer:
-    """The test site in a hypercorn subprocess. Use as a context manager, or call start()/stop().
+class AsgiServer:
+    """An ASGI app (`"package.module:attribute"`) under hypercorn in a subprocess on a loopback port.
 
-    `url` is the base URL without a trailing slash (`https://127.0.0.1:PORT`); `host_key` is the crawler's
-    per-host key (`127.0.0.1:PORT`). Site variants are SITE_* settings (see `tests.site.app.SiteSettings`).
+    Use as a context manager, or call start()/stop(). `url` has no trailing slash
+    (`https://127.0.0.1:PORT`); `host_key` is the crawler's per-host key (`127.0.0.1:PORT`). `env` goes to
+    the server process (apps read their settings from it). TLS material comes from `tls_dir` (a directory
+    to write a new CA into, or a TlsFiles), else the per-process shared CA. `log=False` serves the app bare
+    (no request log, no `/__log`): for benchmarks.
     """
 
     def __init__(
         self,
+        app: str,
         *,
         tls: bool = False,
         host: str = "127.0.0.1",
         port: int = 0,
         fallback_port: bool = True,
-        pages: int = 200,
-        robots: str = "allow",
         env: dict[str, str] | None = None,
-        tls_dir: str | Path | None = None,
+        tls_dir: str | Path | TlsFiles | None = None,
         keep_alive_timeout: float = 75.0,
         keep_alive_max_requests: int = 10_000_000,
+        graceful_timeout: float = 1.0,
+        log: bool = True,
     ) -> None:
+        self.app = app
         self.tls = tls
         self.host = host
         self.requested_port = port
         self.fallback_port = fallback_port
-        self.pages = pages
-        self.robots = robots
-        self.env = {"SITE_PAGES": str(pages), "SITE_ROBOTS": robots, **(env or {})}
+        self.env = dict(env or {})
         self.keep_alive_timeout = keep_alive_timeout
         self.keep_alive_max_requests = keep_alive_max_requests
+        self.graceful_timeout = graceful_timeout
+        self.logging = log
         # The CA exists even for cleartext servers, so `ca_path` is always a usable `http.verify` value.
-        self._tls = tls_files(tls_dir)
+        self._tls = tls_dir if isinstance(tls_dir, TlsFiles) else tls_files(tls_dir)
         self.port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
-        self._client: httpx.Client | None = None
+        self._client: Any = None  # httpx.Client, imported on start
 
     # --- addresses ---------------------------------------------------------------------------------------
 
@@ -122,8 +130,10 @@ class SiteServer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
 
-    def url_for(self, path: str) -> str:
-        return self.url + (path if path.startswith("/") else "/" + path)
+    def url_for(self, path: str, **params: Any) -> str:
+        """The URL of `path`; keyword arguments (None values dropped) become the query string."""
+        query = urlencode({k: v for k, v in params.items() if v is not None})
+        return self.url + (path if path.startswith("/") else "/" + path) + (f"?{query}" if query else "")
 
     @property
     def host_key(self) -> str:
@@ -133,38 +143,52 @@ class SiteServer:
     def ca_path(self) -> str:
         return str(self._tls.ca_path)
 
+    @property
+    def tls_material(self) -> TlsFiles:
+        return self._tls
+
     def ssl_context(self) -> ssl.SSLContext:
-        """A client context trusting this server (httpx 0.28 deprecates `verify=<path>`)."""
+        """A client context trusting this server."""
         return self._tls.client_context()
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
-    def start(self) -> SiteServer:
+    def start(self) -> AsgiServer:
         if self._proc is not None:
             return self
-        self._workdir = Path(tempfile.mkdtemp(prefix="crawler-site-"))
+        require_demo_extra("hypercorn")
+        import httpx
+
+        self._workdir = Path(tempfile.mkdtemp(prefix="crawler-server-"))
         port_file = self._workdir / "port"
-        output = open(self._workdir / "server.log", "wb")  # closed below, once the child has it
         args = [
-            sys.executable, "-m", "tests.site.server",
+            sys.executable, "-m", "crawler.demo.launcher", "--app", self.app,
             "--host", self.host, "--port", str(self.requested_port), "--port-file", str(port_file),
             "--keep-alive-timeout", str(self.keep_alive_timeout),
             "--keep-alive-max-requests", str(self.keep_alive_max_requests),
+            "--graceful-timeout", str(self.graceful_timeout),
         ]  # fmt: skip
         if self.fallback_port:
             args.append("--fallback-port")
+        if not self.logging:
+            args.append("--no-log")
         if self.tls:
             args += ["--certfile", str(self._tls.cert_path), "--keyfile", str(self._tls.key_path)]
         env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        self._proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
-        output.close()
+        root = _import_root(self.app)
+        if root is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        with open(self._workdir / "server.log", "wb") as output:
+            self._proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=output,
+                                          stderr=subprocess.STDOUT)  # fmt: skip
         try:
             self.port = self._wait_for_port(port_file)
-            self._client = httpx.Client(
-                base_url=self.url, verify=self.ssl_context(), http2=self.tls, timeout=10.0, trust_env=False
-            )
-            self._wait_until_answering()
+            if self.logging:
+                self._client = httpx.Client(base_url=self.url, verify=self.ssl_context(), timeout=10.0,
+                                            trust_env=False)  # fmt: skip
+                self._wait_until_answering()
+            else:
+                wait_listening(self.host, self.port, self._proc)
         except BaseException:
             self.stop()
             raise
@@ -175,24 +199,27 @@ class SiteServer:
         while time.monotonic() < deadline:
             if port_file.exists():
                 return int(port_file.read_text())
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"test site exited with {self._proc.returncode}:\n{self.output()}")
+            self._check_alive()
             time.sleep(0.02)
-        raise RuntimeError(f"test site did not report its port within {START_TIMEOUT}s:\n{self.output()}")
+        raise RuntimeError(f"{self.app} did not report its port within {START_TIMEOUT}s:\n{self.output()}")
 
     def _wait_until_answering(self) -> None:
-        assert self._client is not None
+        import httpx
+
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             try:
-                if self._client.get("/__health").status_code == 200:
+                if self._client.get("/__log", params={"prefix": "\0"}).status_code == 200:
                     return
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     raise
-            if self._proc is not None and self._proc.poll() is not None:
-                raise RuntimeError(f"test site exited with {self._proc.returncode}:\n{self.output()}")
+            self._check_alive()
             time.sleep(0.05)
+
+    def _check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise RuntimeError(f"{self.app} exited with {self._proc.returncode}:\n{self.output()}")
 
     def output(self) -> str:
         """What the server process printed (errors, tracebacks): for failure messages."""
@@ -221,7 +248,11 @@ class SiteServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
-    def __enter__(self) -> SiteServer:
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def __enter__(self) -> AsgiServer:
         return self.start()
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
@@ -229,39 +260,36 @@ class SiteServer:
 
     def __repr__(self) -> str:
         where = self.url if self.port is not None else "not started"
-        return f"SiteServer({where}, pages={self.pages}, robots={self.robots!r})"
+        return f"{type(self).__name__}({self.app}, {where})"
 
     # --- the server-side log ----------------------------------------------------------------------------
 
-    def _get_log(self, **params: str) -> dict[str, Any]:
+    def _get(self, path: str, **params: str) -> Any:
         if self._client is None:
-            raise RuntimeError("the server is not started")
-        response = self._client.get("/__log", params=params)
+            raise RuntimeError("the server is not started, or runs without a request log")
+        response = self._client.get(path, params=params)
         response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
+        return response
 
     def log(self, prefix: str | None = None, clear: bool = False) -> list[dict[str, Any]]:
-        """Requests the server received, oldest first; each has seq, method, path, query, http_version,
-        scheme, client ("ip:port" of the connection), headers, t/t_end (server monotonic), status, inflight.
+        """Requests the server received, oldest first (the entry keys are listed in crawler.demo.asgi).
         `prefix` keeps only paths starting with it; `clear` empties the log after reading."""
         params = {"clear": "1"} if clear else {}
         if prefix is not None:
             params["prefix"] = prefix
-        requests: list[dict[str, Any]] = self._get_log(**params)["requests"]
+        requests: list[dict[str, Any]] = self._get("/__log", **params).json()["requests"]
         return requests
 
-    def counters(self) -> dict[str, int]:
-        """requests, inflight, max_inflight (since the last clear) and tokens_issued by /oauth/token."""
-        counters: dict[str, int] = self._get_log(prefix="\0")["counters"]
-        return counters
+    def counters(self) -> Counter[str]:
+        """requests, inflight, max_inflight (since the last clear), and what the app counted (0 if never)."""
+        return Counter(self._get("/__log", prefix="\0").json()["counters"])
 
     def clear_log(self) -> None:
-        self._get_log(prefix="\0", clear="1")
+        self._get("/__log", prefix="\0", clear="1")
 
     def reset(self) -> None:
-        """Clear the log and forget /retry-after and /flaky hit counts and issued tokens."""
-        self._get_log(prefix="\0", reset="1")
+        """Clear the log and the app's own state (hit counts, tokens, versions)."""
+        self._get("/__reset")
 
     def paths(self, prefix: str | None = None) -> list[str]:
         return [entry["path"] for entry in self.log(prefix)]
@@ -287,17 +315,26 @@ def _bind(host: str, port: int, fallback: bool) -> socket.socket:
     return sock
 
 
+def _load_app(path: str, logged: bool) -> Any:
+    module_name, _, attribute = path.partition(":")
+    app = getattr(importlib.import_module(module_name), attribute or "app")
+    if not logged:
+        return app
+    from crawler.demo.asgi import RequestLogger
+
+    return RequestLogger(app)
+
+
 async def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
-    from tests.site.app import app
-
+    app = _load_app(args.app, not args.no_log)
     config = Config()
     config.bind = [f"fd://{sock.detach()}"]
     config.backlog = 1024
     config.accesslog = None
-    config.graceful_timeout = 1.0
+    config.graceful_timeout = args.graceful_timeout
     config.keep_alive_timeout = args.keep_alive_timeout
     config.keep_alive_max_requests = args.keep_alive_max_requests
     if args.certfile:
@@ -312,18 +349,19 @@ async def _serve(args: argparse.Namespace, sock: socket.socket) -> None:
     parent = os.getppid()
 
     async def orphaned() -> None:
-        # If the test process dies without stopping us, do not linger holding the port.
+        # If the parent dies without stopping us, do not linger holding the port.
         while os.getppid() == parent:  # noqa: ASYNC110 - no event fires when the parent dies
             await asyncio.sleep(1.0)
         stop.set()
 
     watcher = asyncio.create_task(orphaned())
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    await serve(app, config, shutdown_trigger=stop.wait)
     watcher.cancel()
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve the crawler test site (one variant per process).")
+    parser = argparse.ArgumentParser(description="Serve an ASGI app on loopback with hypercorn.")
+    parser.add_argument("--app", required=True, help="import path, package.module:attribute")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--fallback-port", action="store_true", help="if --port is busy, take a free one")
@@ -332,6 +370,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--keyfile")
     parser.add_argument("--keep-alive-timeout", type=float, default=75.0)
     parser.add_argument("--keep-alive-max-requests", type=int, default=10_000_000)
+    parser.add_argument("--graceful-timeout", type=float, default=1.0)
+    parser.add_argument("--no-log", action="store_true", help="serve the app without the request log")
     args = parser.parse_args(argv)
 
     sock = _bind(args.host, args.port, args.fallback_port)
@@ -342,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         tmp.write_text(str(port))
         tmp.replace(args.port_file)
     else:
-        print(f"serving on {args.host}:{port}", flush=True)
+        print(f"serving {args.app} on {args.host}:{port}", flush=True)
 
     try:
         import uvloop

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from crawler.pipelines.paginate import next_links, with_query_param
-from tests.crawl.apisite import ITEMS, ApiServer
-from tests.crawl.conftest import run_job
+from tests.pipelines.apisite import ITEMS, ApiServer
+from tests.pipelines.conftest import run_job
 
 ALL_IDS = list(range(ITEMS))
 

@@ -1,5 +1,6 @@
-"""Edge-case server for the downloader tests: a small ASGI app (run by hypercorn in a subprocess, see
-`servers.EdgeServer`) serving deterministic generated files with switchable misbehaviour.
+"""Edge-case server for the downloader tests: a small ASGI app (served by the one launcher,
+crawler/demo/launcher.py, see `servers.EdgeServer`) serving deterministic generated files with switchable
+misbehaviour.
 
 Endpoints (all take `size`, `seed` and `key`; content is `file_bytes(seed, version, size)`, where the
 version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, ETag and Last-Modified):
@@ -12,34 +13,25 @@ version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, 
   /flaky/NAME   the first `fail` (default 1) requests of `key` answer `code` (503) with Retry-After
                 `retry_after` (if given), then like /file
   /status/CODE  that status, a short body
-  /__log        the requests seen (path, query, range, if_range, status, t); `clear=1` empties it
-  /__bump       bump the version of `key`; /__reset forgets versions, hit counts and the log
+  /__bump       bump the version of `key`; /__reset (the launcher's) forgets versions, hit counts and the log
+The launcher's request log records every request; `EdgeServer.log()` reads it.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import email.utils
 import hashlib
-import json
-import os
 import random
-import signal
-import socket
-import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-__all__ = ["app", "file_bytes", "file_sha256"]
+from crawler.demo.asgi import Receive, Scope, Send
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+__all__ = ["app", "file_bytes", "file_sha256"]
 
 _BLOCK = 65_521  # prime: segment and chunk boundaries never line up with the pattern
 _CHUNK = 256 * 1024
@@ -82,54 +74,29 @@ class EdgeApp:
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.hits: dict[str, int] = {}
-        self.log: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        """Forget versions and hit counts (the launcher's `/__reset`, which also clears the log)."""
+        self.versions.clear()
+        self.hits.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                msg = await receive()
-                if msg["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif msg["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
         if scope["type"] != "http":
             return
         path = scope["path"]
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        record: dict[str, Any] = {"path": path, "query": query, "range": headers.get("range"),
-                                  "if_range": headers.get("if-range"), "status": None, "t": time.monotonic(),
-                                  "user_agent": headers.get("user-agent"),
-                                  "accept_encoding": headers.get("accept-encoding")}  # fmt: skip
-        if not path.startswith("/__"):
-            self.log.append(record)
 
         async def respond(
             status: int, hdrs: list[tuple[str, str]], body: bytes = b"", more: bool = False
         ) -> None:
-            record["status"] = status
             await send({"type": "http.response.start", "status": status,
                         "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
             await send({"type": "http.response.body", "body": body, "more_body": more})
 
-        if path == "/__log":
-            data = json.dumps(self.log).encode()
-            if query.get("clear"):
-                self.log.clear()
-            await respond(
-                200, [("content-type", "application/json"), ("content-length", str(len(data)))], data
-            )
-            return
         if path == "/__bump":
             key = query.get("key", "")
             self.versions[key] = self.versions.get(key, 0) + 1
-            await respond(200, [("content-length", "2")], b"ok")
-            return
-        if path == "/__reset":
-            self.versions.clear()
-            self.hits.clear()
-            self.log.clear()
             await respond(200, [("content-length", "2")], b"ok")
             return
         if path == "/__health":
@@ -154,10 +121,10 @@ class EdgeApp:
                 hdrs.append(("retry-after", query["retry_after"]))
             await respond(int(query.get("code", "503")), hdrs, b"flaky")
             return
-        await self.serve_file(query, headers, key, hit, kind, respond, send, record)
+        await self.serve_file(query, headers, key, hit, kind, respond, send)
 
     async def serve_file(self, query: dict[str, str], headers: dict[str, str], key: str, hit: int, kind: str,
-                         respond: Any, send: Send, record: dict[str, Any]) -> None:  # fmt: skip
+                         respond: Any, send: Send) -> None:  # fmt: skip
         size = int(query.get("size", "100000"))
         seed = query.get("seed", "seed")
         version = self.versions.get(key, 0)
@@ -190,7 +157,6 @@ class EdgeApp:
                     hdrs.append(("content-range", f"bytes {start}-{end - 1}/{size}"))
         if not query.get("nolength"):
             hdrs.append(("content-length", str(end - start)))
-        record["status"] = status
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
         rate = float(query.get("rate", "0"))
@@ -217,50 +183,3 @@ class EdgeApp:
 
 
 app = EdgeApp()
-
-
-async def _serve(sock: socket.socket) -> None:
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 0.5
-    config.keep_alive_timeout = 30
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    parent = os.getppid()
-
-    async def orphaned() -> None:
-        while os.getppid() == parent:  # noqa: ASYNC110 - nothing to wait on when the parent dies
-            await asyncio.sleep(1.0)
-        stop.set()
-
-    watcher = asyncio.create_task(orphaned())
-    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
-    watcher.cancel()
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="downloader edge-case test server")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port-file", required=True)
-    args = parser.parse_args(argv)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, 0))
-    sock.listen(256)
-    sock.setblocking(False)
-    sock.set_inheritable(True)
-    tmp = Path(args.port_file + ".tmp")
-    tmp.write_text(str(sock.getsockname()[1]))
-    tmp.replace(args.port_file)
-    asyncio.run(_serve(sock))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
