@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 USER_PIPELINES = '''"""A Scrapy project's own pipelines module."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from crawler.frontier.sqlite import read_status
 from tests.frontier._crawl import (
     CrawlProcess,
@@ -27,7 +28,6 @@ from tests.frontier._crawl import (
     wait_until,
     write_job,
 )
-from tests.site.server import SiteServer
 
 pytestmark = pytest.mark.timeout(180)
 

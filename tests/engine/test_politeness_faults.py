@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.download.servers import NginxServer, find_nginx
+from tests.downloader.servers import NginxServer, find_nginx
 
 pytestmark = pytest.mark.timeout(120)
 
