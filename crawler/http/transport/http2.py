@@ -24,6 +24,7 @@ import httpx
 import hyperframe.frame
 
 from crawler.http.transport.base import ConnectionOwner
+from crawler.http.transport.errors import LIBRARY_ERRORS, to_httpx
 from crawler.http.transport.http11 import HTTP1Connection, request_content
 
 __all__ = ["HTTP2Connection", "RetryRequest"]
@@ -115,6 +116,13 @@ class _QuietDataFrame(hyperframe.frame.DataFrame):
 
 class _QuietFrameBuffer(h2.frame_buffer.FrameBuffer):
     def __next__(self) -> hyperframe.frame.Frame:
+        data = self._data
+        # h2 checks a frame's length only once the whole frame has arrived: a header announcing 16 MB would
+        # be buffered first. Refuse it as soon as its 9-byte header is here.
+        if len(data) >= 9 and int.from_bytes(data[:3], "big") > self.max_frame_size:
+            raise h2.exceptions.FrameTooLargeError(
+                f"frame of {int.from_bytes(data[:3], 'big')} bytes announced, max {self.max_frame_size}"
+            )
         frame = super().__next__()
         if frame.__class__ is hyperframe.frame.DataFrame:
             frame.__class__ = _QuietDataFrame
@@ -217,7 +225,7 @@ class HTTP2Connection(asyncio.Protocol):
             try:
                 self._h2.close_connection()
                 self._flush()
-            except h2.exceptions.ProtocolError:
+            except LIBRARY_ERRORS:
                 pass
             self._transport.close()
             self._fail_all(RetryRequest())
@@ -228,10 +236,11 @@ class HTTP2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # h2 treats a malformed response (a body shorter than its Content-Length, ...) as fatal for the
-            # connection: every stream on it fails now, as a retryable protocol error rather than a timeout.
-            self._fail_all(httpx.RemoteProtocolError(f"HTTP/2 protocol error: {exc!r}"))
+        except LIBRARY_ERRORS as exc:
+            # h2 treats a malformed response (a body shorter than its Content-Length, garbage bytes, a bad
+            # HPACK block, ...) as fatal for the connection: every stream on it fails now, as a retryable
+            # protocol error rather than a timeout (or an h2 exception in the caller's face).
+            self._fail_all(to_httpx(exc))
             self._flush()
             self.close()
             return
@@ -383,7 +392,11 @@ class HTTP2Connection(asyncio.Protocol):
         if self._closed or self._goaway:
             raise RetryRequest()
         conn = self._h2
-        stream_id = conn.get_next_available_stream_id()
+        try:
+            stream_id = conn.get_next_available_stream_id()
+        except LIBRARY_ERRORS:
+            self.retire()  # stream ids used up: a new connection takes the request
+            raise RetryRequest() from None
         st = _Stream(self, stream_id, timeouts.get("read"))
         self._streams[stream_id] = st
         self.active += 1
@@ -391,11 +404,21 @@ class HTTP2Connection(asyncio.Protocol):
             self.pool.h2_busy(self)
         try:
             end_stream = content is not None and not content
-            conn.send_headers(stream_id, headers, end_stream=end_stream)
+            try:
+                conn.send_headers(stream_id, headers, end_stream=end_stream)
+            except LIBRARY_ERRORS:
+                # The state machine refuses new streams (a GOAWAY or an error it processed): nothing was sent.
+                raise RetryRequest() from None
             st.local_ended = end_stream
             self.schedule_flush()
             if not end_stream:
-                await self._send_body(st, request, content, timeouts.get("write"))
+                try:
+                    await self._send_body(st, request, content, timeouts.get("write"))
+                except LIBRARY_ERRORS as exc:
+                    # The stream or connection died under the upload (reset, GOAWAY, flow-control breach).
+                    if not st.done:
+                        raise to_httpx(exc) from exc
+                    # else: the server answered or reset meanwhile; its word comes from wait_head
             await st.wait_head()
         except BaseException:
             st.abandon()
@@ -472,11 +495,17 @@ class _Stream(httpx.AsyncByteStream):
     # protocol side
     def set_head(self, headers: list[tuple[bytes, bytes]]) -> None:
         fields = []
+        status = 0
         for name, value in headers:
             if name == b":status":
-                self.status = int(value)
+                status = int(value) if len(value) == 3 and value.isdigit() else 0
             elif name[:1] != b":":
                 fields.append((name, value))
+        if not 200 <= status <= 999:  # 1xx heads are informational events in h2, never ResponseReceived
+            self.cancel(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self.fail(httpx.RemoteProtocolError("HTTP/2 response without a valid :status"))
+            return
+        self.status = status
         self.headers = fields
         self._wake_head()
 
@@ -506,6 +535,9 @@ class _Stream(httpx.AsyncByteStream):
     def fail(self, exc: BaseException) -> None:
         self.done = True
         if self._error is None:
+            if self.status and isinstance(exc, RetryRequest):
+                # The head was handed out already: the caller reads the body, so no retry is possible.
+                exc = httpx.RemoteProtocolError("HTTP/2 connection closed before the response body ended")
             self._error = exc
         self._wake_all()
         self.conn.stream_closed(self)
@@ -555,7 +587,10 @@ class _Stream(httpx.AsyncByteStream):
             self._unacked = 0
             conn = self.conn
             if not conn._closed:
-                conn._h2.acknowledge_received_data(n, self.stream_id)
+                try:
+                    conn._h2.acknowledge_received_data(n, self.stream_id)
+                except LIBRARY_ERRORS:
+                    return  # the stream or connection is gone: no window to give back
                 conn.schedule_flush()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -590,7 +625,7 @@ class _Stream(httpx.AsyncByteStream):
         if not conn._closed:
             try:
                 conn._h2.reset_stream(self.stream_id, code)
-            except h2.exceptions.ProtocolError:
+            except LIBRARY_ERRORS:
                 pass
             conn.schedule_flush()
 

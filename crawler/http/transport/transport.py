@@ -14,6 +14,7 @@ import ssl
 
 import httpx
 
+from crawler.http.transport.errors import LIBRARY_ERRORS, to_httpx
 from crawler.http.transport.http2 import HTTP2Connection, RetryRequest
 from crawler.http.transport.http11 import StaleConnection, request_content
 from crawler.http.transport.pool import ConnectionPool
@@ -113,46 +114,49 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
         # connections every N requests may turn away many queued streams at once; the others (a reused
         # connection dropped before any response) only for idempotent requests, and at most twice.
         safe_left, unsafe_left = _MAX_SAFE_RETRIES, _MAX_UNSAFE_RETRIES
-        while True:
-            conn = pool.acquire_idle(origin) if origin.h2 is None else None
-            if conn is None:
-                acquired = await pool.acquire(origin, timeouts)
-                if isinstance(acquired, HTTP2Connection):
+        try:
+            while True:
+                conn = pool.acquire_idle(origin) if origin.h2 is None else None
+                if conn is None:
+                    acquired = await pool.acquire(origin, timeouts)
+                    if isinstance(acquired, HTTP2Connection):
+                        try:
+                            return await acquired.send(request)
+                        except RetryRequest as exc:
+                            safe = exc.safe
+                            if safe:
+                                safe_left -= 1
+                            else:
+                                unsafe_left -= 1
+                            if min(safe_left, unsafe_left) >= 0 and _replayable(request, safe):
+                                continue
+                            raise httpx.RemoteProtocolError(
+                                "Server disconnected without sending a response."
+                            ) from None
+                    conn = acquired
+                if not prepared:
                     try:
-                        return await acquired.send(request)
-                    except RetryRequest as exc:
-                        safe = exc.safe
-                        if safe:
-                            safe_left -= 1
-                        else:
-                            unsafe_left -= 1
-                        if min(safe_left, unsafe_left) >= 0 and _replayable(request, safe):
-                            continue
+                        head, chunked, keep_alive = _request_head(request)
+                    except BaseException:
+                        pool.release(conn)
+                        raise
+                    content = request_content(request)  # None: a stream, sent chunk by chunk, never buffered
+                    prepared = True
+                try:
+                    return await conn.send(request, head, content, chunked, keep_alive, timeouts)
+                except StaleConnection as exc:
+                    if exc.sent:
+                        unsafe_left -= 1
+                        retry = unsafe_left >= 0 and content is not None and request.method in _IDEMPOTENT
+                    else:
+                        safe_left -= 1
+                        retry = safe_left >= 0
+                    if not retry:
                         raise httpx.RemoteProtocolError(
                             "Server disconnected without sending a response."
                         ) from None
-                conn = acquired
-            if not prepared:
-                try:
-                    head, chunked, keep_alive = _request_head(request)
-                except BaseException:
-                    pool.release(conn)
-                    raise
-                content = request_content(request)  # None: a stream, sent chunk by chunk, never buffered
-                prepared = True
-            try:
-                return await conn.send(request, head, content, chunked, keep_alive, timeouts)
-            except StaleConnection as exc:
-                if exc.sent:
-                    unsafe_left -= 1
-                    retry = unsafe_left >= 0 and content is not None and request.method in _IDEMPOTENT
-                else:
-                    safe_left -= 1
-                    retry = safe_left >= 0
-                if not retry:
-                    raise httpx.RemoteProtocolError(
-                        "Server disconnected without sending a response."
-                    ) from None
+        except LIBRARY_ERRORS as exc:  # a last line: no protocol library's exception leaves the transport
+            raise to_httpx(exc) from exc
 
     async def aclose(self) -> None:
         pool = self._pool
