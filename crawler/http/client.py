@@ -11,6 +11,7 @@ import httpx
 
 from crawler.config.job import HttpConfig
 from crawler.http.auth import build_auth
+from crawler.http.transport.proxy import ProxyRouter
 from crawler.http.transport.transport import make_transport
 
 __all__ = ["CrawlerClient", "build_client", "build_limits", "build_ssl_context", "build_timeout"]
@@ -80,9 +81,12 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
     headers = {"User-Agent": config.user_agent, **config.headers}
     verify = build_ssl_context(config)
     if transport is None:
+        proxies = ProxyRouter.from_settings(proxies=config.proxy_list(), no_proxy=config.no_proxy,
+                                            rotation=config.proxy_rotation, trust_env=config.trust_env,
+                                            dead_after=config.proxy_dead_after,
+                                            dead_for=config.proxy_dead_for)  # fmt: skip
         transport = make_transport(http2=config.http2, verify=verify, limits=build_limits(config),
-                                   proxy=config.proxy, trust_env=config.trust_env,
-                                   http2_prior_knowledge=config.http2_prior_knowledge)  # fmt: skip
+                                   proxies=proxies, http2_prior_knowledge=config.http2_prior_knowledge)  # fmt: skip
     return CrawlerClient(
         transport=transport,
         headers=headers,
