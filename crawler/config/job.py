@@ -144,6 +144,10 @@ class HttpConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     user_agent: str = DEFAULT_USER_AGENT
     max_body: SizeValue = Field(default=50_000_000)
+    # The response head (status line and header lines; over HTTP/2 the decoded header list): a bigger or
+    # longer one fails the request as `header_too_large`.
+    max_header_bytes: SizeValue = Field(default=65_536)
+    max_headers: int = Field(default=200, ge=1, le=100_000)
     follow_redirects: bool = True
     max_redirects: int = Field(default=10, ge=0)
     # Proxies (http:// URLs, `user:password@` for Basic proxy auth): one, or a list to rotate through.
@@ -158,6 +162,13 @@ class HttpConfig(_Section):
     auth: AuthConfig | None = None
     # Read http_proxy/https_proxy/all_proxy/no_proxy from the environment, as curl and wget do.
     trust_env: bool = True
+
+    @field_validator("max_header_bytes")
+    @classmethod
+    def _head_cap_is_bounded(cls, size: int | None) -> int:
+        if size is None or not 1024 <= size <= 16 * 1024 * 1024:
+            raise ValueError("max_header_bytes must be between 1 KB and 16 MB")
+        return size
 
     @field_validator("proxy")
     @classmethod

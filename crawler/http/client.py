@@ -86,7 +86,9 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
                                             dead_after=config.proxy_dead_after,
                                             dead_for=config.proxy_dead_for)  # fmt: skip
         transport = make_transport(http2=config.http2, verify=verify, limits=build_limits(config),
-                                   proxies=proxies, http2_prior_knowledge=config.http2_prior_knowledge)  # fmt: skip
+                                   proxies=proxies, http2_prior_knowledge=config.http2_prior_knowledge,
+                                   max_header_bytes=config.max_header_bytes or 65_536,
+                                   max_headers=config.max_headers)  # fmt: skip
     return CrawlerClient(
         transport=transport,
         headers=headers,

@@ -24,7 +24,7 @@ import httpx
 import hyperframe.frame
 
 from crawler.http.transport.base import ConnectionOwner
-from crawler.http.transport.errors import LIBRARY_ERRORS, to_httpx
+from crawler.http.transport.errors import LIBRARY_ERRORS, HeaderTooLarge, to_httpx
 from crawler.http.transport.http11 import HTTP1Connection, request_content
 
 __all__ = ["HTTP2Connection", "RetryRequest"]
@@ -129,6 +129,15 @@ class _QuietFrameBuffer(h2.frame_buffer.FrameBuffer):
         return frame
 
 
+class _OversizedHead(h2.exceptions.DenialOfServiceError):
+    """A header block over MAX_HEADER_LIST_SIZE on `stream_id` (the connection dies with it: HPACK's
+    compression context is lost mid-block)."""
+
+    def __init__(self, stream_id: int, message: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
+
+
 class _H2State(h2.connection.H2Connection):
     """h2's connection state machine, with two changes.
 
@@ -142,6 +151,13 @@ class _H2State(h2.connection.H2Connection):
         super().__init__(config=config)
         self.incoming_buffer = _QuietFrameBuffer(server=False)
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
+
+    def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        try:
+            return super()._receive_headers_frame(frame)
+        except h2.exceptions.DenialOfServiceError as exc:
+            # HPACK stopped decoding at MAX_HEADER_LIST_SIZE: say which stream's head was too large.
+            raise _OversizedHead(frame.stream_id, str(exc)) from exc
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         if frame.error_code != 0:
@@ -179,7 +195,7 @@ class HTTP2Connection(asyncio.Protocol):
             initial_values={
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: pool.max_header_bytes,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
             },
         )
@@ -187,6 +203,9 @@ class HTTP2Connection(asyncio.Protocol):
         del conn.local_settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL]
         conn.initiate_connection()
         conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        # h2 applies our MAX_HEADER_LIST_SIZE once the server acknowledges it; until then, the same cap.
+        conn.decoder.max_header_list_size = pool.max_header_bytes
+        self.max_headers = pool.max_headers
 
     @classmethod
     def take_over(cls, pool: ConnectionOwner, origin: Any, conn: HTTP1Connection) -> HTTP2Connection:
@@ -236,6 +255,15 @@ class HTTP2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
+        except _OversizedHead as exc:
+            st = self._streams.get(exc.stream_id)
+            if st is not None:
+                st.fail(HeaderTooLarge(
+                    f"response head over {self.pool.max_header_bytes} bytes (http.max_header_bytes)"))  # fmt: skip
+            self._fail_all(httpx.RemoteProtocolError("HTTP/2 connection closed: another stream's head was too large"))
+            self._flush()
+            self.close()
+            return
         except LIBRARY_ERRORS as exc:
             # h2 treats a malformed response (a body shorter than its Content-Length, garbage bytes, a bad
             # HPACK block, ...) as fatal for the connection: every stream on it fails now, as a retryable
@@ -504,6 +532,10 @@ class _Stream(httpx.AsyncByteStream):
         if not 200 <= status <= 999:  # 1xx heads are informational events in h2, never ResponseReceived
             self.cancel(h2.errors.ErrorCodes.PROTOCOL_ERROR)
             self.fail(httpx.RemoteProtocolError("HTTP/2 response without a valid :status"))
+            return
+        if len(fields) > self.conn.max_headers:
+            self.cancel(h2.errors.ErrorCodes.CANCEL)
+            self.fail(HeaderTooLarge(f"response head over {self.conn.max_headers} header fields (http.max_headers)"))
             return
         self.status = status
         self.headers = fields

@@ -98,8 +98,12 @@ class ConnectionPool:
         http2: bool,
         loop: asyncio.AbstractEventLoop,
         http2_prior_knowledge: bool = False,
+        max_header_bytes: int = 65_536,
+        max_headers: int = 200,
     ) -> None:
         self.loop = loop
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
         self._ssl_context = ssl_context
         self._http2 = http2
         self._h2c = http2_prior_knowledge  # cleartext origins speak HTTP/2 from the first byte

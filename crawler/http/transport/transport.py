@@ -34,14 +34,17 @@ _MAX_PROXY_TRIES = 3  # other proxies tried when the chosen one cannot be reache
 
 def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.Limits,
                    proxy: str | None = None, trust_env: bool = False,
-                   http2_prior_knowledge: bool = False,
-                   proxies: ProxyRouter | None = None) -> CrawlerTransport:  # fmt: skip
+                   http2_prior_knowledge: bool = False, proxies: ProxyRouter | None = None,
+                   max_header_bytes: int = 65_536, max_headers: int = 200) -> CrawlerTransport:  # fmt: skip
     """The transport for the shared client. `verify` is an SSLContext or a bool, as for httpx.
     `http2_prior_knowledge` speaks HTTP/2 to cleartext http:// origins without negotiation (h2c, as
     curl's --http2-prior-knowledge); https:// origins still negotiate by ALPN.
 
     Proxies: `proxies` (a router built from the configuration), else `proxy` (one proxy URL) and, with
-    `trust_env`, the environment's http_proxy/https_proxy/all_proxy/no_proxy."""
+    `trust_env`, the environment's http_proxy/https_proxy/all_proxy/no_proxy.
+
+    A response head over `max_header_bytes` or `max_headers` fails its request with `HeaderTooLarge`
+    (an `httpx.TransportError` of kind `header_too_large`)."""
     if proxies is None:
         proxies = ProxyRouter.from_settings(proxies=[proxy] if proxy else [], trust_env=trust_env)
     if isinstance(verify, ssl.SSLContext):
@@ -50,7 +53,8 @@ def make_transport(*, http2: bool, verify: ssl.SSLContext | bool, limits: httpx.
         ssl_context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
     ssl_context.set_alpn_protocols(["h2", "http/1.1"] if http2 else ["http/1.1"])
     return CrawlerTransport(http2=http2, ssl_context=ssl_context, limits=limits,
-                            http2_prior_knowledge=http2_prior_knowledge, proxies=proxies)  # fmt: skip
+                            http2_prior_knowledge=http2_prior_knowledge, proxies=proxies,
+                            max_header_bytes=max_header_bytes, max_headers=max_headers)  # fmt: skip
 
 
 def _request_head(request: httpx.Request, proxy_head: bytes | None = None) -> tuple[bytes, bool, bool]:
@@ -92,8 +96,10 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
     """HTTP/1.1 (httptools) and HTTP/2 (h2, chosen by ALPN) over one per-origin connection pool."""
 
     def __init__(self, *, http2: bool, ssl_context: ssl.SSLContext, limits: httpx.Limits,
-                 http2_prior_knowledge: bool = False, proxies: ProxyRouter | None = None) -> None:  # fmt: skip
+                 http2_prior_knowledge: bool = False, proxies: ProxyRouter | None = None,
+                 max_header_bytes: int = 65_536, max_headers: int = 200) -> None:  # fmt: skip
         self._http2 = http2
+        self._head_limits = (max_header_bytes, max_headers)
         self.proxies = proxies
         self._h2c = http2_prior_knowledge
         self._ssl_context = ssl_context
@@ -107,7 +113,9 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
             # Sockets belong to one event loop; a transport reused under a new loop starts afresh.
             pool = self._pool = ConnectionPool(limits=self._limits, ssl_context=self._ssl_context,
                                                http2=self._http2, loop=loop,
-                                               http2_prior_knowledge=self._h2c)  # fmt: skip
+                                               http2_prior_knowledge=self._h2c,
+                                               max_header_bytes=self._head_limits[0],
+                                               max_headers=self._head_limits[1])  # fmt: skip
         return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
