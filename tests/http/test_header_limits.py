@@ -69,6 +69,12 @@ class _Flood:
             writer.close()
 
 
+def _vm_hwm_kb(pid: int) -> int:
+    """Peak resident set of a live process, in KB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
+
+
 async def _run_crawl(tmp_path: Path, url: str, extra_http: str = "") -> tuple[int, dict[str, object], int]:
     """`crawler run` on one URL: (exit code, stats.json, peak RSS in KB from VmHWM, polled while it runs)."""
     job = tmp_path / "job.yaml"
@@ -83,8 +89,7 @@ async def _run_crawl(tmp_path: Path, url: str, extra_http: str = "") -> tuple[in
     waiter = asyncio.ensure_future(proc.wait())
     while not waiter.done():
         try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak = max(peak, int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1]))
+            peak = max(peak, _vm_hwm_kb(proc.pid))
         except (FileNotFoundError, ProcessLookupError, StopIteration, ValueError):
             pass
         if time.monotonic() > deadline:
