@@ -120,6 +120,9 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_USER_AGENT = "crawler/0.1 (+https://github.com/crawler/crawler)"
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
 def _check_proxy_url(url: str) -> None:
     parts = urlsplit(url if "://" in url else "http://" + url)
     if parts.scheme.lower() != "http":
@@ -160,6 +163,9 @@ class HttpConfig(_Section):
     proxy_dead_after: int = Field(default=3, ge=1)
     proxy_dead_for: float = Field(default=60.0, ge=0, le=86_400)
     auth: AuthConfig | None = None
+    # Headers a cross-origin redirect may carry on (by default Authorization, Proxy-Authorization, Cookie
+    # and every configured header are dropped when a redirect leaves the origin).
+    forward_headers: list[str] = Field(default_factory=list)
     # Read http_proxy/https_proxy/all_proxy/no_proxy from the environment, as curl and wget do.
     trust_env: bool = True
 
@@ -169,6 +175,14 @@ class HttpConfig(_Section):
         if size is None or not 1024 <= size <= 16 * 1024 * 1024:
             raise ValueError("max_header_bytes must be between 1 KB and 16 MB")
         return size
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _header_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"forward_headers: {name!r} is not a header name")
+        return names
 
     @field_validator("proxy")
     @classmethod
