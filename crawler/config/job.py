@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -121,6 +122,23 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 DEFAULT_USER_AGENT = "crawler/0.1 (+https://github.com/crawler/crawler)"
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
+
+
+def _check_proxy_url(url: str) -> None:
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    if parts.scheme.lower() != "http":
+        raise ValueError(f"proxy {parts.scheme}:// is not supported: use an http:// proxy")
+    if not parts.hostname:
+        raise ValueError(f"proxy {url!r} has no host")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ValueError(f"proxy {url!r} has an invalid port") from None
+    if any(c in url for c in "\r\n\x00 "):
+        raise ValueError(f"proxy {url!r} contains a space or control character")
+
+
 class HttpConfig(_Section):
     http2: bool = True
     # HTTP/2 to cleartext http:// origins without negotiation (h2c, curl's --http2-prior-knowledge).
@@ -131,11 +149,60 @@ class HttpConfig(_Section):
     headers: dict[str, str] = Field(default_factory=dict)
     user_agent: str = DEFAULT_USER_AGENT
     max_body: SizeValue = Field(default=50_000_000)
+    # The response head (status line and header lines; over HTTP/2 the decoded header list): a bigger or
+    # longer one fails the request as `header_too_large`.
+    max_header_bytes: SizeValue = Field(default=65_536)
+    max_headers: int = Field(default=200, ge=1, le=100_000)
     follow_redirects: bool = True
     max_redirects: int = Field(default=10, ge=0)
+    # Proxies (http:// URLs, `user:password@` for Basic proxy auth): one, or a list to rotate through.
     proxy: str | None = None
+    proxies: list[str] = Field(default_factory=list)
+    proxy_rotation: Literal["per_host", "per_request"] = "per_host"
+    # Hosts that never go through a proxy (NO_PROXY's syntax: names with their subdomains, IPs, CIDR, `*`).
+    no_proxy: list[str] = Field(default_factory=list)
+    # A proxy whose TCP connect fails this many times in a row rests this many seconds (with others left).
+    proxy_dead_after: int = Field(default=3, ge=1)
+    proxy_dead_for: float = Field(default=60.0, ge=0, le=86_400)
     auth: AuthConfig | None = None
-    trust_env: bool = False
+    # Headers a cross-origin redirect may carry on (by default Authorization, Proxy-Authorization, Cookie
+    # and every configured header are dropped when a redirect leaves the origin).
+    forward_headers: list[str] = Field(default_factory=list)
+    # Read http_proxy/https_proxy/all_proxy/no_proxy from the environment, as curl and wget do.
+    trust_env: bool = True
+
+    @field_validator("max_header_bytes")
+    @classmethod
+    def _head_cap_is_bounded(cls, size: int | None) -> int:
+        if size is None or not 1024 <= size <= 16 * 1024 * 1024:
+            raise ValueError("max_header_bytes must be between 1 KB and 16 MB")
+        return size
+
+    @field_validator("forward_headers")
+    @classmethod
+    def _header_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(f"forward_headers: {name!r} is not a header name")
+        return names
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_is_http(cls, proxy: str | None) -> str | None:
+        if proxy is not None:
+            _check_proxy_url(proxy)
+        return proxy
+
+    @field_validator("proxies")
+    @classmethod
+    def _proxies_are_http(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            _check_proxy_url(proxy)
+        return proxies
+
+    def proxy_list(self) -> list[str]:
+        """Every configured proxy, `proxy` first."""
+        return ([self.proxy] if self.proxy else []) + [p for p in self.proxies if p != self.proxy]
 
     @field_validator("verify")
     @classmethod

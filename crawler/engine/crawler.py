@@ -516,12 +516,6 @@ class Crawler:
                 log.warning("%s failed: %s: %s", req.url, type(exc).__name__, exc)
                 self._fail(req, error_kind(exc))
             return
-        except Exception as exc:
-            if not _is_protocol_library_error(exc):
-                raise
-            # h2/h11 errors that escape httpcore unwrapped when a connection dies mid-stream.
-            self._retry_or_fail(req, httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}"), "protocol_error")
-            return
         status = page.status
         remaining = page.headers.get("x-ratelimit-remaining")
         if remaining is not None:
@@ -632,10 +626,6 @@ class Crawler:
 def _is_sitemap(req: Request) -> bool:
     """Sitemaps are how a crawl finds pages, not pages: they do not count against `max_pages`."""
     return bool(req.meta and req.meta.get("sitemap"))
-
-
-def _is_protocol_library_error(exc: BaseException) -> bool:
-    return type(exc).__module__.split(".", 1)[0] in ("h2", "h11", "hpack", "hyperframe")
 
 
 def _fill_identity(req: Request) -> bool:

@@ -76,8 +76,9 @@ _HTTPX_KINDS: tuple[tuple[type[BaseException], str], ...] = (
 
 
 def error_kind(exc: BaseException) -> str:
-    """The stats kind of a failed request's exception: its `kind` attribute when it has one (so layers
-    below need not import these classes), else by httpx's exception class."""
+    """The stats kind of a failed request's exception: its `kind` attribute when it has one (so a lower
+    layer names a kind without importing this module, e.g. the transport's `header_too_large`), else the
+    kind of its httpx class, else its class name."""
     kind = getattr(exc, "kind", None)
     if isinstance(kind, str):
         return kind

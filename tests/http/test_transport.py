@@ -576,9 +576,10 @@ async def test_http2_counts_as_one_connection_of_the_budget(tls_site: str, certs
 # -- configuration -----------------------------------------------------------------------------------------
 
 
-def test_proxy_falls_back_to_httpx_transport() -> None:
+def test_a_proxy_never_falls_back_to_httpx_transport() -> None:
     t = make_transport(http2=False, verify=True, limits=httpx.Limits(), proxy="http://127.0.0.1:3128")
-    assert isinstance(t, httpx.AsyncHTTPTransport)
+    assert type(t).__module__ == "crawler.http.transport.transport"
+    assert t.proxies is not None  # the proxy tests themselves are in tests/http/test_proxy.py
 
 
 async def test_the_product_client_uses_this_transport(site: str) -> None:

@@ -16,6 +16,16 @@ class ConnectionOwner(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     @property
+    def max_header_bytes(self) -> int:
+        """The largest response head accepted (HTTP/1.1 bytes; HTTP/2 MAX_HEADER_LIST_SIZE)."""
+        ...
+
+    @property
+    def max_headers(self) -> int:
+        """The most header fields accepted in a response head."""
+        ...
+
+    @property
     def keepalive_expiry(self) -> float | None:
         """Seconds an idle connection stays usable (None: forever)."""
         ...

@@ -15,6 +15,7 @@ import httptools
 import httpx
 
 from crawler.http.transport.base import ConnectionOwner
+from crawler.http.transport.errors import HeaderTooLarge
 
 __all__ = ["HTTP1Connection", "ResponseBody", "StaleConnection", "request_content"]
 
@@ -71,12 +72,18 @@ class HTTP1Connection(asyncio.Protocol):
         "_early",
         "_eof_body",
         "_has_body_framing",
+        "_head_bytes",
+        "_head_error",
+        "_head_fields",
+        "_head_raw",
         "_head_waiter",
         "_headers",
         "_informational",
         "_is_head",
         "_keep_alive",
         "_loop",
+        "_max_head_bytes",
+        "_max_headers",
         "_message_done",
         "_parser",
         "_reading_paused",
@@ -108,6 +115,8 @@ class HTTP1Connection(asyncio.Protocol):
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
         self._reading_paused = False
+        self._max_head_bytes = pool.max_header_bytes
+        self._max_headers = pool.max_headers
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -124,6 +133,12 @@ class HTTP1Connection(asyncio.Protocol):
         self._message_done = False
         self._request_done = True
         self._received = False
+        # The response head so far, across 1xx heads too: bytes received while it is incomplete (raw), bytes
+        # and fields parsed.
+        self._head_raw = 0
+        self._head_bytes = 0
+        self._head_fields = 0
+        self._head_error: HeaderTooLarge | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------------------
 
@@ -134,6 +149,7 @@ class HTTP1Connection(asyncio.Protocol):
         state = self._state
         if state == _ACTIVE:
             self._received = True
+            in_head = not self._status
             try:
                 self._parser.feed_data(data)
             except httptools.HttpParserUpgrade:
@@ -141,8 +157,17 @@ class HTTP1Connection(asyncio.Protocol):
                 self._keep_alive = False
                 self._message_complete()
             except httptools.HttpParserError as exc:
-                self._fail(httpx.RemoteProtocolError(f"malformed HTTP/1.1 response: {exc}"))
+                # A callback refusing an oversized head stops the parser this way too.
+                self._fail(self._head_error or httpx.RemoteProtocolError(f"malformed HTTP/1.1 response: {exc}"))
                 return
+            if in_head and not self._status:
+                # Still no final head: every byte so far belongs to heads. httptools keeps a partial header
+                # line in its own buffers, so an endless line is only visible here.
+                self._head_raw += len(data)
+                if self._head_raw > self._max_head_bytes:
+                    self._fail(HeaderTooLarge(
+                        f"response head over {self._max_head_bytes} bytes (http.max_header_bytes)"))  # fmt: skip
+                    return
             if self._message_done:
                 self._finish_exchange()
         elif state == _CONNECTING:
@@ -204,8 +229,17 @@ class HTTP1Connection(asyncio.Protocol):
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
+        self._head_bytes += len(status)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_fields += 1
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_fields > self._max_headers or self._head_bytes > self._max_head_bytes:
+            what = (f"over {self._max_headers} header fields (http.max_headers)"
+                    if self._head_fields > self._max_headers
+                    else f"over {self._max_head_bytes} bytes (http.max_header_bytes)")  # fmt: skip
+            self._head_error = HeaderTooLarge(f"response head {what}")
+            raise self._head_error  # httptools stops parsing; data_received fails the exchange
         self._headers.append((name, value))
         n = len(name)
         if n == 14 or n == 17:  # content-length / transfer-encoding decide how the body ends

@@ -24,6 +24,7 @@ import httpx
 import hyperframe.frame
 
 from crawler.http.transport.base import ConnectionOwner
+from crawler.http.transport.errors import LIBRARY_ERRORS, HeaderTooLarge, to_httpx
 from crawler.http.transport.http11 import HTTP1Connection, request_content
 
 __all__ = ["HTTP2Connection", "RetryRequest"]
@@ -115,10 +116,26 @@ class _QuietDataFrame(hyperframe.frame.DataFrame):
 
 class _QuietFrameBuffer(h2.frame_buffer.FrameBuffer):
     def __next__(self) -> hyperframe.frame.Frame:
+        data = self._data
+        # h2 checks a frame's length only once the whole frame has arrived: a header announcing 16 MB would
+        # be buffered first. Refuse it as soon as its 9-byte header is here.
+        if len(data) >= 9 and int.from_bytes(data[:3], "big") > self.max_frame_size:
+            raise h2.exceptions.FrameTooLargeError(
+                f"frame of {int.from_bytes(data[:3], 'big')} bytes announced, max {self.max_frame_size}"
+            )
         frame = super().__next__()
         if frame.__class__ is hyperframe.frame.DataFrame:
             frame.__class__ = _QuietDataFrame
         return frame
+
+
+class _OversizedHead(h2.exceptions.DenialOfServiceError):
+    """A header block over MAX_HEADER_LIST_SIZE on `stream_id` (the connection dies with it: HPACK's
+    compression context is lost mid-block)."""
+
+    def __init__(self, stream_id: int, message: str) -> None:
+        super().__init__(message)
+        self.stream_id = stream_id
 
 
 class _H2State(h2.connection.H2Connection):
@@ -134,6 +151,13 @@ class _H2State(h2.connection.H2Connection):
         super().__init__(config=config)
         self.incoming_buffer = _QuietFrameBuffer(server=False)
         self._frame_dispatch_table[_QuietDataFrame] = self._receive_data_frame
+
+    def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
+        try:
+            return super()._receive_headers_frame(frame)
+        except h2.exceptions.DenialOfServiceError as exc:
+            # HPACK stopped decoding at MAX_HEADER_LIST_SIZE: say which stream's head was too large.
+            raise _OversizedHead(frame.stream_id, str(exc)) from exc
 
     def _receive_goaway_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         if frame.error_code != 0:
@@ -171,7 +195,7 @@ class HTTP2Connection(asyncio.Protocol):
             initial_values={
                 h2.settings.SettingCodes.ENABLE_PUSH: 0,
                 h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 100,
-                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: 65536,
+                h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: pool.max_header_bytes,
                 h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: _STREAM_WINDOW,
             },
         )
@@ -179,6 +203,9 @@ class HTTP2Connection(asyncio.Protocol):
         del conn.local_settings[h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL]
         conn.initiate_connection()
         conn.increment_flow_control_window(_CONNECTION_WINDOW - 65535)
+        # h2 applies our MAX_HEADER_LIST_SIZE once the server acknowledges it; until then, the same cap.
+        conn.decoder.max_header_list_size = pool.max_header_bytes
+        self.max_headers = pool.max_headers
 
     @classmethod
     def take_over(cls, pool: ConnectionOwner, origin: Any, conn: HTTP1Connection) -> HTTP2Connection:
@@ -217,7 +244,7 @@ class HTTP2Connection(asyncio.Protocol):
             try:
                 self._h2.close_connection()
                 self._flush()
-            except h2.exceptions.ProtocolError:
+            except LIBRARY_ERRORS:
                 pass
             self._transport.close()
             self._fail_all(RetryRequest())
@@ -228,10 +255,20 @@ class HTTP2Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             events = self._h2.receive_data(data)
-        except h2.exceptions.ProtocolError as exc:
-            # h2 treats a malformed response (a body shorter than its Content-Length, ...) as fatal for the
-            # connection: every stream on it fails now, as a retryable protocol error rather than a timeout.
-            self._fail_all(httpx.RemoteProtocolError(f"HTTP/2 protocol error: {exc!r}"))
+        except _OversizedHead as exc:
+            st = self._streams.get(exc.stream_id)
+            if st is not None:
+                st.fail(HeaderTooLarge(
+                    f"response head over {self.pool.max_header_bytes} bytes (http.max_header_bytes)"))  # fmt: skip
+            self._fail_all(httpx.RemoteProtocolError("HTTP/2 connection closed: another stream's head was too large"))
+            self._flush()
+            self.close()
+            return
+        except LIBRARY_ERRORS as exc:
+            # h2 treats a malformed response (a body shorter than its Content-Length, garbage bytes, a bad
+            # HPACK block, ...) as fatal for the connection: every stream on it fails now, as a retryable
+            # protocol error rather than a timeout (or an h2 exception in the caller's face).
+            self._fail_all(to_httpx(exc))
             self._flush()
             self.close()
             return
@@ -383,7 +420,11 @@ class HTTP2Connection(asyncio.Protocol):
         if self._closed or self._goaway:
             raise RetryRequest()
         conn = self._h2
-        stream_id = conn.get_next_available_stream_id()
+        try:
+            stream_id = conn.get_next_available_stream_id()
+        except LIBRARY_ERRORS:
+            self.retire()  # stream ids used up: a new connection takes the request
+            raise RetryRequest() from None
         st = _Stream(self, stream_id, timeouts.get("read"))
         self._streams[stream_id] = st
         self.active += 1
@@ -391,11 +432,21 @@ class HTTP2Connection(asyncio.Protocol):
             self.pool.h2_busy(self)
         try:
             end_stream = content is not None and not content
-            conn.send_headers(stream_id, headers, end_stream=end_stream)
+            try:
+                conn.send_headers(stream_id, headers, end_stream=end_stream)
+            except LIBRARY_ERRORS:
+                # The state machine refuses new streams (a GOAWAY or an error it processed): nothing was sent.
+                raise RetryRequest() from None
             st.local_ended = end_stream
             self.schedule_flush()
             if not end_stream:
-                await self._send_body(st, request, content, timeouts.get("write"))
+                try:
+                    await self._send_body(st, request, content, timeouts.get("write"))
+                except LIBRARY_ERRORS as exc:
+                    # The stream or connection died under the upload (reset, GOAWAY, flow-control breach).
+                    if not st.done:
+                        raise to_httpx(exc) from exc
+                    # else: the server answered or reset meanwhile; its word comes from wait_head
             await st.wait_head()
         except BaseException:
             st.abandon()
@@ -472,11 +523,21 @@ class _Stream(httpx.AsyncByteStream):
     # protocol side
     def set_head(self, headers: list[tuple[bytes, bytes]]) -> None:
         fields = []
+        status = 0
         for name, value in headers:
             if name == b":status":
-                self.status = int(value)
+                status = int(value) if len(value) == 3 and value.isdigit() else 0
             elif name[:1] != b":":
                 fields.append((name, value))
+        if not 200 <= status <= 999:  # 1xx heads are informational events in h2, never ResponseReceived
+            self.cancel(h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            self.fail(httpx.RemoteProtocolError("HTTP/2 response without a valid :status"))
+            return
+        if len(fields) > self.conn.max_headers:
+            self.cancel(h2.errors.ErrorCodes.CANCEL)
+            self.fail(HeaderTooLarge(f"response head over {self.conn.max_headers} header fields (http.max_headers)"))
+            return
+        self.status = status
         self.headers = fields
         self._wake_head()
 
@@ -506,6 +567,9 @@ class _Stream(httpx.AsyncByteStream):
     def fail(self, exc: BaseException) -> None:
         self.done = True
         if self._error is None:
+            if self.status and isinstance(exc, RetryRequest):
+                # The head was handed out already: the caller reads the body, so no retry is possible.
+                exc = httpx.RemoteProtocolError("HTTP/2 connection closed before the response body ended")
             self._error = exc
         self._wake_all()
         self.conn.stream_closed(self)
@@ -555,7 +619,10 @@ class _Stream(httpx.AsyncByteStream):
             self._unacked = 0
             conn = self.conn
             if not conn._closed:
-                conn._h2.acknowledge_received_data(n, self.stream_id)
+                try:
+                    conn._h2.acknowledge_received_data(n, self.stream_id)
+                except LIBRARY_ERRORS:
+                    return  # the stream or connection is gone: no window to give back
                 conn.schedule_flush()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -590,7 +657,7 @@ class _Stream(httpx.AsyncByteStream):
         if not conn._closed:
             try:
                 conn._h2.reset_stream(self.stream_id, code)
-            except h2.exceptions.ProtocolError:
+            except LIBRARY_ERRORS:
                 pass
             conn.schedule_flush()
 

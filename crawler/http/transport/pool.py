@@ -5,6 +5,9 @@ Acquire and release are O(1): an idle connection is popped from its origin's sta
 queue for the next free slot. Connections tell the pool when they close (asyncio `connection_lost`), so
 nothing is ever polled. TLS origins that may speak HTTP/2 are probed with one connection first; if ALPN
 picks h2, that single HTTP/2 connection carries every request of the origin.
+
+Through a proxy, an origin is (scheme, host, port, proxy): http:// origins send absolute-form requests over
+connections to the proxy, https:// origins open a CONNECT tunnel per connection, then TLS (ALPN h2 allowed).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import httpx
 
 from crawler.http.transport.http2 import HTTP2Connection
 from crawler.http.transport.http11 import HTTP1Connection
+from crawler.http.transport.proxy import Proxy
 
 __all__ = ["ConnectionPool", "Origin"]
 
@@ -39,17 +43,25 @@ class Origin:
         "in_slot_queue",
         "port",
         "probe",
+        "proxy",
+        "proxy_head",
         "scheme",
         "server_hostname",
         "tls",
         "waiters",
     )
 
-    def __init__(self, scheme: bytes, host: str, port: int) -> None:
+    def __init__(self, scheme: bytes, host: str, port: int, proxy: Proxy | None = None) -> None:
         self.scheme = scheme
         self.host = host
         self.port = port
+        self.proxy = proxy
         self.tls = scheme == b"https"
+        # A forwarding proxy's http:// origin: requests go out in absolute form, with this header line added.
+        self.proxy_head: bytes | None = None
+        if proxy is not None and not self.tls:
+            auth = proxy.authorization
+            self.proxy_head = b"Proxy-Authorization: " + auth + b"\r\n" if auth is not None else b""
         self.server_hostname = host
         self.idle: list[HTTP1Connection] = []  # a stack: the most recently used connection is the warmest
         self.waiters: deque[asyncio.Future[Any]] = deque()
@@ -61,7 +73,8 @@ class Origin:
         self.probe: asyncio.Future[httpx.TransportError | None] | None = None
 
     def __repr__(self) -> str:
-        return f"<Origin {self.scheme.decode()}://{self.host}:{self.port} conns={self.conns}>"
+        via = f" via {self.proxy.label}" if self.proxy is not None else ""
+        return f"<Origin {self.scheme.decode()}://{self.host}:{self.port}{via} conns={self.conns}>"
 
 
 def _has_live_waiter(origin: Origin) -> bool:
@@ -85,8 +98,12 @@ class ConnectionPool:
         http2: bool,
         loop: asyncio.AbstractEventLoop,
         http2_prior_knowledge: bool = False,
+        max_header_bytes: int = 65_536,
+        max_headers: int = 200,
     ) -> None:
         self.loop = loop
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
         self._ssl_context = ssl_context
         self._http2 = http2
         self._h2c = http2_prior_knowledge  # cleartext origins speak HTTP/2 from the first byte
@@ -97,14 +114,14 @@ class ConnectionPool:
         self.total = 0  # connections holding a slot of the budget (connecting, busy, idle)
         self._idle: OrderedDict[Connection, None] = OrderedDict()  # oldest first; evictable connections
         self._slot_queue: deque[Origin] = deque()  # origins with requests waiting for a slot
-        self._origins: dict[tuple[bytes, bytes, int | None], Origin] = {}
+        self._origins: dict[tuple[bytes, bytes, int | None, Proxy | None], Origin] = {}
         self._sweep_at = 1024
         self._closing = False
 
     # -- origins ----------------------------------------------------------------------------------------
 
-    def origin(self, scheme: bytes, host: bytes, port: int | None) -> Origin:
-        key = (scheme, host, port)
+    def origin(self, scheme: bytes, host: bytes, port: int | None, proxy: Proxy | None = None) -> Origin:
+        key = (scheme, host, port, proxy)
         o = self._origins.get(key)
         if o is None:
             if scheme not in (b"http", b"https"):
@@ -114,7 +131,7 @@ class ConnectionPool:
             if not host:
                 raise httpx.UnsupportedProtocol("Request URL is missing a host.")
             default = 443 if scheme == b"https" else 80
-            o = Origin(scheme, host.decode("ascii"), port or default)
+            o = Origin(scheme, host.decode("ascii"), port or default, proxy)
             if self._closing:
                 raise RuntimeError("the transport is closed")
             if len(self._origins) >= self._sweep_at:
@@ -226,7 +243,8 @@ class ConnectionPool:
 
     async def _connect(self, origin: Origin, timeouts: dict[str, float | None]) -> Connection:
         """Open a connection in a slot already counted in `total`."""
-        may_h2 = (origin.tls and self._http2 and origin.h2_capable is not False) or (not origin.tls and self._h2c)
+        h2c = self._h2c and origin.proxy is None  # a forwarding proxy speaks HTTP/1.1 for http:// origins
+        may_h2 = (origin.tls and self._http2 and origin.h2_capable is not False) or (not origin.tls and h2c)
         probe: asyncio.Future[httpx.TransportError | None] | None = None
         failure: httpx.TransportError | None = None
         if may_h2 and origin.probe is None:
@@ -236,7 +254,9 @@ class ConnectionPool:
         try:
             try:
                 async with asyncio.timeout(timeouts.get("connect")):
-                    if origin.tls:
+                    if origin.proxy is not None:
+                        await self._connect_via_proxy(origin, origin.proxy, conn)
+                    elif origin.tls:
                         await self.loop.create_connection(
                             lambda: conn, origin.host, origin.port,
                             ssl=self._ssl_context, server_hostname=origin.server_hostname,
@@ -244,7 +264,8 @@ class ConnectionPool:
                     else:
                         await self.loop.create_connection(lambda: conn, origin.host, origin.port)
             except TimeoutError:
-                raise httpx.ConnectTimeout(f"timed out connecting to {origin.host}:{origin.port}") from None
+                where = f" through {origin.proxy.label}" if origin.proxy is not None else ""
+                raise httpx.ConnectTimeout(f"timed out connecting to {origin.host}:{origin.port}{where}") from None
             except ssl.SSLError as exc:
                 raise httpx.ConnectError(
                     f"TLS handshake with {origin.host}:{origin.port} failed: {exc}"
@@ -260,7 +281,7 @@ class ConnectionPool:
                     return self._adopt_h2(origin, conn)
                 if self._http2:
                     origin.h2_capable = False
-            elif self._h2c:
+            elif h2c:
                 return self._adopt_h2(origin, conn)
             if not conn.start_http1():
                 raise httpx.ConnectError(f"{origin.host}:{origin.port} spoke before the request")
@@ -277,6 +298,47 @@ class ConnectionPool:
             if probe is not None:
                 origin.probe = None
                 probe.set_result(failure)
+
+    async def _connect_via_proxy(self, origin: Origin, proxy: Proxy, conn: HTTP1Connection) -> None:
+        """Connect `conn` to `origin` through `proxy`: a plain connection to the proxy for http://, a CONNECT
+        tunnel and then TLS for https://. Counts the proxy's TCP failures (not its answers) toward its rest."""
+        loop = self.loop
+        if not origin.tls:
+            await self._reach_proxy(proxy, lambda: conn)
+            return
+        tunnel = _Tunnel(loop)
+        raw = await self._reach_proxy(proxy, lambda: tunnel)
+        try:
+            host = f"[{origin.host}]" if ":" in origin.host else origin.host
+            authority = f"{host}:{origin.port}".encode("ascii")
+            auth = b"Proxy-Authorization: " + proxy.authorization + b"\r\n" if proxy.authorization else b""
+            raw.write(b"CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (authority, authority, auth))
+            status, reason = await tunnel.answer
+            if not 200 <= status < 300:
+                raise httpx.ProxyError(
+                    f"proxy {proxy.label} answered {status} {reason} to CONNECT {authority.decode()}"
+                )
+            tls = await loop.start_tls(raw, conn, self._ssl_context, server_hostname=origin.server_hostname)
+        except BaseException:
+            raw.abort()
+            raise
+        if tls is None:  # the tunnel closed during the handshake
+            raise httpx.ConnectError(f"proxy {proxy.label} closed the tunnel to {authority.decode()}")
+        conn.connection_made(tls)
+
+    async def _reach_proxy(self, proxy: Proxy, factory: Any) -> asyncio.Transport:
+        """The TCP connection to a proxy; a refusal or a timeout here counts toward the proxy's rest."""
+        loop = self.loop
+        try:
+            transport, _ = await loop.create_connection(factory, proxy.host, proxy.port)
+        except OSError as exc:
+            proxy.connect_failed(loop.time())
+            raise httpx.ConnectError(f"could not connect to proxy {proxy.label}: {exc}") from exc
+        except asyncio.CancelledError:  # the connect timeout (or the caller) gave up on the proxy
+            proxy.connect_failed(loop.time())
+            raise
+        proxy.connected()
+        return transport
 
     def _adopt_h2(self, origin: Origin, conn: HTTP1Connection) -> HTTP2Connection:
         """Turn a fresh socket that speaks HTTP/2 (ALPN h2, or h2c by prior knowledge) into the origin's
@@ -439,3 +501,40 @@ class ConnectionPool:
         self._idle.clear()
         self._slot_queue.clear()
         return h2s
+
+
+_MAX_TUNNEL_HEAD = 64 * 1024
+
+
+class _Tunnel(asyncio.Protocol):
+    """The proxy's answer to CONNECT: its status line and headers (at most 64 KB), then nothing until TLS
+    takes the socket over. `answer` resolves to (status, reason)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.answer: asyncio.Future[tuple[int, str]] = loop.create_future()
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer.done():
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buffer) > _MAX_TUNNEL_HEAD:
+                self.answer.set_exception(httpx.ProxyError("the proxy's answer to CONNECT is over 64 KB"))
+            return
+        line = bytes(self._buffer[: self._buffer.find(b"\r\n")])
+        parts = line.split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            self.answer.set_exception(httpx.ProxyError(f"malformed answer to CONNECT: {line[:100]!r}"))
+            return
+        status = int(parts[1])
+        if 200 <= status < 300 and end + 4 != len(self._buffer):
+            # A refusal may carry a body; an accepted tunnel is silent until the TLS handshake.
+            self.answer.set_exception(httpx.ProxyError("the proxy sent bytes after accepting CONNECT"))
+            return
+        self.answer.set_result((status, parts[2].decode("latin-1") if len(parts) > 2 else ""))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.answer.done():
+            self.answer.set_exception(httpx.ProxyError("the proxy closed the connection before answering CONNECT"))
