@@ -22,7 +22,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,7 +43,7 @@ from crawler.model.url import host_key
 from crawler.output.stats import Stats
 from crawler.output.writers import open_writer
 from crawler.politeness.limiter import HostLimiter
-from crawler.politeness.retry import RetryableStatus, RetryPolicy
+from crawler.politeness.retry import RetryPolicy
 from crawler.politeness.robots import RobotsCache
 from crawler.politeness.scope import Scope
 
@@ -433,11 +433,7 @@ class Crawler:
             self.limiter.observe_quota(req.host, remaining, page.headers.get("x-ratelimit-reset"),
                                        self.job.retry.max_retry_after)  # fmt: skip
         if status in self.retry_policy.statuses:
-            retry_after = self.retry_policy.retry_after_of(status, page.headers)
-            if retry_after is not None and status in (429, 503):
-                self.limiter.pause(req.host, retry_after)
-                log.info("%s answered %d with Retry-After %.1fs: pausing the host", req.host, status, retry_after)
-            self._retry_or_fail(req, RetryableStatus(status, retry_after, req.url), f"http_{status}")
+            self._retry_or_fail(req, status, f"http_{status}", page.headers)
             return
         stats.pages += 1
         stats.statuses[status] += 1
@@ -493,16 +489,22 @@ class Crawler:
             await self.frontier.push_many(fresh)
             self._wake.set()
 
-    def _retry_or_fail(self, req: Request, exc: BaseException, kind: str) -> None:
-        policy = self.retry_policy
-        if req.retries + 1 < policy.attempts and policy.method_retryable(req.method):
-            delay = policy.backoff(req.retries, exc)
+    def _retry_or_fail(self, req: Request, failure: BaseException | int, kind: str,
+                       headers: Mapping[str, str] | None = None) -> None:  # fmt: skip
+        """Re-schedule `req` after a retryable error or status, or fail it: the shared retry decision."""
+        decision = self.retry_policy.decide(req.retries + 1, failure, headers, req.method)
+        if decision.pause_host_for is not None:  # Retry-After on 429/503: the whole host waits
+            self.limiter.pause(req.host, decision.pause_host_for)
+            log.info("%s answered %s with Retry-After %.1fs: pausing the host", req.host, failure,
+                     decision.pause_host_for)  # fmt: skip
+        if not decision.give_up:
             req.retries += 1
             self.stats.retries += 1
-            log.debug("retrying %s in %.2fs (%s, retry %d)", req.url, delay, kind, req.retries)
-            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), req))
+            log.debug("retrying %s in %.2fs (%s, retry %d)", req.url, decision.delay, kind, req.retries)
+            heapq.heappush(self._delayed, (time.monotonic() + decision.delay, next(self._seq), req))
             return
-        log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, exc)
+        what = f"HTTP {failure}" if isinstance(failure, int) else failure
+        log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, what)
         self._fail(req, kind)
 
     def _fail(self, req: Request, kind: str) -> None:
