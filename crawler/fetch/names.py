@@ -280,7 +280,8 @@ class NameAllocator:
 
     - A reserved name also holds its companions (`NAME.part`, `NAME.part.json`): an entry named
       `<other>.part` cannot take another entry's partial data, in either order.
-    - Names compare case-insensitively when the filesystem under `root` folds case (probed once).
+    - Names compare case-insensitively when the filesystem under `root` folds case (probed once, unless
+      `case_insensitive` says).
     - A file is never reserved where a directory is (reserved or on disk); a directory needed where a
       file is gets the next numbered name (`dir.1/child`) for the rest of the run.
     - `candidates()` yields the name, then aria2's `name.1.ext`, `name.2.ext`, ... for the caller to try.
@@ -289,11 +290,11 @@ class NameAllocator:
     """
 
     def __init__(self, root: str | os.PathLike[str], companions: Sequence[str] = (".part", ".part.json"),
-                 *, max_numbered: int = 9999) -> None:  # fmt: skip
+                 *, max_numbered: int = 9999, case_insensitive: bool | None = None) -> None:  # fmt: skip
         self.root = Path(root)
         self.companions = tuple(companions)
         self.max_numbered = max_numbered
-        self._fold: bool | None = None
+        self._fold = case_insensitive  # None: probe the filesystem on first use
         self._files: dict[int, int] = {}  # key hash -> owner hash
         self._dirs: set[int] = set()
         self._aliases: dict[str, str] = {}  # a directory's key -> the key of the (numbered) one it became
