@@ -115,13 +115,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--no-continue", dest="resume", action="store_false",
                    help="ignore partial downloads from earlier runs and start over")  # fmt: skip
     coll = p.add_mutually_exclusive_group()
-    coll.add_argument("--overwrite", dest="collision", action="store_const", const="overwrite",
-                      help="replace existing files")  # fmt: skip
-    coll.add_argument("--skip-existing", dest="collision", action="store_const", const="skip",
-                      help="skip a complete file of the same size (the default)")  # fmt: skip
+    coll.add_argument("--on-collision", dest="collision", choices=("rename", "overwrite", "fail", "skip"),
+                      help="when the name is taken, by another entry of this run or by a file that is not this "
+                           "URL's: rename (name.1.ext, the default), overwrite, fail, or skip (keep a file of "
+                           "the same size)")  # fmt: skip
     coll.add_argument("--rename", dest="collision", action="store_const", const="rename",
-                      help="save as name.1.ext, name.2.ext, ... when the name is taken")  # fmt: skip
-    p.set_defaults(collision="skip")
+                      help="same as --on-collision rename")  # fmt: skip
+    coll.add_argument("--overwrite", dest="collision", action="store_const", const="overwrite",
+                      help="same as --on-collision overwrite")  # fmt: skip
+    coll.add_argument("--skip-existing", dest="collision", action="store_const", const="skip",
+                      help="same as --on-collision skip")  # fmt: skip
+    p.set_defaults(collision="rename")
     p.add_argument("-H", "--header", dest="headers", type=_header, action="append", default=[],
                    metavar="'K: V'", help="extra request header (repeatable)")  # fmt: skip
     p.add_argument("-U", "--user-agent", metavar="UA", help="User-Agent header")

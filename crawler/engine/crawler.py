@@ -22,7 +22,7 @@ import inspect
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -43,7 +43,7 @@ from crawler.model.url import host_key
 from crawler.output.stats import Stats
 from crawler.output.writers import open_writer
 from crawler.politeness.limiter import HostLimiter
-from crawler.politeness.retry import RetryableStatus, RetryPolicy
+from crawler.politeness.retry import HOST_PAUSE_STATUSES, RetryPolicy
 from crawler.politeness.robots import RobotsCache
 from crawler.politeness.scope import Scope
 
@@ -522,13 +522,7 @@ class Crawler:
             self.limiter.observe_quota(req.host, remaining, page.headers.get("x-ratelimit-reset"),
                                        self.job.retry.max_retry_after)  # fmt: skip
         if status in self.retry_policy.statuses:
-            retry_after = self.retry_policy.retry_after_of(status, page.headers)
-            if status in (429, 503):
-                # The host says "too fast": pause it for its Retry-After and lower its rate (AIMD).
-                self.limiter.throttled(req.host, sent_at, retry_after)
-                log.debug("%s answered %d (Retry-After %s): host rate now %s/s", req.host, status, retry_after,
-                          self.limiter.rate_of(req.host))  # fmt: skip
-            self._retry_or_fail(req, RetryableStatus(status, retry_after, req.url), f"http_{status}")
+            self._retry_or_fail(req, status, f"http_{status}", page.headers, sent_at)
             return
         if status < 400:
             self.limiter.answered(req.host, sent_at)
@@ -586,16 +580,24 @@ class Crawler:
             await self.frontier.push_many(fresh)
             self._wake.set()
 
-    def _retry_or_fail(self, req: Request, exc: BaseException, kind: str) -> None:
-        policy = self.retry_policy
-        if req.retries + 1 < policy.attempts and policy.method_retryable(req.method):
-            delay = policy.backoff(req.retries, exc)
+    def _retry_or_fail(self, req: Request, failure: BaseException | int, kind: str,
+                       headers: Mapping[str, str] | None = None, sent_at: float = 0.0) -> None:  # fmt: skip
+        """Re-schedule `req` after a retryable error or status, or fail it: the shared retry decision."""
+        decision = self.retry_policy.decide(req.retries + 1, failure, headers, req.method)
+        if isinstance(failure, int) and failure in HOST_PAUSE_STATUSES:
+            # The host says "too fast": it pauses for its Retry-After and its rate drops to what it was
+            # accepting (AIMD), so the retries do not storm it when the pause ends.
+            self.limiter.throttled(req.host, sent_at, decision.pause_host_for)
+            log.debug("%s answered %d (Retry-After %s): host rate now %s/s", req.host, failure,
+                      decision.pause_host_for, self.limiter.rate_of(req.host))  # fmt: skip
+        if not decision.give_up:
             req.retries += 1
             self.stats.retries += 1
-            log.debug("retrying %s in %.2fs (%s, retry %d)", req.url, delay, kind, req.retries)
-            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), req))
+            log.debug("retrying %s in %.2fs (%s, retry %d)", req.url, decision.delay, kind, req.retries)
+            heapq.heappush(self._delayed, (time.monotonic() + decision.delay, next(self._seq), req))
             return
-        log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, exc)
+        what = f"HTTP {failure}" if isinstance(failure, int) else failure
+        log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, what)
         self._fail(req, kind)
 
     def _fail(self, req: Request, kind: str) -> None:

@@ -1,5 +1,12 @@
-"""Saving response bodies to files: safe names under one directory, streamed in large batched writes,
-written as `<name>.part` and renamed into place only when complete."""
+"""The crawl's `save:`: response bodies streamed to files under one directory, through the same part-file
+writer as downloads (`PartFile`: batched positioned writes on a thread, `<name>.part` renamed into place
+only when complete) and the same name allocator.
+
+Each URL maps to its own path (`url_path`: sanitising never merges two URLs). The allocator then keeps
+that path for the URL for the whole crawl, resolves file-versus-directory clashes (`/dir` and
+`/dir/child`, `/tail` and `/tail/`) and case-folding filesystems. A file already on disk is replaced only
+when it records the same origin URL (an earlier crawl's copy); anyone else's file gets `name.1.ext`.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +16,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiofiles
-
-from crawler.fetch.names import safe_relative_path
+from crawler.fetch.disk import PartFile, SegmentWriter
+from crawler.fetch.names import NameAllocator, Reservation, UnsafePath, origin_of, url_path
+from crawler.fetch.sidecar import PART_SUFFIX, PartState, Segment
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = ["FileSaver"]
 
-_WRITE_BATCH = 1 << 20  # bytes gathered before one write: per-chunk writes through a thread pool are slow
+_WRITE_BATCH = 1 << 20  # bytes per positioned write
+_FLUSH_INTERVAL = 1.0  # seconds a partly filled batch may wait on a slow link
+
+
 class FileSaver:
     """Claims responses by URL regex or content type and streams them to `directory`."""
 
@@ -27,6 +37,7 @@ class FileSaver:
         self.directory = Path(directory).resolve()
         self._match = re.compile("|".join(f"(?:{p})" for p in match)) if match else None
         self._types = tuple(t.lower() for t in content_types or [])
+        self._names = NameAllocator(self.directory, companions=(PART_SUFFIX,))
 
     @property
     def active(self) -> bool:
@@ -38,35 +49,37 @@ class FileSaver:
         ct = content_type.partition(";")[0].strip().lower()
         return bool(self._types) and ct.startswith(self._types)
 
-    def target(self, url: str) -> Path:
-        path = (self.directory / safe_relative_path(url)).resolve()
-        if not path.is_relative_to(self.directory):  # defence in depth: sanitising already prevents this
-            raise ValueError(f"refusing to write outside {self.directory}: {path}")
-        return path
+    def target(self, url: str) -> Reservation:
+        """The path `url` is saved under, reserved for it for the rest of the crawl."""
+        names = self._names
+        for candidate in names.candidates(url_path(url)):
+            reservation = names.reserve(candidate, url)
+            if reservation is None:
+                continue
+            origin = origin_of(reservation.path) if os.path.lexists(reservation.path) else url
+            if origin == url:
+                return reservation
+            # Someone else's file (or one of unknown origin): keep it, and this name, out of our way.
+        raise UnsafePath(f"no free name for {url_path(url)} under {self.directory}")
 
     async def save(self, response: httpx.Response, chunks: AsyncIterator[bytes], url: str) -> tuple[Path, int]:
-        """Stream `chunks` to `<target>.part`, then rename into place. Returns (path, bytes)."""
-        final = self.target(url)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        part = final.with_name(final.name + ".part")
-        size = 0
+        """Stream `chunks` to `<path>.part`, then rename into place. Returns (final path, bytes)."""
+        reservation = self.target(url)
+        self._names.make_parent(reservation)
+        seg = Segment(0, None)
+        part = PartFile(reservation.companion(PART_SUFFIX), reservation.path, PartState(url, segments=[seg]),
+                        None, (), None, fresh=True, origin=url)  # fmt: skip
         try:
-            async with aiofiles.open(part, "wb") as f:
-                batch: list[bytes] = []
-                pending = 0
+            writer = SegmentWriter(part, seg, target=lambda: _WRITE_BATCH, interval=_FLUSH_INTERVAL)
+            try:
                 async for chunk in chunks:
-                    batch.append(chunk)
-                    pending += len(chunk)
-                    if pending >= _WRITE_BATCH:
-                        await f.write(b"".join(batch))
-                        size += pending
-                        batch.clear()
-                        pending = 0
-                if batch:
-                    await f.write(b"".join(batch))
-                    size += pending
-            os.replace(part, final)
+                    if writer.add(chunk):
+                        await writer.flush()
+            finally:
+                await writer.close()
+            part.end_at(seg)
+            done = await part.complete()
         except BaseException:
-            part.unlink(missing_ok=True)
+            part.discard()
             raise
-        return final, size
+        return reservation.path, done.size

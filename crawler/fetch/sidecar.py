@@ -52,11 +52,21 @@ class Segment:
 
 @dataclass(slots=True)
 class PartState:
+    """What a part holds and where it came from: the URL, the server's validators and length, the
+    expected checksum of its entry (`sha-256=HEX`, when the entry gave one), and each segment's progress.
+    A part is resumed only by the entry it is bound to (see `bound_to`)."""
+
     url: str
     etag: str | None = None
     last_modified: str | None = None
     length: int | None = None
     segments: list[Segment] = field(default_factory=list)
+    checksum: str | None = None
+
+    def bound_to(self, url: str, checksum: str | None) -> bool:
+        """Is this the part of a download of `url` expecting `checksum`? A part recorded without one
+        serves an entry that now gives one (the result is verified anyway), never the reverse."""
+        return self.url == url and (self.checksum is None or self.checksum == checksum)
 
     @property
     def validator(self) -> str | None:
@@ -86,8 +96,8 @@ class PartState:
 
     def to_json(self) -> bytes:
         return json.dumps({"v": _VERSION, "url": self.url, "etag": self.etag, "last_modified": self.last_modified,
-                           "length": self.length, "segments": [[s.start, s.end, s.done] for s in self.segments]},
-                          separators=(",", ":")).encode()  # fmt: skip
+                           "length": self.length, "segments": [[s.start, s.end, s.done] for s in self.segments],
+                           "checksum": self.checksum}, separators=(",", ":")).encode()  # fmt: skip
 
     @classmethod
     def from_json(cls, data: bytes) -> PartState | None:
@@ -97,8 +107,11 @@ class PartState:
                 return None
             segments = [Segment(int(s), None if e is None else int(e), int(d)) for s, e, d in raw["segments"]]
             length = raw.get("length")
+            checksum = raw.get("checksum")
+            if checksum is not None and not isinstance(checksum, str):
+                return None
             state = cls(raw["url"], raw.get("etag"), raw.get("last_modified"),
-                        None if length is None else int(length), segments)  # fmt: skip
+                        None if length is None else int(length), segments, checksum)  # fmt: skip
         except (ValueError, TypeError, KeyError):
             return None
         # A record must describe a sane tiling of the file, or it is not trusted.

@@ -2,7 +2,8 @@
 adaptive rate.
 
 `budget(host)` answers "how many requests may this host start right now" without waiting, so the
-dispatcher only hands a worker a request that can go out at once.
+dispatcher only hands a worker a request that can go out at once. `HostGate` is the waiting side of the
+same limiter, for code that sends requests itself (the downloader).
 
 The adaptive rate is AIMD, as TCP and Scrapy's AutoThrottle do it: when a host answers 429 or 503
 (`throttled`), its rate drops to what it was accepting just before (the successful answers of the last few
@@ -13,6 +14,7 @@ congestion event: answers to requests sent before the decrease do not lower it a
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ from aiolimiter import AsyncLimiter
 
 from crawler.config.units import Rate
 
-__all__ = ["HostLimiter"]
+__all__ = ["HostGate", "HostLimiter"]
 
 # Small buckets: a host at 20/s sees requests spread over the second, not a burst of 20 at once.
 _BUCKET_SECONDS = 0.1
@@ -235,3 +237,54 @@ class HostLimiter:
 
     def rate_of(self, host: str) -> float | None:
         return self._state(host).rate
+
+
+class HostGate:
+    """Waits until a host may start a request under its `HostLimiter` (token bucket, in-flight cap,
+    pauses), then takes the token and the slot. Event-driven: a waiter wakes when a slot of its host is
+    released or the host's pause changes, and otherwise only when the limiter says capacity could be
+    back (the next token, the end of a pause; at most a second). Every wait has a deadline."""
+
+    def __init__(self, limiter: HostLimiter) -> None:
+        self.limiter = limiter
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+
+    async def acquire(self, host: str, deadline: float | None = None) -> bool:
+        """Take a token and an in-flight slot for `host`. Returns False, holding nothing, when
+        `deadline` (a `time.monotonic()` value) passes first."""
+        limiter = self.limiter
+        if limiter.budget(host) <= 0:
+            loop = asyncio.get_running_loop()
+            waiters = self._waiters.setdefault(host, [])
+            while limiter.budget(host) <= 0:
+                timeout = limiter.next_wakeup([host])
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    timeout = min(timeout, left)
+                fut: asyncio.Future[None] = loop.create_future()
+                waiters.append(fut)
+                try:
+                    await asyncio.wait([fut], timeout=timeout)
+                finally:
+                    waiters.remove(fut)
+            if not waiters:
+                self._waiters.pop(host, None)
+        await limiter.acquire(host)  # budget > 0 and no await since: takes the token without waiting
+        return True
+
+    def release(self, host: str) -> None:
+        """Give back the slot taken by `acquire` and wake the host's waiters."""
+        self.limiter.release(host)
+        self._wake(host)
+
+    def pause(self, host: str, seconds: float) -> None:
+        """Hold every request to `host` for `seconds` (see `HostLimiter.pause`); waiters re-plan."""
+        self.limiter.pause(host, seconds)
+        self._wake(host)
+
+    def _wake(self, host: str) -> None:
+        for fut in self._waiters.get(host, ()):
+            if not fut.done():
+                fut.set_result(None)

@@ -1,14 +1,25 @@
-"""Retry policy: which failures are retried, and how long to wait, honouring Retry-After.
+"""Retry policy: one decision, shared by the crawl engine and the downloader, for what to do after a
+failed attempt: wait how long, pause the whole host or not, or give up.
 
-The waits come from tenacity (exponential backoff with jitter, combined with a Retry-After-aware wait).
-The crawl engine asks the policy for the next delay and re-schedules the request instead of sleeping in
-a worker, so a backing-off host never holds a worker; the downloader drives `policy.retrying()` directly.
+`RetryPolicy.decide(attempt, failure, headers)` answers with a `RetryDecision`. The waits come from
+tenacity's public strategies (exponential backoff with jitter, `stop_after_attempt`, `retry_if_*`), driven
+through a `RetryCallState` of a real `tenacity.Retrying`, so neither caller sleeps inside tenacity: the
+engine re-schedules the request (no worker sleeps through a backoff) and the downloader waits between
+its own attempts.
+
+Retry-After (RFC 9110 section 10.2.3) is honoured, capped by `retry.max_retry_after`:
+- on any retryable status it sets the delay before this request's next attempt (the server said when a
+  follow-up request is welcome);
+- on 429 (RFC 6585: this client sent too many requests) and 503 (the service is unavailable) it also
+  pauses every request to the host for that long: both describe the server, not the one resource. A
+  Retry-After on a 500/502/504 delays only the request that received it; the host's other requests go on.
 """
 
 from __future__ import annotations
 
 import email.utils
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
@@ -17,7 +28,13 @@ from tenacity import RetryCallState
 
 from crawler.config.job import RetryConfig
 
-__all__ = ["RetryPolicy", "RetryableStatus", "parse_retry_after"]
+__all__ = [
+    "HOST_PAUSE_STATUSES",
+    "RETRYABLE_ERRORS",
+    "RetryDecision",
+    "RetryPolicy",
+    "parse_retry_after",
+]
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # idempotent per RFC 9110
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -26,6 +43,8 @@ RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     # Remote errors, and local ones raised when a multiplexed connection died under a stream.
     httpx.ProtocolError,
 )
+# Statuses whose Retry-After speaks for the whole host (see the module docstring).
+HOST_PAUSE_STATUSES = frozenset({429, 503})
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -55,69 +74,95 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - current)
 
 
-class RetryableStatus(Exception):
-    """A response whose status is configured as retryable (raised inside tenacity loops)."""
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    """What to do after a failed attempt.
 
-    def __init__(self, status: int, retry_after: float | None, url: str = "") -> None:
-        super().__init__(f"HTTP {status}" + (f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""))
-        self.status = status
-        self.retry_after = retry_after
-        self.url = url
+    `give_up`: no further attempt (not retryable, unsafe method, or attempts used up). Otherwise wait
+    `delay` seconds before the next attempt. `pause_host_for`, when set, holds every request to the
+    host that long (a 429/503 Retry-After), whether or not this request is retried. `retry_after` is
+    the server's capped Retry-After, for messages."""
+
+    give_up: bool
+    delay: float = 0.0
+    pause_host_for: float | None = None
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Status:
+    """A response's status as a tenacity outcome (a result, not an exception)."""
+
+    code: int
+    retry_after: float | None
 
 
 class _WaitRetryAfter(tenacity.wait.wait_base):
-    """Wait as long as the server asked (capped), else fall back to exponential backoff with jitter."""
+    """Wait as long as the server asked (already capped), else exponential backoff with jitter."""
 
-    def __init__(self, fallback: tenacity.wait.wait_base, cap: float) -> None:
+    def __init__(self, fallback: tenacity.wait.wait_base) -> None:
         self.fallback = fallback
-        self.cap = cap
 
     def __call__(self, retry_state: RetryCallState) -> float:
         outcome = retry_state.outcome
-        if outcome is not None and outcome.failed:
-            exc = outcome.exception()
-            if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
-                return min(exc.retry_after, self.cap)
+        if outcome is not None and not outcome.failed:
+            status = outcome.result()
+            if isinstance(status, _Status) and status.retry_after is not None:
+                return status.retry_after
         return float(self.fallback(retry_state))
 
 
 class RetryPolicy:
+    """`decide()` after each failed attempt; the rest are the questions it is built from."""
+
     def __init__(self, config: RetryConfig) -> None:
         self.config = config
         self.attempts = config.attempts
         self.statuses = frozenset(config.statuses)
         b = config.backoff
-        self._backoff = tenacity.wait_exponential_jitter(multiplier=b.initial, max=b.max, exp_base=b.multiplier,
-                                                         jitter=b.jitter)  # fmt: skip
-        self._wait = _WaitRetryAfter(self._backoff, config.max_retry_after)
+        backoff = tenacity.wait_exponential_jitter(multiplier=b.initial, max=b.max, exp_base=b.multiplier,
+                                                   jitter=b.jitter)  # fmt: skip
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(config.attempts),
+            wait=_WaitRetryAfter(backoff),
+            retry=tenacity.retry_if_exception(self.retryable_error) | tenacity.retry_if_result(self._retryable),
+        )
+
+    def _retryable(self, outcome: object) -> bool:
+        return isinstance(outcome, _Status) and outcome.code in self.statuses
 
     def method_retryable(self, method: str) -> bool:
         return self.config.unsafe_methods or method.upper() in SAFE_METHODS
 
     def retryable_error(self, exc: BaseException) -> bool:
-        return isinstance(exc, (*RETRYABLE_ERRORS, RetryableStatus))
+        return isinstance(exc, RETRYABLE_ERRORS)
 
-    def retry_after_of(self, status: int, headers: Mapping[str, str]) -> float | None:
-        """The capped Retry-After of a response, when it has one."""
-        ra = parse_retry_after(headers.get("retry-after"))
+    def retry_after_of(self, headers: Mapping[str, str] | None) -> float | None:
+        """The Retry-After of a response, capped by `retry.max_retry_after`; None when absent."""
+        if headers is None:
+            return None
+        value = headers.get("retry-after")
+        if value is None and not isinstance(headers, httpx.Headers):  # a plain mapping: any spelling
+            value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+        ra = parse_retry_after(value)
         return None if ra is None else min(ra, self.config.max_retry_after)
 
-    def backoff(self, retries_so_far: int, exc: BaseException | None = None) -> float:
-        """Delay before retry number `retries_so_far + 1` (tenacity's wait, so Retry-After wins)."""
-        state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
-        state.attempt_number = retries_so_far + 1
-        if exc is not None:
-            fut: tenacity.Future = tenacity.Future(state.attempt_number)
-            fut.set_exception(exc)
-            state.outcome = fut
-        return float(self._wait(state))
-
-    def retrying(self, method: str = "GET") -> tenacity.AsyncRetrying:
-        """A tenacity loop for code that retries in place (the downloader)."""
-        attempts = self.attempts if self.method_retryable(method) else 1
-        return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(attempts),
-            wait=self._wait,
-            retry=tenacity.retry_if_exception(self.retryable_error),
-            reraise=True,
-        )
+    def decide(self, attempt: int, failure: BaseException | int, headers: Mapping[str, str] | None = None,
+               method: str = "GET") -> RetryDecision:  # fmt: skip
+        """After attempt number `attempt` (1-based) failed with an exception or answered the status
+        `failure` (with response `headers`): retry after how long, pause the host, or give up."""
+        state = RetryCallState(self._retrying, None, (), {})
+        state.attempt_number = attempt
+        retry_after: float | None = None
+        pause: float | None = None
+        if isinstance(failure, BaseException):
+            state.set_exception((type(failure), failure, failure.__traceback__))
+        else:
+            retry_after = self.retry_after_of(headers)
+            if retry_after is not None and failure in HOST_PAUSE_STATUSES:
+                pause = retry_after
+            state.set_result(_Status(failure, retry_after))
+        retrying = self._retrying
+        if not self.method_retryable(method) or not retrying.retry(state) or retrying.stop(state):
+            return RetryDecision(True, 0.0, pause, retry_after)
+        return RetryDecision(False, float(retrying.wait(state)), pause, retry_after)

@@ -13,6 +13,7 @@ version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, 
   /flaky/NAME   the first `fail` (default 1) requests of `key` answer `code` (503) with Retry-After
                 `retry_after` (if given), then like /file
   /status/CODE  that status, a short body
+  /echo/...     200 with the request target as sent (raw path and query) as the body: one content per URL
   /__bump       bump the version of `key`; /__reset (the launcher's) forgets versions, hit counts and the log
 The launcher's request log records every request; `EdgeServer.log()` reads it.
 """
@@ -101,6 +102,13 @@ class EdgeApp:
             return
         if path == "/__health":
             await respond(200, [("content-length", "2")], b"ok")
+            return
+        if path.startswith("/echo/"):
+            target = scope.get("raw_path") or path.encode()
+            if scope.get("query_string"):
+                target += b"?" + scope["query_string"]
+            await respond(200, [("content-type", "application/octet-stream"),
+                                ("content-length", str(len(target)))], target)  # fmt: skip
             return
         if path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])

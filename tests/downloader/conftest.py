@@ -7,7 +7,6 @@ import hashlib
 import os
 import random
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pytest
 
 from crawler import RetryConfig
 from crawler.config.job import BackoffConfig
+from tests.cli.conftest import crawler_command
 
 from .measure import wait_measuring_peak
 from .servers import EdgeServer, NginxServer, find_nginx
@@ -104,9 +104,9 @@ def _env() -> dict[str, str]:
 
 
 def run_cli(*args: str, cwd: Path | None = None, stdin: str | None = None, timeout: float = 60.0) -> CliRun:
-    """`python -m crawler download ARGS` in a subprocess."""
+    """`crawler download ARGS` (the installed console script) in a subprocess."""
     try:
-        done = subprocess.run([sys.executable, "-m", "crawler", "download", *args], cwd=cwd, env=_env(),
+        done = subprocess.run([*crawler_command(), "download", *args], cwd=cwd, env=_env(),
                               input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
     except subprocess.TimeoutExpired as exc:
@@ -120,7 +120,7 @@ class Spawned:
     def __init__(self, args: tuple[str, ...], directory: Path) -> None:
         self._out = open(directory / "stdout", "w+b")
         self._err = open(directory / "stderr", "w+b")
-        self.proc = subprocess.Popen([sys.executable, "-m", "crawler", "download", *args], env=_env(),
+        self.proc = subprocess.Popen([*crawler_command(), "download", *args], env=_env(),
                                      stdin=subprocess.DEVNULL, stdout=self._out, stderr=self._err)  # fmt: skip
 
     def send_signal(self, sig: int) -> None:

@@ -279,20 +279,31 @@ async def test_segmented_resume_after_the_file_changed(edge: EdgeServer, key: st
 
 async def test_collision_policies(edge: EdgeServer, key: str, tmp_path: Path) -> None:
     url = edge.url_for("/file/same.bin", size=10_000, seed=key, key=key)
-    (tmp_path / "same.bin").write_bytes(b"x" * 10_000)  # same size: counts as complete
+    foreign = b"x" * 10_000  # a file of the same size that this URL did not write
+    (tmp_path / "same.bin").write_bytes(foreign)
 
-    [skipped] = await download([url], tmp_path)
-    assert skipped.status == "skipped" and (tmp_path / "same.bin").read_bytes() == b"x" * 10_000
-
-    [renamed] = await download([url], tmp_path, collision="rename")
+    [renamed] = await download([url], tmp_path)  # the default: never over someone else's file
     assert renamed.status == "ok" and renamed.path == real(tmp_path) / "same.1.bin"
+    assert (tmp_path / "same.bin").read_bytes() == foreign
+
+    [again] = await download([url], tmp_path)  # same.1.bin records this URL as its origin: complete
+    assert again.status == "skipped" and again.path == real(tmp_path) / "same.1.bin"
+
+    [kept] = await download([url], tmp_path, collision="skip")  # trusts any file of the right size
+    assert kept.status == "skipped" and kept.path == real(tmp_path) / "same.bin"
+
+    [refused] = await download([url], tmp_path, collision="fail")
+    assert refused.status == "failed" and "exists and is not this URL's file" in (refused.error or "")
+    assert (tmp_path / "same.bin").read_bytes() == foreign
 
     [overwritten] = await download([url], tmp_path, collision="overwrite")
-    assert overwritten.status == "ok" and (tmp_path / "same.bin").read_bytes() == file_bytes(key, 0, 10_000)
+    assert overwritten.status == "ok" and overwritten.path == real(tmp_path) / "same.bin"
+    assert (tmp_path / "same.bin").read_bytes() == file_bytes(key, 0, 10_000)
 
-    (tmp_path / "same.bin").write_bytes(b"short")  # a different size is not a complete copy: replaced
+    (tmp_path / "same.bin").write_bytes(b"short")  # still this URL's (its origin), but not complete
     [replaced] = await download([url], tmp_path)
-    assert replaced.status == "ok" and (tmp_path / "same.bin").read_bytes() == file_bytes(key, 0, 10_000)
+    assert replaced.status == "ok" and replaced.path == real(tmp_path) / "same.bin"
+    assert (tmp_path / "same.bin").read_bytes() == file_bytes(key, 0, 10_000)
     assert files_under(tmp_path) == ["same.1.bin", "same.bin"]
 
 
@@ -394,9 +405,11 @@ async def test_a_planted_symlink_part_is_not_followed(edge: EdgeServer, key: str
     (dest / "f.bin.part").symlink_to(victim)
     url = edge.url_for("/file/f.bin", size=1000, seed=key, key=key)
 
-    [result] = await download([url], dest, resume=False)
+    [renamed] = await download([url], dest, resume=False)  # not this entry's part: left alone
+    [refused] = await download([url], dest, resume=False, collision="overwrite")  # O_NOFOLLOW
 
-    assert result.status == "failed"
+    assert renamed.status == "ok" and renamed.path == real(dest) / "f.1.bin"
+    assert refused.status == "failed" and "f.bin.part" in (refused.error or "")
     assert victim.read_text() == "precious"
     assert not (dest / "f.bin").exists()
 
@@ -426,16 +439,20 @@ async def test_leaving_a_run_early_stops_its_downloads(edge: EdgeServer, key: st
     assert len(edge.requests_for(key)) == count < 12  # nothing new started after the run was left
 
 
-async def test_same_size_file_failing_its_checksum_is_replaced(
+async def test_same_size_file_failing_its_checksum_is_kept_unless_overwriting(
     edge: EdgeServer, key: str, tmp_path: Path
 ) -> None:
     disposition = quote('attachment; filename="named.bin"')
     url = edge.url_for("/file/x", size=10_000, seed=key, key=key, cd=disposition)
-    (tmp_path / "named.bin").write_bytes(b"\0" * 10_000)  # same size, wrong bytes
+    (tmp_path / "named.bin").write_bytes(b"\0" * 10_000)  # same size, wrong bytes: someone else's
+    checksums = {url: f"sha-256={file_sha256(key, 0, 10_000)}"}
 
-    [result] = await download([url], tmp_path, checksums={url: f"sha-256={file_sha256(key, 0, 10_000)}"})
+    [beside] = await download([url], tmp_path, checksums=checksums)
+    assert beside.status == "ok" and beside.path == real(tmp_path) / "named.1.bin"
+    assert (tmp_path / "named.bin").read_bytes() == b"\0" * 10_000
 
-    assert result.status == "ok" and result.path == real(tmp_path) / "named.bin"
+    [replaced] = await download([url], tmp_path, checksums=checksums, collision="overwrite")
+    assert replaced.status == "ok" and replaced.path == real(tmp_path) / "named.bin"
     assert (tmp_path / "named.bin").read_bytes() == file_bytes(key, 0, 10_000)
 
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from crawler.config.job import HttpConfig, Job
+from crawler.demo.launcher import free_port
+from crawler.demo.site import SiteServer
 from crawler.http.client import build_client
 from crawler.http.transport.transport import CrawlerTransport
-from tests.download.servers import free_port
 from tests.engine._helpers import crawl_all, make_job
 from tests.http.tinyproxy import TinyProxy
-from tests.site.server import SiteServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from crawler.config.job import HttpConfig
+from crawler.demo.site import SiteServer
 from crawler.http.client import build_client
 from crawler.http.redirects import Redirect, RedirectError, next_hop, send_hop
 from crawler.model.errors import error_kind
-from tests.site.server import SiteServer
 
 BASE = "http://a.test/b/c/d;p?q"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.download.servers import free_port
+from crawler.demo.launcher import free_port
 
 __all__ = ["TinyProxy", "require_tinyproxy"]
 

@@ -1,9 +1,10 @@
-"""Per-host budgets: token buckets, in-flight caps, pauses, Crawl-delay."""
+"""Per-host budgets: token buckets, in-flight caps, pauses, Crawl-delay; the waiting side, `HostGate`."""
 
 import asyncio
 import time
 
 from crawler import HostLimiter, Rate
+from crawler.politeness.limiter import HostGate
 
 
 async def test_unlimited_host_budget_is_the_in_flight_cap() -> None:
@@ -71,3 +72,35 @@ def test_low_quota_spreads_the_rest_until_reset() -> None:
     assert lim.rate_of("api") == 0.5
     lim.observe_quota("other", "500", "10", cap=120)
     assert lim.rate_of("other") is None
+
+
+async def test_gate_wakes_a_waiter_when_a_slot_is_released() -> None:
+    gate = HostGate(HostLimiter(None, per_host=1))
+    assert await gate.acquire("h")
+    waiter = asyncio.create_task(gate.acquire("h"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    released = time.monotonic()
+    gate.release("h")
+    assert await asyncio.wait_for(waiter, 1.0)
+    assert time.monotonic() - released < 0.1  # woken by the release, not by a polling timer
+
+
+async def test_gate_gives_up_at_its_deadline_holding_nothing() -> None:
+    limiter = HostLimiter(None, per_host=1)
+    gate = HostGate(limiter)
+    assert await gate.acquire("h")
+    started = time.monotonic()
+    assert not await gate.acquire("h", deadline=started + 0.2)
+    assert 0.15 <= time.monotonic() - started < 0.6
+    gate.release("h")
+    assert limiter.budget("h") == 1  # the failed wait took no slot
+
+
+async def test_gate_holds_a_paused_host_until_the_pause_ends() -> None:
+    gate = HostGate(HostLimiter(None, per_host=4))
+    gate.pause("h", 0.3)
+    started = time.monotonic()
+    assert await gate.acquire("h")
+    assert 0.25 <= time.monotonic() - started < 0.8
+    assert await gate.acquire("other")  # other hosts never waited
