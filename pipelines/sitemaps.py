@@ -3,9 +3,13 @@
 depth: a sitemap entry is as good as a start URL), queues nested sitemaps from a sitemap index, and
 drops the sitemap itself so it never becomes an item.
 
-Accepted: XML `<urlset>` and `<sitemapindex>`, gzipped (`.xml.gz`, decompressed here with a hard cap so a
-gzip bomb costs at most `max_bytes`), and plain-text sitemaps (one URL per line). The XML is scanned for
+Accepted: XML `<urlset>` and `<sitemapindex>`, gzipped (`.xml.gz`, whatever the Content-Type: the fetcher
+gunzips a sitemap's body through the one decoding chain, capped at 50 MB decoded, the protocol's limit; a
+bomb fails with `body_too_large`), and plain-text sitemaps (one URL per line). The XML is scanned for
 `<loc>` elements rather than parsed, so entity tricks cannot expand and broken XML still yields its URLs.
+At most 50,000 URLs are taken from one sitemap (the protocol's limit). A sitemap index's children carry
+their nesting depth in `meta["sitemap_depth"]`; the scope stops an endless chain of indexes at
+`scope.max_sitemap_depth`.
 """
 
 from __future__ import annotations
@@ -13,65 +17,52 @@ from __future__ import annotations
 import html
 import logging
 import re
-import zlib
 from typing import Self
 
 from crawler.config.job import Job
+from crawler.fetch.decoding import decode_all
+from crawler.fetch.fetcher import SITEMAP_MAX_BYTES
 from crawler.model.errors import DropPage
 from crawler.model.page import Page
 from crawler.model.request import Request
 
-__all__ = ["SitemapStage", "decompress_capped", "parse_sitemap"]
+__all__ = ["MAX_SITEMAP_URLS", "SitemapStage", "parse_sitemap"]
 
 log = logging.getLogger("crawler.sitemaps")
 
 # The sitemaps protocol caps a sitemap at 50 MB uncompressed and 50,000 URLs.
-MAX_SITEMAP_BYTES = 50 * 1024 * 1024
+MAX_SITEMAP_BYTES = SITEMAP_MAX_BYTES
+MAX_SITEMAP_URLS = 50_000
 _GZIP_MAGIC = b"\x1f\x8b"
 _LOC_RE = re.compile(rb"<loc>\s*(?:<!\[CDATA\[)?\s*(.*?)\s*(?:\]\]>)?\s*</loc>", re.S | re.I)
 _INDEX_RE = re.compile(rb"<(?:\w+:)?sitemapindex[\s>]", re.I)
 _URLSET_RE = re.compile(rb"<(?:\w+:)?urlset[\s>]", re.I)
 
 
-def decompress_capped(data: bytes, max_bytes: int) -> tuple[bytes, bool]:
-    """Gunzip `data` (several members allowed), producing at most `max_bytes`. Returns (bytes, complete):
-    `complete` is False when the output was cut at the cap or the stream is corrupt or truncated."""
-    out = bytearray()
-    while data:
-        decoder = zlib.decompressobj(31)
-        try:
-            while data and not decoder.eof:
-                chunk = decoder.decompress(data, max(1, max_bytes - len(out) + 1))
-                out += chunk
-                if len(out) > max_bytes:
-                    return bytes(out[:max_bytes]), False
-                data = decoder.unconsumed_tail
-                if not chunk and not data:
-                    break
-        except zlib.error:
-            return bytes(out), False
-        if not decoder.eof:
-            return bytes(out), False
-        data = decoder.unused_data.lstrip(b"\x00")
-    return bytes(out), True
-
-
-def parse_sitemap(body: bytes) -> tuple[str, list[str]]:
-    """(`"index"` | `"urlset"` | `"text"` | `"unknown"`, the URLs listed), from an uncompressed sitemap."""
+def parse_sitemap(body: bytes, max_urls: int = MAX_SITEMAP_URLS) -> tuple[str, list[str]]:
+    """(`"index"` | `"urlset"` | `"text"` | `"unknown"`, the first `max_urls` URLs listed), from an
+    uncompressed sitemap."""
     head = body[:4096]
     if _INDEX_RE.search(head) or (not _URLSET_RE.search(head) and _INDEX_RE.search(body)):
         kind = "index"
     elif _URLSET_RE.search(head) or b"<loc>" in body:
         kind = "urlset"
     else:
-        lines = [ln.strip() for ln in body.decode("utf-8", "replace").splitlines()]
-        urls = [ln for ln in lines if ln.startswith(("http://", "https://")) and " " not in ln]
+        urls = []
+        for raw in body.splitlines():
+            line = raw.strip().decode("utf-8", "replace")
+            if line.startswith(("http://", "https://")) and " " not in line:
+                urls.append(line)
+                if len(urls) >= max_urls:
+                    break
         return ("text", urls) if urls else ("unknown", [])
     urls = []
     for m in _LOC_RE.finditer(body):
         url = html.unescape(m.group(1).decode("utf-8", "replace")).strip()
         if url.startswith(("http://", "https://")):
             urls.append(url)
+            if len(urls) >= max_urls:
+                break
     return kind, urls
 
 
@@ -94,20 +85,21 @@ class SitemapStage:
         if not meta or not meta.get("sitemap"):
             return
         body = page.body
-        if body[:2] == _GZIP_MAGIC:
-            body, complete = decompress_capped(body, self.max_bytes)
-            if not complete:
-                log.warning("sitemap %s: gzip stream is corrupt or decompresses past %d bytes; using the first "
-                            "%d bytes", page.url, self.max_bytes, len(body))  # fmt: skip
-        elif len(body) > self.max_bytes:
-            log.warning("sitemap %s is larger than %d bytes; using the first part", page.url, self.max_bytes)
-            body = body[: self.max_bytes]
+        if body[:2] == _GZIP_MAGIC or len(body) > self.max_bytes:
+            # The fetcher already gunzipped one layer; a gzip inside it (or a page built by hand) goes
+            # through the same chain and cap. Past the cap this raises body_too_large.
+            body = decode_all(body, limit=self.max_bytes, sniff_gzip=True, what="sitemap",
+                              setting="the sitemap limit")  # fmt: skip
         kind, urls = parse_sitemap(body)
         if kind == "unknown":
             log.warning("sitemap %s is neither a sitemap nor a list of URLs (content type %r); skipped",
                         page.url, page.content_type or "none")  # fmt: skip
             raise DropPage("not a sitemap")
-        child_meta = {"sitemap": True} if kind == "index" else None
+        if len(urls) >= MAX_SITEMAP_URLS:
+            log.warning("sitemap %s lists more than %d URLs (the protocol's limit); the rest are ignored",
+                        page.url, MAX_SITEMAP_URLS)  # fmt: skip
+        nested = int(meta.get("sitemap_depth", 0)) + 1
+        child_meta = {"sitemap": True, "sitemap_depth": nested} if kind == "index" else None
         for url in urls:
             try:
                 req = Request.make(url, depth=page.depth, referer=page.url, meta=child_meta,

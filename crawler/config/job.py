@@ -28,6 +28,7 @@ __all__ = [
     "PaginateConfig",
     "RateLimitConfig",
     "RetryConfig",
+    "RobotsConfig",
     "SaveConfig",
     "ScopeConfig",
     "TimeoutConfig",
@@ -64,6 +65,18 @@ class ScopeConfig(_Section):
     @classmethod
     def _lower_domains(cls, domains: list[str]) -> list[str]:
         return [d.strip().lower().lstrip(".") for d in domains if d.strip()]
+
+
+class RobotsConfig(_Section):
+    """robots.txt handling (RFC 9309); `scope.robots_txt` turns it on or off. See crawler.politeness.robots."""
+
+    # A Crawl-delay above this skips the host (its URLs fail with crawl_delay_too_long).
+    max_crawl_delay: float = Field(default=60.0, ge=0, le=86_400)
+    # How long a host whose robots.txt answers 5xx or cannot be reached waits (retried with a backoff)
+    # before its requests fail with robots_unavailable.
+    unavailable_wait: float = Field(default=120.0, ge=0, le=30 * 86_400)
+    # Whole-request deadline for one robots.txt fetch, redirects included.
+    timeout: float = Field(default=30.0, gt=0, le=3_600)
 
 
 class ConcurrencyConfig(_Section):
@@ -380,6 +393,7 @@ class Job(_Section):
     start_urls: list[str] = Field(default_factory=list)
     start_sitemaps: list[str] = Field(default_factory=list)
     scope: ScopeConfig = Field(default_factory=ScopeConfig)
+    robots: RobotsConfig = Field(default_factory=RobotsConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)

@@ -130,7 +130,7 @@ class Crawler:
                                 retry_statuses=self.retry_policy.statuses,
                                 saver=saver if saver.active else None)  # fmt: skip
         if job.scope.robots_txt:
-            self._robots = RobotsCache(self._client, job.http.user_agent)
+            self._robots = RobotsCache(self._fetcher.fetch_robots, job.http.user_agent, job.robots)
         stages = build_stages(job, self._user_stages)
         self._writer = None
         checkpoint = await self._frontier.checkpoint()
@@ -171,6 +171,8 @@ class Crawler:
                 await self._commit()
             except Exception as exc:
                 failure = exc
+        if self._robots is not None:
+            await self._robots.aclose()
         for stage in self._closers:
             try:
                 result = stage.close()
@@ -283,8 +285,11 @@ class Crawler:
     def _budget(self, host: str) -> int:
         robots = self._robots
         if robots is not None and not robots.known(host):
-            # The first request to a host loads its robots.txt (in a worker); the rest wait for it.
-            return 0 if host in self._robots_loading else min(1, self.limiter.budget(host))
+            # The first request to a host loads its robots.txt (in a worker); the rest wait for it, and all
+            # wait while an unreachable robots.txt backs off (RFC 9309: complete disallow meanwhile).
+            if host in self._robots_loading or robots.retry_in(host) > 0:
+                return 0
+            return min(1, self.limiter.budget(host))
         return self.limiter.budget(host)
 
     async def _load_robots(self, scheme: str, host: str) -> None:
@@ -470,10 +475,13 @@ class Crawler:
                     self._fatal = exc
                     log.error("%s: stopping the crawl", exc)
                 self.stop()
+            except FetchError as exc:  # a stage reading the body further (a sitemap past its cap)
+                log.warning("%s failed: %s", req.url, exc)
+                self._fail(req, exc.kind)
             except Exception as exc:  # a bug in a stage must not kill the crawl
                 log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
                 log.debug("traceback", exc_info=True)
-                self._fail(req, f"internal:{type(exc).__name__}")
+                self._fail(req, "stage_error")
             finally:
                 # The host's slot is held through the stages: back-pressure stays per host.
                 self.limiter.release(req.host)
@@ -486,7 +494,13 @@ class Crawler:
         robots = self._robots
         if robots is not None and not robots.known(req.host):
             await self._load_robots(req.url.split("://", 1)[0], req.host)
-        if robots is not None and not robots.allowed(req.url, req.host):
+            if not robots.known(req.host):  # unreachable: wait (keeping the reservation) for the next try
+                heapq.heappush(self._delayed, (time.monotonic() + robots.retry_in(req.host), next(self._seq), req))
+                return
+        if robots is not None and (refusal := robots.refusal(req.url, req.host)) is not None:
+            if refusal != "robots_denied":  # robots_unavailable, crawl_delay_too_long
+                self._fail(req, refusal)
+                return
             stats.robots_denied += 1
             if not _is_sitemap(req):
                 self._reserved -= 1

@@ -1,28 +1,36 @@
-"""Fetching one request through the shared client: streamed in chunks, size-capped after decoding, and
-streamed to disk for responses the file saver claims.
-
-gzip/deflate bodies are decoded here with a bounded `max_length` per step, so a gzip bomb costs at most
-`max_body` bytes of memory before it is cut off; other encodings go through httpx's decoders.
+"""Fetching one request through the shared client: streamed in chunks, decoded and size-capped through the
+one decoding chain (`crawler.fetch.decoding`: gzip, deflate, br, zstd, stacked or not), and streamed to
+disk for responses the file saver claims. robots.txt is fetched here too (`fetch_robots`), through the
+same chain, so no body a crawl reads escapes the caps.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-import zlib
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
+from urllib.parse import urljoin
 
 import httpx
 
-from crawler.model.errors import BodyTooLarge, FetchError
+from crawler.fetch.decoding import ACCEPT_ENCODING, DecodingChain
+from crawler.model.errors import BodyTooLarge, FetchError, error_kind
 from crawler.model.page import Page
 from crawler.model.request import Request
+from crawler.politeness.robots import RobotsResponse
 
 if TYPE_CHECKING:
     from crawler.fetch.saver import FileSaver
 
-__all__ = ["Fetcher"]
+__all__ = ["ROBOTS_MAX_BYTES", "SITEMAP_MAX_BYTES", "Fetcher"]
 
-_DECODE_STEP = 1 << 20  # decoded bytes produced per zlib call
+# The sitemaps protocol caps a sitemap at 50 MB uncompressed (and 50,000 URLs).
+SITEMAP_MAX_BYTES = 50 * 1024 * 1024
+# RFC 9309 §2.5: parse at least the first 500 KiB; the rest of a larger robots.txt is ignored.
+ROBOTS_MAX_BYTES = 500 * 1024
+_ROBOTS_MAX_HOPS = 5  # RFC 9309 §2.3.1.2
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class Fetcher:
@@ -35,8 +43,16 @@ class Fetcher:
 
     async def fetch(self, request: Request) -> Page:
         """Fetch `request`. Raises httpx errors (retryable ones included) and `FetchError`."""
+        try:
+            return await self._fetch(request)
+        except httpx.InvalidURL as exc:  # httpx checks a URL (a request's, a redirect's) as it builds it
+            raise FetchError(f"invalid URL: {exc}", kind="invalid_url") from None
+
+    async def _fetch(self, request: Request) -> Page:
         started = time.monotonic()
-        headers = {"Referer": request.referer} if request.referer else None
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        if request.referer:
+            headers["Referer"] = request.referer
         async with self.client.stream(request.method, request.url, headers=headers) as resp:
             status = resp.status_code
             page_headers = resp.headers
@@ -51,66 +67,86 @@ class Fetcher:
             url = str(resp.url)
             saver = self.saver
             if saver is not None and 200 <= status < 300 and saver.matches(url, page_headers.get("content-type", "")):
-                path, size = await saver.save(resp, self._decoded_chunks(resp), url)
+                path, size = await saver.save(resp, self._decoded_chunks(resp, request), url)
                 page = Page(request, url, status, resp.http_version, page_headers, b"", path=path,
                             elapsed=time.monotonic() - started)  # fmt: skip
                 page.saved_bytes = size
                 return page
             body = bytearray()
-            async for chunk in self._decoded_chunks(resp):
+            async for chunk in self._decoded_chunks(resp, request):
                 body += chunk
             return Page(request, url, status, resp.http_version, page_headers, bytes(body),
                         elapsed=time.monotonic() - started)  # fmt: skip
 
-    async def _decoded_chunks(self, resp: httpx.Response):  # type: ignore[no-untyped-def]
-        """Yield the decoded body in chunks, raising `BodyTooLarge` past `max_body` decoded bytes."""
-        limit = self.max_body
-        encoding = resp.headers.get("content-encoding", "").strip().lower()
-        total = 0
+    def _limit_for(self, request: Request) -> tuple[int | None, str]:
+        if request.meta and request.meta.get("sitemap"):
+            cap = SITEMAP_MAX_BYTES if self.max_body is None else min(self.max_body, SITEMAP_MAX_BYTES)
+            return cap, "the sitemap limit" if cap == SITEMAP_MAX_BYTES else "http.max_body"
+        return self.max_body, "http.max_body"
+
+    async def _decoded_chunks(self, resp: httpx.Response, request: Request | None = None, *,
+                              limit: int | None = None) -> AsyncIterator[bytes]:  # fmt: skip
+        """Yield the decoded body in chunks through the one decoding chain (`crawler.fetch.decoding`),
+        raising `BodyTooLarge` past the cap (`http.max_body`; for a sitemap, also the protocol's 50 MB,
+        and a gzip body is gunzipped whatever its Content-Type; `limit` for robots.txt) and
+        `decoding_error` for bad codings."""
+        if limit is not None:
+            setting = "the robots.txt limit"
+        elif request is not None:
+            limit, setting = self._limit_for(request)
+        else:
+            limit, setting = self.max_body, "http.max_body"
         if resp.is_stream_consumed:
             # A response built with its content (mock transports): httpx already decoded it.
             if limit is not None and len(resp.content) > limit:
-                raise BodyTooLarge(f"decoded body exceeds http.max_body {limit} bytes")
+                raise BodyTooLarge(f"decoded body exceeds {setting} {limit} bytes")
             yield resp.content
             return
-        if encoding in ("gzip", "x-gzip", "deflate"):
-            # 47 = auto-detect gzip or zlib header; raw deflate is tried on failure below.
-            decoder = zlib.decompressobj(47)
-            first = True
-            async for raw in resp.aiter_raw():
-                data = raw
-                while data:
-                    step = _DECODE_STEP if limit is None else min(_DECODE_STEP, limit - total + 1)
+        sitemap = request is not None and bool(request.meta and request.meta.get("sitemap"))
+        chain = DecodingChain(resp.headers.get("content-encoding", ""), limit=limit, sniff_gzip=sitemap,
+                              what="sitemap" if sitemap else "body", setting=setting)  # fmt: skip
+        async for raw in resp.aiter_raw():
+            for piece in chain.feed(raw):
+                yield piece
+        for piece in chain.finish():
+            yield piece
+
+    async def fetch_robots(self, url: str, *, deadline: float) -> RobotsResponse:
+        """GET a robots.txt: redirects followed by hand up to 5 hops (RFC 9309 §2.3.1.2; more is "unavailable",
+        status 0 with error `too_many_redirects`), the body decoded through the chain and cut at
+        `ROBOTS_MAX_BYTES` (what lies beyond is ignored, as §2.5 allows), everything within `deadline`
+        seconds. Never raises for what a server does: a network failure is status 0 with its error kind."""
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._fetch_robots(url)
+        except TimeoutError:
+            return RobotsResponse(0, url=url, error="robots_timeout")
+        except FetchError as exc:
+            return RobotsResponse(0, url=url, error=exc.kind)
+        except httpx.InvalidURL:
+            return RobotsResponse(0, url=url, error="invalid_url")
+        except httpx.HTTPError as exc:
+            return RobotsResponse(0, url=url, error=error_kind(exc))
+
+    async def _fetch_robots(self, url: str) -> RobotsResponse:
+        headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        for hops in range(_ROBOTS_MAX_HOPS + 1):
+            async with self.client.stream("GET", url, headers=headers, follow_redirects=False) as resp:
+                status = resp.status_code
+                if status in _REDIRECTS:
+                    location = resp.headers.get("location", "").strip()
+                    if not location:
+                        return RobotsResponse(status, url=url, hops=hops)
+                    url = urljoin(url, location)
+                    if not url.startswith(("http://", "https://")):
+                        return RobotsResponse(0, url=url, hops=hops, error="unsupported_protocol")
+                    continue
+                body = bytearray()
+                if 200 <= status < 300:
                     try:
-                        out = decoder.decompress(data, step)
-                    except zlib.error:
-                        if first and encoding == "deflate":
-                            decoder = zlib.decompressobj(-zlib.MAX_WBITS)
-                            first = False
-                            continue
-                        raise FetchError(f"corrupt {encoding} body", kind="decoding_error") from None
-                    first = False
-                    data = decoder.unconsumed_tail
-                    total += len(out)
-                    if limit is not None and total > limit:
-                        raise BodyTooLarge(f"decoded body exceeds http.max_body {limit} bytes")
-                    if out:
-                        yield out
-                    if decoder.eof:
-                        break
-            tail = decoder.flush()
-            if tail:
-                total += len(tail)
-                if limit is not None and total > limit:
-                    raise BodyTooLarge(f"decoded body exceeds http.max_body {limit} bytes")
-                yield tail
-            return
-        if encoding in ("", "identity"):
-            iterator = resp.aiter_raw()
-        else:
-            iterator = resp.aiter_bytes()
-        async for chunk in iterator:
-            total += len(chunk)
-            if limit is not None and total > limit:
-                raise BodyTooLarge(f"body exceeds http.max_body {limit} bytes")
-            yield chunk
+                        async for chunk in self._decoded_chunks(resp, None, limit=ROBOTS_MAX_BYTES):
+                            body += chunk
+                    except BodyTooLarge:
+                        pass  # the chain yielded exactly the first ROBOTS_MAX_BYTES: parse those
+                return RobotsResponse(status, bytes(body), url, hops)
+        return RobotsResponse(0, url=url, hops=_ROBOTS_MAX_HOPS, error="too_many_redirects")
