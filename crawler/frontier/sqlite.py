@@ -13,18 +13,20 @@ Commit protocol: pushes are written as they come, inside the open transaction; `
 rows, stores the checkpoint and commits, all in one transaction. Links pushed by a page therefore commit
 no later than the page's ack, and the checkpoint commits atomically with the acks it describes.
 
-Memory stays flat: at most `memory_queue` requests wait in memory (per-host heaps); past that, a host's new
-requests stay on disk only and are read back in id order when the host's in-memory queue runs dry.
+Memory stays flat: at most `memory_queue` requests wait in memory (packed, in `HostQueues`, the round-robin
+loop the memory frontier uses too); past that, a host's new requests stay on disk only and are read back in id
+order when the host's in-memory queue runs dry.
+
+The queue table is shared with the memory frontier's spill (`crawler.frontier.spill`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import logging
 import os
 import sqlite3
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +34,8 @@ from typing import Any
 import orjson
 
 from crawler.frontier.base import FrontierBase
+from crawler.frontier.queues import DEFAULT_MEMORY_QUEUE, HostQueues
+from crawler.frontier.spill import QUEUE_SCHEMA, READ_HOST
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
 
@@ -51,10 +55,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     pushed INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS queue_by_host ON queue (host_id, id);
 """
-_REFILL_MAX = 1000
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -114,13 +115,8 @@ class SqliteFrontier(FrontierBase):
         self._memory_queue = memory_queue
         self._seen = CompactSeenSet()
         self._host_ids: dict[str, int] = {}
-        self._queues: dict[str, list[tuple[int, int, Request]]] = {}
-        self._on_disk: dict[str, int] = {}  # queued rows of a host that are not in memory
+        self._queues = HostQueues(memory_queue, self._refill)
         self._cursor: dict[str, int] = {}  # highest row id of a host read into memory
-        self._rotation: deque[str] = deque()  # hosts with queued work, round-robin
-        self._active: set[str] = set()
-        self._in_memory = 0
-        self._disk_total = 0
         self._leased = 0
         self._next_id = 1
         self._in_tx = False
@@ -132,7 +128,7 @@ class SqliteFrontier(FrontierBase):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, directory: Path | str, *, memory_queue: int = 50_000) -> SqliteFrontier:
+    async def open(cls, directory: Path | str, *, memory_queue: int = DEFAULT_MEMORY_QUEUE) -> SqliteFrontier:
         """Open (or create) the state in `directory`; raises `StateLocked` if another process has it."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -168,15 +164,11 @@ class SqliteFrontier(FrontierBase):
         names = {hid: host for host, hid in self._host_ids.items()}
         # Every row still in `queue` is work not acked: queued or leased when the last run stopped.
         for hid, count in conn.execute("SELECT host_id, count(*) FROM queue GROUP BY host_id"):
-            host = names[hid]
-            self._on_disk[host] = count
-            self._disk_total += count
-            self._cursor[host] = 0
-            self._activate(host)
+            self._queues.add_on_disk(names[hid], count)
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM queue").fetchone()
         self._next_id = max_id + 1
-        if self._disk_total:
-            log.info("resuming %s: %d requests queued, %d seen, %d done", self.directory, self._disk_total,
+        if self._queues.on_disk:
+            log.info("resuming %s: %d requests queued, %d seen, %d done", self.directory, self._queues.on_disk,
                      len(seen), self._counters["acked"])  # fmt: skip
 
     async def close(self) -> None:
@@ -235,7 +227,8 @@ class SqliteFrontier(FrontierBase):
             req.token = rid
             # As str: an orjson bytes object keeps a ~4 KB buffer, and a batch of them would bloat the heap.
             rows.append((rid, hid, dumps(req.to_dict()).decode()))
-            self._place(req, rid)
+            if self._queues.add(req):
+                self._cursor[host] = rid
         if not rows:
             return 0
         self._begin()
@@ -247,26 +240,6 @@ class SqliteFrontier(FrontierBase):
             self._pushed_delta[row[1]] += 1
         return len(rows)
 
-    def _place(self, req: Request, rid: int) -> None:
-        host = req.host
-        if not self._on_disk.get(host) and self._in_memory < self._memory_queue:
-            q = self._queues.get(host)
-            if q is None:
-                q = self._queues[host] = []
-            heapq.heappush(q, (-req.priority, rid, req))
-            self._in_memory += 1
-            self._cursor[host] = rid
-        else:
-            # Once a host spills, its later requests spill too: memory always holds its oldest ones.
-            self._on_disk[host] = self._on_disk.get(host, 0) + 1
-            self._disk_total += 1
-        self._activate(host)
-
-    def _activate(self, host: str) -> None:
-        if host not in self._active:
-            self._active.add(host)
-            self._rotation.append(host)
-
     def _new_host(self, host: str) -> int:
         self._begin()
         cur = self._conn.execute("INSERT INTO hosts (host) VALUES (?)", (host,))
@@ -275,61 +248,24 @@ class SqliteFrontier(FrontierBase):
         return hid
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
-        out: list[Request] = []
-        rotation = self._rotation
-        queues = self._queues
-        for _ in range(len(rotation)):
-            if len(out) >= limit:
-                break
-            host = rotation[0]
-            rotation.rotate(-1)
-            allowance = budget(host)
-            if allowance <= 0:
-                continue
-            q = queues.get(host) or self._refill(host)
-            want = min(allowance, limit - len(out))
-            while want > 0 and q:
-                take = min(want, len(q))
-                for _ in range(take):
-                    out.append(heapq.heappop(q)[2])
-                self._in_memory -= take
-                want -= take
-                if not q:
-                    q = self._refill(host)
-            if not q and not self._on_disk.get(host):
-                queues.pop(host, None)
-                self._active.discard(host)
-                rotation.pop()  # the host just rotated to the end
+        out = self._queues.pop_ready(limit, budget)
         self._leased += len(out)
         return out
 
-    def _refill(self, host: str) -> list[tuple[int, int, Request]]:
-        """Read the host's oldest on-disk requests into memory (its in-memory queue is empty)."""
-        q = self._queues.setdefault(host, [])
-        pending = self._on_disk.get(host, 0)
-        if not pending:
-            return q
-        room = max(self._memory_queue - self._in_memory, 0)
-        chunk = min(pending, _REFILL_MAX, max(room, 64))
-        rows = self._conn.execute("SELECT id, data FROM queue WHERE host_id = ? AND id > ? ORDER BY id LIMIT ?",
-                                  (self._host_ids[host], self._cursor.get(host, 0), chunk)).fetchall()  # fmt: skip
+    def _refill(self, host: str, count: int) -> list[Request]:
+        """The refill hook of `HostQueues`: the host's oldest rows not yet read into memory."""
+        rows = self._conn.execute(READ_HOST, (self._host_ids[host], self._cursor.get(host, 0), count)).fetchall()
+        out = []
         for rid, data in rows:
             req = Request.from_dict(orjson.loads(data))
             req.token = rid
-            heapq.heappush(q, (-req.priority, rid, req))
-        n = len(rows)
+            out.append(req)
         if rows:
             self._cursor[host] = rows[-1][0]
-        if n < chunk:  # cannot happen unless the file was edited: trust the file
-            log.warning(
-                "%s: expected %d queued requests on disk for %s, found %d", self.directory, chunk, host, n
-            )
-            self._disk_total -= pending - n
-            pending = n
-        self._on_disk[host] = pending - n
-        self._disk_total -= n
-        self._in_memory += n
-        return q
+        if len(rows) < count:  # cannot happen unless the file was edited: trust the file
+            log.warning("%s: expected %d queued requests on disk for %s, found %d", self.directory, count, host,
+                        len(rows))  # fmt: skip
+        return out
 
     async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
         """Delete the finished requests and store `checkpoint`, in the transaction that holds their pushes."""
@@ -361,7 +297,7 @@ class SqliteFrontier(FrontierBase):
         self._leased = max(0, self._leased - len(ids))
 
     async def size(self) -> int:
-        return self._in_memory + self._disk_total + self._leased
+        return len(self._queues) + self._leased
 
     async def checkpoint(self) -> dict[str, Any] | None:
         return self._checkpoint
@@ -374,11 +310,11 @@ class SqliteFrontier(FrontierBase):
 
     @property
     def queued_in_memory(self) -> int:
-        return self._in_memory
+        return self._queues.in_memory
 
     @property
     def queued_on_disk(self) -> int:
-        return self._disk_total
+        return self._queues.on_disk
 
     # -- transactions ------------------------------------------------------------------------------
 
@@ -407,8 +343,9 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -16000")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.executescript(_SCHEMA)
+    conn.executescript(_SCHEMA + QUEUE_SCHEMA)
     return conn
+
 
 
 def read_status(directory: Path | str, *, top_hosts: int = 10) -> dict[str, Any] | None:
