@@ -54,6 +54,7 @@ def shard_job(job: Job, index: int, count: int) -> Job:
                                            "hosts": {h: _scale(v, count) for h, v in r.hosts.items()}}),
         "scope": s.model_copy(update={"max_pages": None if s.max_pages is None else _split(s.max_pages, count, index)}),
         "output": job.output.model_copy(update={"overwrite": False, "stats": None}),
+        "memory_queue": math.ceil(job.memory_queue / count),
     })  # fmt: skip
 
 

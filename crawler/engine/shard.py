@@ -19,7 +19,7 @@ from crawler.frontier.sharded import FINAL, ShardedFrontier, open_pipes, write_m
 async def _child_main(job_json: str, shard: int, count: int, up_fd: int, down_fd: int) -> int:
     job = Job.model_validate_json(job_json)
     reader, writer = await open_pipes(up_fd, down_fd)
-    frontier = ShardedFrontier(shard, count, reader, writer)
+    frontier = ShardedFrontier(shard, count, reader, writer, memory_queue=job.memory_queue)
     crawler = Crawler(job, frontier=frontier)
 
     install_stop_signals(crawler.stop, crawler.flush_now)

@@ -9,18 +9,23 @@ costs no memory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from crawler.config.job import DEFAULT_MEMORY_QUEUE
 from crawler.frontier.base import FrontierBase
-from crawler.frontier.queues import DEFAULT_MEMORY_QUEUE, HostQueues
+from crawler.frontier.queues import HostQueues
+from crawler.frontier.records import Block
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
 
 if TYPE_CHECKING:
     from crawler.frontier.spill import SpillStore
 
-__all__ = ["DEFAULT_MEMORY_QUEUE", "MemoryFrontier", "SeenSet"]
+__all__ = ["MemoryFrontier", "SeenSet"]
+
+log = logging.getLogger("crawler.frontier")
 
 
 class SeenSet(CompactSeenSet):
@@ -40,6 +45,7 @@ class MemoryFrontier(FrontierBase):
         self._queues = HostQueues(memory_queue, self._refill)
         self._spill: SpillStore | None = None
         self._leased = 0
+        self.spilled = 0  # requests that went through the temporary file
 
     async def push_many(self, requests: Iterable[Request]) -> int:
         added = 0
@@ -54,6 +60,7 @@ class MemoryFrontier(FrontierBase):
             added += 1
         if spilled:
             self._spill_store().write(spilled)
+            self.spilled += len(spilled)
         return added
 
     def _spill_store(self) -> SpillStore:
@@ -62,9 +69,11 @@ class MemoryFrontier(FrontierBase):
             from crawler.frontier.spill import SpillStore
 
             self._spill = SpillStore()
+            log.info("more than %d requests queued (memory_queue): the rest wait in a temporary file",
+                     self._queues.capacity)  # fmt: skip
         return self._spill
 
-    def _refill(self, host: str, count: int) -> list[Request]:
+    def _refill(self, host: str, count: int) -> list[Block]:
         return self._spill.read(host, count) if self._spill is not None else []
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:

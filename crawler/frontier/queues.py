@@ -7,8 +7,8 @@ round-robin, holding at most `capacity` requests; the rest wait on disk and come
 - Spilling: a request goes to memory while fewer than `capacity` are there and its host has nothing on
   disk; otherwise it is counted as on disk (its owner wrote it there). Once a host spills, its later requests
   spill too, so memory always holds a host's oldest requests; when its memory queue runs dry, `refill(host,
-  count)` returns up to `count` of its on-disk requests, oldest first. Priorities order the requests held in
-  memory; the ones on disk come back in push order.
+  count)` returns about `count` of its on-disk requests (at least that many while there are), oldest first,
+  as packed blocks. Priorities order the requests held in memory; the ones on disk come back in push order.
 """
 
 from __future__ import annotations
@@ -17,23 +17,20 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from crawler.frontier.records import RecordQueue
+from crawler.frontier.records import Block, RecordQueue
 from crawler.model.request import Request
 
-__all__ = ["DEFAULT_MEMORY_QUEUE", "HostQueues", "Refill"]
-
-# Queued requests held in memory by default (memory frontier and `state:`); the rest wait on disk.
-DEFAULT_MEMORY_QUEUE = 100_000
+__all__ = ["HostQueues", "Refill"]
 # Requests read back from disk per refill: enough to amortise a query, few enough to keep memory flat.
 _REFILL_MAX = 1000
 _REFILL_MIN = 64
 
 
 class Refill(Protocol):
-    def __call__(self, host: str, count: int) -> list[Request]: ...
+    def __call__(self, host: str, count: int) -> list[Block]: ...
 
 
-def _no_refill(host: str, count: int) -> list[Request]:
+def _no_refill(host: str, count: int) -> list[Block]:
     return []
 
 
@@ -137,10 +134,16 @@ class HostQueues:
         """Bring the host's oldest on-disk requests into memory; returns how many came."""
         room = max(self.capacity - self.in_memory, 0)
         count = min(h.on_disk, _REFILL_MAX, max(room, _REFILL_MIN))
-        loaded = self._refill(host, count)
-        for req in loaded:
-            self._hold(h, req)
-        n = len(loaded)
+        n = 0
+        queues = h.by_priority
+        for priority, size, block in self._refill(host, count):
+            q = queues.get(priority)
+            if q is None:
+                q = queues[priority] = RecordQueue()
+            q.extend_packed(block, size)
+            n += size
+        h.in_memory += n
+        self.in_memory += n
         if n < count:  # the store holds fewer than counted (edited by hand?): trust the store
             lost = h.on_disk - n
             h.on_disk = 0

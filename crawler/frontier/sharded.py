@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from crawler.config.job import DEFAULT_MEMORY_QUEUE
 from crawler.frontier.base import FrontierBase
 from crawler.frontier.memory import MemoryFrontier
 from crawler.model.request import Request
@@ -60,10 +61,11 @@ def _decode(payload: bytes) -> list[Request]:
 class ShardedFrontier(FrontierBase):
     """A `MemoryFrontier` holding this process's shard, routing the rest through the parent."""
 
-    def __init__(self, shard: int, count: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, shard: int, count: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 memory_queue: int = DEFAULT_MEMORY_QUEUE) -> None:  # fmt: skip
         self.shard = shard
         self.count = count
-        self._local = MemoryFrontier()
+        self._local = MemoryFrontier(memory_queue=memory_queue)
         self._reader = reader
         self._writer = writer
         self._received = 0
@@ -130,3 +132,4 @@ class ShardedFrontier(FrontierBase):
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self._local.close()

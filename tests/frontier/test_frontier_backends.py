@@ -171,7 +171,8 @@ async def test_past_the_memory_bound_requests_wait_on_disk_and_come_back_in_orde
             popped[r.host].append(int(r.url.rsplit("/", 1)[1]))
             assert r.referer == f"http://{r.host}/"
         await f.ack(batch, {"items_offset": 0})
-    assert peak <= 20 + 3 * 64, "a refill reads a small chunk per host, not the whole backlog"
+    # A refill reads a small chunk per host (64 requests, or whole blocks of one push just past that).
+    assert peak <= 20 + 3 * 100, "a refill reads a small chunk per host, not the whole backlog"
     for host, numbers in popped.items():
         assert numbers == sorted(numbers), f"{host} served out of push order"
     assert sum(len(v) for v in popped.values()) == 600
