@@ -8,7 +8,10 @@ dropped, so only the structure stays.
 
     seen-set      the compact seen set alone (crawler.model.seen.CompactSeenSet), random 64-bit fingerprints
     python-set    a plain set[int] of the same fingerprints, for comparison
-    memory        MemoryFrontier: N requests pushed and queued (seen set + Request objects + heaps)
+    memory        MemoryFrontier as a crawl runs it: N requests pushed and queued, 100,000 held in memory
+                  (packed per host), the rest spilled to its temporary file; then all of them popped back
+                  ("drain": pops per second through the spill); peak RSS of the whole process
+    memory-packed MemoryFrontier with no spill: all N requests packed in memory (what a queued request costs)
     sqlite        SqliteFrontier: N requests pushed and queued (seen set in memory, queue on disk);
                   also reports the state directory's bytes per URL
     redis         RedisFrontier against a private redis-server (if installed): the server's used_memory
@@ -40,9 +43,16 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 BATCH = 20_000
-CASES = ["seen-set", "python-set", "memory", "sqlite", "redis"]
-# 10M queued Request objects in a MemoryFrontier need ~5 GB: only with --all-big.
-BIG_CASES = ["seen-set", "python-set", "sqlite", "redis"]
+CASES = ["seen-set", "python-set", "memory", "memory-packed", "sqlite", "redis"]
+# Every case fits a small machine at 10M except the unbounded one (~0.7 GB): that one only with --all-big.
+BIG_CASES = ["seen-set", "python-set", "memory", "sqlite", "redis"]
+
+
+def peak_rss() -> int:
+    """The process's peak resident set so far, in bytes (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def rss() -> int:
@@ -58,10 +68,13 @@ def urls(n: int) -> Iterator[list[str]]:
 
 
 def requests(n: int) -> Iterator[list[Any]]:
+    """Requests as the link extractor builds them: canonical URLs, a referer, fingerprint and host filled."""
     from crawler.model.request import Request
+    from crawler.model.url import fingerprint, host_key
 
     for batch in urls(n):
-        yield [Request.make(u) for u in batch]
+        yield [Request(url=u, depth=1, referer=f"https://{host_key(u)}/catalog/", host=host_key(u),
+                       fingerprint=fingerprint(u)) for u in batch]  # fmt: skip
 
 
 def fingerprints(n: int) -> Iterator[list[int]]:
@@ -119,15 +132,24 @@ def run_case(case: str, n: int) -> dict[str, Any]:
             plain.update(batch)
             growth.step(len(batch))
         out.update(growth.result())
-    elif case == "memory":
+    elif case in ("memory", "memory-packed"):
         from crawler.frontier.memory import MemoryFrontier
 
         growth = Growth(n)
-        frontier = MemoryFrontier()
-        for batch in requests(n):
-            asyncio.run(frontier.push_many(batch))
-            growth.step(len(batch))
+        frontier = MemoryFrontier(memory_queue=n if case == "memory-packed" else 100_000)
+
+        async def build() -> None:
+            for batch in requests(n):
+                await frontier.push_many(batch)
+                growth.step(len(batch))
+
+        asyncio.run(build())
         out.update(growth.result())
+        out["queued_in_memory"] = frontier.queued_in_memory
+        out["packed_bytes_per_url"] = frontier._queues.nbytes() / max(1, frontier.queued_in_memory)
+        if case == "memory":
+            out["drain_pops_per_s"] = asyncio.run(drain(frontier, n))
+        out["peak_rss_mb"] = peak_rss() / 1e6
     elif case == "sqlite":
         from crawler.frontier.sqlite import SqliteFrontier
 
@@ -155,6 +177,17 @@ def run_case(case: str, n: int) -> dict[str, Any]:
         raise SystemExit(f"unknown case {case}")
     out["seconds"] = round(time.perf_counter() - started, 1)
     return out
+
+
+async def drain(frontier: Any, n: int) -> float:
+    """Pop (and ack) every queued request as a crawl would, 64 at a time; returns pops per second."""
+    started = time.perf_counter()
+    popped = 0
+    while batch := await frontier.pop_ready(64, lambda host: 16):
+        popped += len(batch)
+        await frontier.ack(batch)
+    assert popped == n, (popped, n)
+    return popped / (time.perf_counter() - started)
 
 
 def redis_case(n: int) -> dict[str, Any]:
@@ -256,6 +289,11 @@ def main() -> None:
                 f"{r['rss_bytes_per_url']:.1f} / {r.get('marginal_bytes_per_url', float('nan')):.1f}"
             )
             notes = "process RSS growth"
+            if "peak_rss_mb" in r:
+                notes += (f"; peak RSS {r['peak_rss_mb']:.0f} MB; {r['queued_in_memory']:,} in memory, "
+                          f"packed {r['packed_bytes_per_url']:.0f} B each")  # fmt: skip
+            if "drain_pops_per_s" in r:
+                notes += f"; drained at {r['drain_pops_per_s']:,.0f} pops/s"
             if "table_bytes_per_url" in r:
                 notes += f"; tables {r['table_bytes_per_url']:.1f}"
             if "disk_bytes_per_url" in r:

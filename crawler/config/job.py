@@ -386,6 +386,10 @@ class OutputConfig(_Section):
         return items
 
 
+# Queued requests a frontier holds in memory unless the job says otherwise (`memory_queue`).
+DEFAULT_MEMORY_QUEUE = 100_000
+
+
 class Job(_Section):
     """A crawl job. Build it in code (`Job(start_urls=[...])`) or load it with `Job.from_yaml(path)`."""
 
@@ -405,6 +409,9 @@ class Job(_Section):
     paginate: PaginateConfig | None = None
     frontier: str = "memory"
     state: str | None = None
+    # Queued requests held in memory (packed, 20-60 bytes each) by the memory frontier and `state:`; the rest
+    # wait on disk: in a temporary file that disappears with the process, or in the state database.
+    memory_queue: int = Field(default=DEFAULT_MEMORY_QUEUE, ge=1)
     # Seconds between progress lines when stderr is not a terminal.
     log_every: float = Field(default=5.0, gt=0)
     # `crawler run` exits 1 when failed URLs / fetched URLs is above this (0.5 = more than half failed);

@@ -6,6 +6,9 @@ processes idle, every routed batch received). Concurrency, per-host rates and in
 `max_pages` are totals: each process gets 1/N of them, so a host sees the configured rate in all.
 All processes append whole lines to the one items file (O_APPEND writes of complete lines).
 
+Each process gets its job (secrets included) as the first message down its pipe: no file on disk, nothing on
+the command line. A process dies with this parent (see `crawler/engine/shard.py`).
+
 For crawls across machines, use the Redis frontier instead: any number of `crawler run` processes
 share it.
 """
@@ -19,15 +22,23 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import orjson
 
 from crawler.config.job import Job
 from crawler.config.units import Rate
-from crawler.frontier.sharded import DONE, FINAL, PUSH, ROUTE, STATUS, open_pipes, read_message, write_message
+from crawler.frontier.sharded import (
+    DONE,
+    FINAL,
+    JOB,
+    PUSH,
+    ROUTE,
+    STATUS,
+    open_pipes,
+    read_message,
+    write_message,
+)
 from crawler.output.stats import Stats
 from crawler.output.writers import open_writer
 
@@ -54,6 +65,7 @@ def shard_job(job: Job, index: int, count: int) -> Job:
                                            "hosts": {h: _scale(v, count) for h, v in r.hosts.items()}}),
         "scope": s.model_copy(update={"max_pages": None if s.max_pages is None else _split(s.max_pages, count, index)}),
         "output": job.output.model_copy(update={"overwrite": False, "stats": None}),
+        "memory_queue": math.ceil(job.memory_queue / count),
     })  # fmt: skip
 
 
@@ -82,15 +94,13 @@ class _Child:
 
 async def _run(job: Job, count: int, log_level: str) -> Stats:
     _prepare_outputs(job)
-    workdir = Path(tempfile.mkdtemp(prefix="crawler-procs-"))
     children: list[_Child] = []
     for i in range(count):
-        path = workdir / f"job-{i}.json"
-        path.write_text(shard_job(job, i, count).model_dump_json(by_alias=True))
         up_r, up_w = os.pipe()
         down_r, down_w = os.pipe()
         proc = subprocess.Popen(  # noqa: ASYNC220 - once per process at start, before any crawling
-            [sys.executable, "-m", "crawler.engine.shard", str(path), str(i), str(count), str(up_w), str(down_r), log_level],
+            [sys.executable, "-m", "crawler.engine.shard", str(i), str(count), str(up_w), str(down_r), log_level,
+             str(os.getpid())],
             pass_fds=(up_w, down_r), start_new_session=True,  # Ctrl-C reaches them through us, once
         )  # fmt: skip
         os.close(up_w)
@@ -100,6 +110,7 @@ async def _run(job: Job, count: int, log_level: str) -> Stats:
     loop = asyncio.get_running_loop()
     for child in children:
         child.reader, child.writer = await open_pipes(child.down_w, child.up_r)
+        write_message(child.writer, JOB, shard_job(job, child.index, count).model_dump_json(by_alias=True).encode())
 
     finished = asyncio.Event()
     stats = Stats()
@@ -171,14 +182,7 @@ async def _run(job: Job, count: int, log_level: str) -> Stats:
             stats.error(f"process_exit_{c.proc.returncode}", f"process {c.index}")
     stats.started = started
     stats.finished = time.monotonic()
-    _remove_dir(workdir)
     return stats
-
-
-def _remove_dir(directory: Path) -> None:
-    for f in directory.iterdir():
-        f.unlink()
-    directory.rmdir()
 
 
 async def run_processes(job: Job, count: int, log_level: str = "INFO") -> Stats:

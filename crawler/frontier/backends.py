@@ -23,8 +23,8 @@ async def open_frontier(job: Job) -> FrontierBackend:
         from crawler.frontier.sqlite import SqliteFrontier
 
         assert job.state is not None
-        return await SqliteFrontier.open(Path(job.state))
-    return MemoryFrontier()
+        return await SqliteFrontier.open(Path(job.state), memory_queue=job.memory_queue)
+    return MemoryFrontier(memory_queue=job.memory_queue)
 
 
 async def discard_state(job: Job) -> bool:

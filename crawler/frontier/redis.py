@@ -19,9 +19,10 @@ a crawl lives in one slot and the Lua scripts below may touch any of them):
     stats                HASH    queued, pushed, seen, acked, requeued, lost_leases
     done                 HASH    host -> pages acked
 
-Every state change is one Lua script, so it is atomic across processes: push (dedup + enqueue), pop
-(token bucket + lease), ack (release + checkpoint), renew, and reclaim (expired leases back to their
-host's queue, run by every process as part of looking for ready hosts).
+Every state change is one Lua script (`crawler/frontier/lua/*.lua`, read once at import and shipped in the
+wheel), so it is atomic across processes: push (dedup + enqueue), pop (token bucket + lease), ack (release +
+checkpoint), renew, and reclaim (expired leases back to their host's queue, run by every process as part of
+looking for ready hosts).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import socket
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -63,230 +65,23 @@ _READY_HORIZON_MS = 1000  # also list hosts that may start within this, to know 
 _READY_CACHE_SECONDS = 0.2  # reuse the ready hosts of the last reply for this long: one round trip a pop
 _CLOCK_SLACK = 0.002
 _IDLE_POLL_SECONDS = 0.05
-_RECLAIM_BATCH = 200
 
 
 class WorkerBusy(RuntimeError):
     """The worker identity is held by a live process."""
 
 
-# Lua shared by the scripts: the current Redis time in ms, and putting one leased id back on its queue.
-_PRELUDE = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function requeue(prefix, id, ready, leased, owner, req, stats)
-  local who = redis.call('HGET', owner, id)
-  redis.call('ZREM', leased, id)
-  redis.call('HDEL', owner, id)
-  if who then redis.call('SREM', prefix .. 'worker:' .. who .. ':leases', id) end
-  local rec = redis.call('HGET', req, id)
-  if rec then
-    local score, host = string.match(rec, '^(%S+) (%S+) ')
-    redis.call('ZADD', prefix .. 'q:' .. host, score, id)
-    redis.call('ZADD', ready, 'NX', 0, host)
-    redis.call('HINCRBY', stats, 'queued', 1)
-    redis.call('HINCRBY', stats, 'requeued', 1)
-  end
-end
-local function reclaim(prefix, now, ready, leased, owner, req, stats)
-  local expired = redis.call('ZRANGEBYSCORE', leased, '-inf', now, 'LIMIT', 0, RECLAIM_BATCH)
-  for _, id in ipairs(expired) do requeue(prefix, id, ready, leased, owner, req, stats) end
-end
-local function list_ready(ready, now, horizon, max_hosts, out)
-  local hosts = redis.call('ZRANGEBYSCORE', ready, '-inf', now + horizon, 'WITHSCORES', 'LIMIT', 0, max_hosts)
-  for _, v in ipairs(hosts) do out[#out + 1] = v end
-  return out
-end
-""".replace("RECLAIM_BATCH", str(_RECLAIM_BATCH))
+def _load_script(name: str) -> str:
+    """The source of `lua/<name>.lua`, with the shared prelude in front when it uses it. Read once, at import."""
+    text = (_LUA / f"{name}.lua").read_text(encoding="utf-8")
+    return (_LUA / "prelude.lua").read_text(encoding="utf-8") + text if name in _USES_PRELUDE else text
 
-# KEYS: seq req ready stats, then the queue and seen keys the requests refer to.
-# ARGV: six per request: seen key index (0: dont_filter), seen member, queue key index, host, priority, data.
-_PUSH = """
-local added, fresh_seen = 0, 0
-for b = 0, #ARGV - 1, 6 do
-  local sk = tonumber(ARGV[b + 1])
-  local fresh = true
-  if sk > 0 then
-    fresh = redis.call('SADD', KEYS[sk], ARGV[b + 2]) == 1
-    if fresh then fresh_seen = fresh_seen + 1 end
-  end
-  if fresh then
-    local id = redis.call('INCR', KEYS[1])
-    local score = string.format('%d', id - tonumber(ARGV[b + 5]) * 4294967296)
-    local host = ARGV[b + 4]
-    redis.call('HSET', KEYS[2], id, score .. ' ' .. host .. ' ' .. ARGV[b + 6])
-    redis.call('ZADD', KEYS[tonumber(ARGV[b + 3])], score, id)
-    redis.call('ZADD', KEYS[3], 'NX', 0, host)
-    added = added + 1
-  end
-end
-if added > 0 then
-  redis.call('HINCRBY', KEYS[4], 'queued', added)
-  redis.call('HINCRBY', KEYS[4], 'pushed', added)
-end
-if fresh_seen > 0 then redis.call('HINCRBY', KEYS[4], 'seen', fresh_seen) end
-return added
-"""
 
-# KEYS: ready leased owner req stats. ARGV: prefix, max hosts, horizon ms.
-# Puts expired leases back, then returns {now, 0, host, start, host, start, ...}: the hosts with queued work
-# that may start within the horizon, longest-waiting first (same shape as the reply of _POP).
-_READY = (
-    _PRELUDE
-    + """
-local now = now_ms()
-reclaim(ARGV[1], now, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-return list_ready(KEYS[1], now, tonumber(ARGV[3]), tonumber(ARGV[2]), {tostring(now), 0})
-"""
-)
-
-# KEYS: ready req leased owner my-leases tat stats, then one queue key per host.
-# ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, then four per host: host, allowance,
-# interval ms (0: unlimited), tau ms. Per host, a GCRA token bucket shared by every process: k requests may
-# start now when tat + (k - 1) * interval - tau <= now; each start moves tat one interval on.
-# Returns {now, 2 * popped, id, record, ..., then the ready hosts as _READY lists them}.
-_POP = (
-    _PRELUDE
-    + """
-local now = now_ms()
-reclaim(ARGV[4], now, KEYS[1], KEYS[3], KEYS[4], KEYS[2], KEYS[7])
-local exp = now + tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local out, taken = {}, 0
-local i = 0
-for b = 6, #ARGV - 1, 4 do
-  i = i + 1
-  if taken >= limit then break end
-  local host = ARGV[b + 1]
-  local allow = math.min(tonumber(ARGV[b + 2]), limit - taken)
-  local interval = tonumber(ARGV[b + 3])
-  local tau = tonumber(ARGV[b + 4])
-  local qk = KEYS[7 + i]
-  local tat = now
-  if interval > 0 then
-    tat = math.max(tonumber(redis.call('HGET', KEYS[6], host) or '0'), now)
-    local k = math.floor((now + tau - tat) / interval) + 1
-    if k < allow then allow = k end
-  end
-  local n = 0
-  if allow > 0 then
-    local popped = redis.call('ZPOPMIN', qk, allow)
-    n = #popped / 2
-    for j = 1, n do
-      local id = popped[2 * j - 1]
-      redis.call('ZADD', KEYS[3], exp, id)
-      redis.call('HSET', KEYS[4], id, ARGV[1])
-      redis.call('SADD', KEYS[5], id)
-      out[#out + 1] = id
-      out[#out + 1] = redis.call('HGET', KEYS[2], id)
-    end
-    taken = taken + n
-  end
-  if n > 0 then
-    redis.call('HINCRBY', KEYS[7], 'queued', -n)
-    if interval > 0 then
-      tat = tat + n * interval
-      redis.call('HSET', KEYS[6], host, tat)
-    end
-  end
-  if redis.call('ZCARD', qk) == 0 then
-    redis.call('ZREM', KEYS[1], host)
-  elseif interval > 0 then
-    redis.call('ZADD', KEYS[1], 'XX', tat - tau, host)
-  elseif n > 0 then
-    redis.call('ZADD', KEYS[1], 'XX', now, host)
-  end
-end
-local reply = {tostring(now), #out}
-for _, v in ipairs(out) do reply[#reply + 1] = v end
-return list_ready(KEYS[1], now, tonumber(ARGV[6]), tonumber(ARGV[5]), reply)
-"""
-)
-
-# KEYS: ready req leased owner my-leases stats checkpoint done. ARGV: worker, checkpoint JSON or '', prefix, ids.
-# Returns how many acked ids were no longer leased by this worker and had been taken by another one.
-_ACK = """
-local me, prefix = ARGV[1], ARGV[3]
-local acked, lost = 0, 0
-for i = 4, #ARGV do
-  local id = ARGV[i]
-  local who = redis.call('HGET', KEYS[4], id)
-  local rec = redis.call('HGET', KEYS[2], id)
-  local finish = false
-  if who == me then
-    redis.call('ZREM', KEYS[3], id)
-    redis.call('HDEL', KEYS[4], id)
-    redis.call('SREM', KEYS[5], id)
-    finish = rec ~= false
-  elseif who then
-    lost = lost + 1            -- re-leased by another worker after our lease expired: it finishes it
-  elseif rec then
-    -- our lease expired and the id went back to its queue: take it out, the work is done
-    local host = string.match(rec, '^%S+ (%S+) ')
-    local qk = prefix .. 'q:' .. host
-    if redis.call('ZREM', qk, id) == 1 then
-      redis.call('HINCRBY', KEYS[6], 'queued', -1)
-      if redis.call('ZCARD', qk) == 0 then redis.call('ZREM', KEYS[1], host) end
-    end
-    finish = true
-  else
-    lost = lost + 1            -- already acked by the worker that took it over
-  end
-  if finish then
-    local host = string.match(rec, '^%S+ (%S+) ')
-    redis.call('HDEL', KEYS[2], id)
-    redis.call('HINCRBY', KEYS[8], host, 1)
-    acked = acked + 1
-  end
-end
-if acked > 0 then redis.call('HINCRBY', KEYS[6], 'acked', acked) end
-if lost > 0 then redis.call('HINCRBY', KEYS[6], 'lost_leases', lost) end
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[7], me, ARGV[2]) end
-return lost
-"""
-
-# KEYS: leased owner alive. ARGV: worker, lease ms, alive value, alive ms, ids. Returns ids no longer ours.
-_RENEW = (
-    _PRELUDE
-    + """
-local exp = now_ms() + tonumber(ARGV[2])
-local lost = {}
-for i = 5, #ARGV do
-  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
-    redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[i])
-  else
-    lost[#lost + 1] = ARGV[i]
-  end
-end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
-return lost
-"""
-)
-
-# KEYS: ready leased owner req stats my-leases. ARGV: prefix, worker, ids (none: every lease of the worker).
-# Puts a worker's leases back on their queues: at start (a previous run under this identity died) and
-# at close (requests popped but not finished).
-_RELEASE = (
-    _PRELUDE
-    + """
-local ids = {}
-if #ARGV > 2 then
-  for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-else
-  ids = redis.call('SMEMBERS', KEYS[6])
-end
-local n = 0
-for _, id in ipairs(ids) do
-  if redis.call('HGET', KEYS[3], id) == ARGV[2] then
-    requeue(ARGV[1], id, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-    n = n + 1
-  end
-end
-return n
-"""
-)
+# Every state change is one script, so it is atomic across processes. The sources ship in the wheel
+# (crawler/frontier/lua/*.lua); each file's header states its KEYS, ARGV and reply.
+_LUA = resources.files("crawler.frontier") / "lua"
+_USES_PRELUDE = frozenset({"ready", "pop", "renew", "release"})
+_SCRIPTS = {name: _load_script(name) for name in ("push", "ready", "pop", "ack", "renew", "release")}
 
 
 def key_prefix(job_name: str) -> str:
@@ -331,12 +126,12 @@ class RedisFrontier(FrontierBase):
         self._k_my_leases = f"{p}worker:{worker}:leases"
         self._k_alive = f"{p}worker:{worker}:alive"
         self._alive_value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._push_script = client.register_script(_PUSH)
-        self._ready_script = client.register_script(_READY)
-        self._pop_script = client.register_script(_POP)
-        self._ack_script = client.register_script(_ACK)
-        self._renew_script = client.register_script(_RENEW)
-        self._release_script = client.register_script(_RELEASE)
+        self._push_script = client.register_script(_SCRIPTS["push"])
+        self._ready_script = client.register_script(_SCRIPTS["ready"])
+        self._pop_script = client.register_script(_SCRIPTS["pop"])
+        self._ack_script = client.register_script(_SCRIPTS["ack"])
+        self._renew_script = client.register_script(_SCRIPTS["renew"])
+        self._release_script = client.register_script(_SCRIPTS["release"])
         self._outstanding: dict[int, Request] = {}
         self._ack_lock = asyncio.Lock()
         self._rate_of: Callable[[str], float | None] | None = None

@@ -5,7 +5,11 @@ and dedups it, so dedup stays exact with no shared state. Links a process finds 
 a pipe to the parent (`crawler/engine/processes.py`), which routes them down to their owner. The parent also
 decides when the crawl is over: when every process is idle and has received every batch routed to it.
 
-The wire format between the processes lives here too: a 5-byte header (length, kind) and a payload.
+The wire format between the processes lives here too: a 5-byte header (length, kind) and a payload. The
+first message down is the process's job (JOB): the job, secrets included, travels only through the pipe.
+
+The pipe also tells a process that its parent is gone: its end of file, outside the normal end, calls
+`on_parent_lost` (the engine's child process exits at once; see `crawler/engine/shard.py`).
 """
 
 from __future__ import annotations
@@ -18,15 +22,16 @@ from typing import Any
 
 import orjson
 
+from crawler.config.job import DEFAULT_MEMORY_QUEUE
 from crawler.frontier.base import FrontierBase
 from crawler.frontier.memory import MemoryFrontier
 from crawler.model.request import Request
 
-__all__ = ["ShardedFrontier", "read_message", "write_message"]
+__all__ = ["ShardedFrontier", "read_job", "read_message", "write_message"]
 
 _HEADER = struct.Struct("!IB")
-# Message kinds. Up (process -> parent): ROUTE, STATUS, FINAL. Down (parent -> process): PUSH, DONE.
-ROUTE, STATUS, FINAL, PUSH, DONE = b"R"[0], b"S"[0], b"F"[0], b"P"[0], b"D"[0]
+# Message kinds. Up (process -> parent): ROUTE, STATUS, FINAL. Down (parent -> process): JOB, PUSH, DONE.
+ROUTE, STATUS, FINAL, JOB, PUSH, DONE = b"R"[0], b"S"[0], b"F"[0], b"J"[0], b"P"[0], b"D"[0]
 _STATUS_EVERY = 0.05
 
 
@@ -48,6 +53,14 @@ async def open_pipes(up_fd: int, down_fd: int) -> tuple[asyncio.StreamReader, as
     return reader, writer
 
 
+async def read_job(reader: asyncio.StreamReader) -> bytes:
+    """The first message from the parent: this process's job as JSON."""
+    kind, payload = await read_message(reader)
+    if kind != JOB:
+        raise RuntimeError(f"expected the job from the parent process, got message kind {kind!r}")
+    return payload
+
+
 def _encode(requests: Sequence[Request]) -> bytes:
     return orjson.dumps([[r.url, r.depth, r.priority, r.referer, r.fingerprint, r.host, r.meta] for r in requests])
 
@@ -60,10 +73,12 @@ def _decode(payload: bytes) -> list[Request]:
 class ShardedFrontier(FrontierBase):
     """A `MemoryFrontier` holding this process's shard, routing the rest through the parent."""
 
-    def __init__(self, shard: int, count: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, shard: int, count: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 on_parent_lost: Callable[[], None], memory_queue: int = DEFAULT_MEMORY_QUEUE) -> None:  # fmt: skip
         self.shard = shard
+        self._on_parent_lost = on_parent_lost
         self.count = count
-        self._local = MemoryFrontier()
+        self._local = MemoryFrontier(memory_queue=memory_queue)
         self._reader = reader
         self._writer = writer
         self._received = 0
@@ -82,7 +97,9 @@ class ShardedFrontier(FrontierBase):
             try:
                 kind, payload = await read_message(self._reader)
             except (asyncio.IncompleteReadError, ConnectionError):
-                self._done = True  # the parent is gone: finish what is here
+                # The parent closes its end only after every process exited: this is the parent dying.
+                self._done = True
+                self._on_parent_lost()
                 self._wake()
                 return
             if kind == PUSH:
@@ -130,3 +147,4 @@ class ShardedFrontier(FrontierBase):
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        await self._local.close()

@@ -13,29 +13,35 @@ Commit protocol: pushes are written as they come, inside the open transaction; `
 rows, stores the checkpoint and commits, all in one transaction. Links pushed by a page therefore commit
 no later than the page's ack, and the checkpoint commits atomically with the acks it describes.
 
-Memory stays flat: at most `memory_queue` requests wait in memory (per-host heaps); past that, a host's new
-requests stay on disk only and are read back in id order when the host's in-memory queue runs dry.
+Memory stays flat: at most `memory_queue` requests wait in memory (packed, in `HostQueues`, the round-robin
+loop the memory frontier uses too); past that, a host's new requests stay on disk only and are read back in id
+order when the host's in-memory queue runs dry.
+
+The queue table is shared with the memory frontier's spill (`crawler.frontier.spill`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import logging
 import os
 import sqlite3
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from crawler.config.job import DEFAULT_MEMORY_QUEUE
 from crawler.frontier.base import FrontierBase
+from crawler.frontier.queues import HostQueues
+from crawler.frontier.records import Block, pack_blocks
+from crawler.frontier.spill import QUEUE_SCHEMA, READ_HOST
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
 
-__all__ = ["SqliteFrontier"]
+__all__ = ["SqliteFrontier", "StateCorrupt", "StateLocked", "verify_state"]
 
 log = logging.getLogger("crawler.frontier")
 
@@ -51,10 +57,10 @@ CREATE TABLE IF NOT EXISTS hosts (
     pushed INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0
 );
-CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, host_id INTEGER NOT NULL, data TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS queue_by_host ON queue (host_id, id);
 """
-_REFILL_MAX = 1000
+# What `open` verifies before trusting a state: each table with its columns.
+_TABLES = {"meta": ["key", "value"], "seen": ["fp"], "hosts": ["id", "host", "pushed", "done"],
+           "queue": ["id", "host_id", "data"]}  # fmt: skip
 _U64 = 1 << 64
 _I64_MAX = (1 << 63) - 1
 
@@ -65,6 +71,16 @@ def _signed(fp: int) -> int:
 
 class StateLocked(RuntimeError):
     """Another live process holds the state directory."""
+
+
+class StateCorrupt(RuntimeError):
+    """The state directory's database fails its checks; nothing was changed. `--fresh` discards it."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"crawl state {path} is damaged: {problem}. It was left as it is: rerun with --fresh to "
+                         "discard it and start the crawl over, or restore a copy")  # fmt: skip
+        self.path = path
+        self.problem = problem
 
 
 class _DirLock:
@@ -114,13 +130,8 @@ class SqliteFrontier(FrontierBase):
         self._memory_queue = memory_queue
         self._seen = CompactSeenSet()
         self._host_ids: dict[str, int] = {}
-        self._queues: dict[str, list[tuple[int, int, Request]]] = {}
-        self._on_disk: dict[str, int] = {}  # queued rows of a host that are not in memory
+        self._queues = HostQueues(memory_queue, self._refill)
         self._cursor: dict[str, int] = {}  # highest row id of a host read into memory
-        self._rotation: deque[str] = deque()  # hosts with queued work, round-robin
-        self._active: set[str] = set()
-        self._in_memory = 0
-        self._disk_total = 0
         self._leased = 0
         self._next_id = 1
         self._in_tx = False
@@ -132,29 +143,34 @@ class SqliteFrontier(FrontierBase):
     # -- lifecycle ---------------------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, directory: Path | str, *, memory_queue: int = 50_000) -> SqliteFrontier:
-        """Open (or create) the state in `directory`; raises `StateLocked` if another process has it."""
+    async def open(cls, directory: Path | str, *, memory_queue: int = DEFAULT_MEMORY_QUEUE) -> SqliteFrontier:
+        """Open the state in `directory`, or create it when the directory holds none.
+
+        Raises `StateLocked` if another process has it, and `StateCorrupt` if an existing state fails its
+        checks (see `verify_state`): a damaged state is never silently restarted or recreated.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         lock = _DirLock(directory)
         lock.acquire()
         try:
-            conn = _connect(directory / DB_NAME)
-            self = cls(directory, conn, lock, memory_queue=memory_queue)
-            self._load()
+            path = directory / DB_NAME
+            if not path.exists():
+                _create(path)
+            conn, meta = _open_verified(path)
+            try:
+                self = cls(directory, conn, lock, memory_queue=memory_queue)
+                self._load(meta)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
             lock.release()
             raise
         return self
 
-    def _load(self) -> None:
+    def _load(self, meta: dict[str, str]) -> None:
         conn = self._conn
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
-        version = meta.get("schema")
-        if version is None:
-            conn.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-        elif version != _SCHEMA_VERSION:
-            raise RuntimeError(f"{self.directory}: state schema {version}, expected {_SCHEMA_VERSION}")
         if "checkpoint" in meta:
             self._checkpoint = orjson.loads(meta["checkpoint"])
         for key in self._counters:
@@ -168,15 +184,11 @@ class SqliteFrontier(FrontierBase):
         names = {hid: host for host, hid in self._host_ids.items()}
         # Every row still in `queue` is work not acked: queued or leased when the last run stopped.
         for hid, count in conn.execute("SELECT host_id, count(*) FROM queue GROUP BY host_id"):
-            host = names[hid]
-            self._on_disk[host] = count
-            self._disk_total += count
-            self._cursor[host] = 0
-            self._activate(host)
+            self._queues.add_on_disk(names[hid], count)
         (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM queue").fetchone()
         self._next_id = max_id + 1
-        if self._disk_total:
-            log.info("resuming %s: %d requests queued, %d seen, %d done", self.directory, self._disk_total,
+        if self._queues.on_disk:
+            log.info("resuming %s: %d requests queued, %d seen, %d done", self.directory, self._queues.on_disk,
                      len(seen), self._counters["acked"])  # fmt: skip
 
     async def close(self) -> None:
@@ -235,7 +247,8 @@ class SqliteFrontier(FrontierBase):
             req.token = rid
             # As str: an orjson bytes object keeps a ~4 KB buffer, and a batch of them would bloat the heap.
             rows.append((rid, hid, dumps(req.to_dict()).decode()))
-            self._place(req, rid)
+            if self._queues.add(req):
+                self._cursor[host] = rid
         if not rows:
             return 0
         self._begin()
@@ -247,26 +260,6 @@ class SqliteFrontier(FrontierBase):
             self._pushed_delta[row[1]] += 1
         return len(rows)
 
-    def _place(self, req: Request, rid: int) -> None:
-        host = req.host
-        if not self._on_disk.get(host) and self._in_memory < self._memory_queue:
-            q = self._queues.get(host)
-            if q is None:
-                q = self._queues[host] = []
-            heapq.heappush(q, (-req.priority, rid, req))
-            self._in_memory += 1
-            self._cursor[host] = rid
-        else:
-            # Once a host spills, its later requests spill too: memory always holds its oldest ones.
-            self._on_disk[host] = self._on_disk.get(host, 0) + 1
-            self._disk_total += 1
-        self._activate(host)
-
-    def _activate(self, host: str) -> None:
-        if host not in self._active:
-            self._active.add(host)
-            self._rotation.append(host)
-
     def _new_host(self, host: str) -> int:
         self._begin()
         cur = self._conn.execute("INSERT INTO hosts (host) VALUES (?)", (host,))
@@ -275,93 +268,42 @@ class SqliteFrontier(FrontierBase):
         return hid
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
-        out: list[Request] = []
-        rotation = self._rotation
-        queues = self._queues
-        for _ in range(len(rotation)):
-            if len(out) >= limit:
-                break
-            host = rotation[0]
-            rotation.rotate(-1)
-            allowance = budget(host)
-            if allowance <= 0:
-                continue
-            q = queues.get(host) or self._refill(host)
-            want = min(allowance, limit - len(out))
-            while want > 0 and q:
-                take = min(want, len(q))
-                for _ in range(take):
-                    out.append(heapq.heappop(q)[2])
-                self._in_memory -= take
-                want -= take
-                if not q:
-                    q = self._refill(host)
-            if not q and not self._on_disk.get(host):
-                queues.pop(host, None)
-                self._active.discard(host)
-                rotation.pop()  # the host just rotated to the end
+        out = self._queues.pop_ready(limit, budget)
         self._leased += len(out)
         return out
 
-    def _refill(self, host: str) -> list[tuple[int, int, Request]]:
-        """Read the host's oldest on-disk requests into memory (its in-memory queue is empty)."""
-        q = self._queues.setdefault(host, [])
-        pending = self._on_disk.get(host, 0)
-        if not pending:
-            return q
-        room = max(self._memory_queue - self._in_memory, 0)
-        chunk = min(pending, _REFILL_MAX, max(room, 64))
-        rows = self._conn.execute("SELECT id, data FROM queue WHERE host_id = ? AND id > ? ORDER BY id LIMIT ?",
-                                  (self._host_ids[host], self._cursor.get(host, 0), chunk)).fetchall()  # fmt: skip
+    def _refill(self, host: str, count: int) -> list[Block]:
+        """The refill hook of `HostQueues`: the host's oldest rows not yet read into memory."""
+        rows = self._conn.execute(READ_HOST, (self._host_ids[host], self._cursor.get(host, 0), count)).fetchall()
+        requests = []
         for rid, data in rows:
             req = Request.from_dict(orjson.loads(data))
             req.token = rid
-            heapq.heappush(q, (-req.priority, rid, req))
-        n = len(rows)
+            requests.append(req)
         if rows:
             self._cursor[host] = rows[-1][0]
-        if n < chunk:  # cannot happen unless the file was edited: trust the file
-            log.warning(
-                "%s: expected %d queued requests on disk for %s, found %d", self.directory, chunk, host, n
-            )
-            self._disk_total -= pending - n
-            pending = n
-        self._on_disk[host] = pending - n
-        self._disk_total -= n
-        self._in_memory += n
-        return q
+        if len(rows) < count:  # cannot happen unless the file was edited: trust the file
+            log.warning("%s: expected %d queued requests on disk for %s, found %d", self.directory, count, host,
+                        len(rows))  # fmt: skip
+        return pack_blocks(requests)
 
     async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
         """Delete the finished requests and store `checkpoint`, in the transaction that holds their pushes."""
         self._begin()
         conn = self._conn
-        ids = [(r.token,) for r in requests if r.token is not None]
-        if ids:
-            conn.executemany("DELETE FROM queue WHERE id = ?", ids)
-        done = Counter(r.host for r in requests)
-        if done:
-            conn.executemany(
-                "UPDATE hosts SET done = done + ? WHERE host = ?", [(n, h) for h, n in done.items()]
-            )
-        if self._pushed_delta:
-            conn.executemany("UPDATE hosts SET pushed = pushed + ? WHERE id = ?",
-                             [(n, hid) for hid, n in self._pushed_delta.items()])  # fmt: skip
-            self._counters["pushed"] += sum(self._pushed_delta.values())
-            self._pushed_delta.clear()
-        self._counters["acked"] += len(requests)
-        meta = [(k, str(v)) for k, v in self._counters.items()]
-        meta.append(("seen", str(len(self._seen))))
-        if checkpoint is not None:
-            meta.append(("checkpoint", orjson.dumps(checkpoint).decode()))
-        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", meta)  # fmt: skip
-        self._commit_tx()
+        finished = [r for r in requests if r.token is not None]
+        if finished:
+            conn.executemany("DELETE FROM queue WHERE id = ?", [(r.token,) for r in finished])
+            done = Counter(r.host for r in finished)
+            conn.executemany("UPDATE hosts SET done = done + ? WHERE host = ?", [(n, h) for h, n in done.items()])
+        self._counters["acked"] += len(finished)
+        self._commit_tx(checkpoint)
         if checkpoint is not None:
             self._checkpoint = checkpoint
-        self._leased = max(0, self._leased - len(ids))
+        self._leased = max(0, self._leased - len(finished))
 
     async def size(self) -> int:
-        return self._in_memory + self._disk_total + self._leased
+        return len(self._queues) + self._leased
 
     async def checkpoint(self) -> dict[str, Any] | None:
         return self._checkpoint
@@ -374,11 +316,11 @@ class SqliteFrontier(FrontierBase):
 
     @property
     def queued_in_memory(self) -> int:
-        return self._in_memory
+        return self._queues.in_memory
 
     @property
     def queued_on_disk(self) -> int:
-        return self._disk_total
+        return self._queues.on_disk
 
     # -- transactions ------------------------------------------------------------------------------
 
@@ -387,10 +329,25 @@ class SqliteFrontier(FrontierBase):
             self._conn.execute("BEGIN")
             self._in_tx = True
 
-    def _commit_tx(self) -> None:
-        if self._in_tx:
-            self._conn.execute("COMMIT")
-            self._in_tx = False
+    def _commit_tx(self, checkpoint: dict[str, Any] | None = None) -> None:
+        """Commit, with the counters that describe the rows committed: every commit keeps each host's
+        `pushed - done` equal to its rows in `queue` (what `verify_state` checks on the next open)."""
+        if not self._in_tx:
+            return
+        conn = self._conn
+        if self._pushed_delta:
+            conn.executemany("UPDATE hosts SET pushed = pushed + ? WHERE id = ?",
+                             [(n, hid) for hid, n in self._pushed_delta.items()])  # fmt: skip
+            self._counters["pushed"] += sum(self._pushed_delta.values())
+            self._pushed_delta.clear()
+        meta = [(k, str(v)) for k, v in self._counters.items()]
+        meta.append(("seen", str(len(self._seen))))
+        if checkpoint is not None:
+            meta.append(("checkpoint", orjson.dumps(checkpoint).decode()))
+        conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value", meta)  # fmt: skip
+        conn.execute("COMMIT")
+        self._in_tx = False
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -407,8 +364,83 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA cache_size = -16000")
     conn.execute("PRAGMA temp_store = MEMORY")
-    conn.executescript(_SCHEMA)
     return conn
+
+
+def _create(path: Path) -> None:
+    """A new state: built under a temporary name and renamed into place once its schema is committed, so a
+    crash while creating leaves no half-made database for the next run to mistake for a damaged one."""
+    tmp = path.with_name(path.name + ".new")
+    tmp.unlink(missing_ok=True)
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.executescript(_SCHEMA + QUEUE_SCHEMA)
+        conn.execute("INSERT INTO meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+    finally:
+        conn.close()
+    os.replace(tmp, path)
+
+
+def _open_verified(path: Path, *, readonly: bool = False) -> tuple[sqlite3.Connection, dict[str, str]]:
+    """Connect to an existing state and check it (`verify_state`) before anything is written to it."""
+    if path.stat().st_size == 0:
+        # Checked before connecting: SQLite would happily turn an empty file into a new, empty database.
+        raise StateCorrupt(path, "the database file is empty (0 bytes)")
+    try:
+        conn = _connect(path, readonly=readonly)
+    except sqlite3.DatabaseError as exc:
+        raise StateCorrupt(path, f"SQLite cannot read it ({exc})") from None
+    try:
+        return conn, verify_state(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+
+
+def verify_state(conn: sqlite3.Connection, path: Path) -> dict[str, str]:
+    """Check an existing state before trusting it; returns its `meta` table. Raises `StateCorrupt` naming the
+    first problem: an empty or foreign file, a missing table or column, an unknown schema version, queue rows
+    that are not requests (no URL, not JSON, an unknown host), or a host whose `pushed - done` differs from
+    its rows in `queue` (rows lost or added behind the crawler's back)."""
+    try:
+        for table, columns in _TABLES.items():
+            found = [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
+            if not found:
+                raise StateCorrupt(path, f"the {table!r} table is missing")
+            missing = [c for c in columns if c not in found]
+            if missing:
+                raise StateCorrupt(path, f"the {table!r} table has no column {', '.join(missing)}")
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
+        version = meta.get("schema")
+        if version != _SCHEMA_VERSION:
+            what = "no schema version" if version is None else f"schema version {version!r}"
+            raise StateCorrupt(path, f"it has {what}; this crawler reads version {_SCHEMA_VERSION}")
+        bad = conn.execute(
+            "SELECT id, CASE WHEN NOT json_valid(data) THEN 'is not JSON' "
+            "WHEN json_type(data, '$.url') IS NOT 'text' THEN 'has no url' ELSE 'names an unknown host' END "
+            "FROM queue WHERE CASE WHEN json_valid(data) THEN json_type(data, '$.url') IS NOT 'text' ELSE 1 END "
+            "OR host_id NOT IN (SELECT id FROM hosts) LIMIT 1"
+        ).fetchone()  # fmt: skip
+        if bad is not None:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM queue WHERE CASE WHEN json_valid(data) THEN json_type(data, '$.url') "
+                "IS NOT 'text' ELSE 1 END OR host_id NOT IN (SELECT id FROM hosts)"
+            ).fetchone()  # fmt: skip
+            raise StateCorrupt(path, f"{count} queued request row(s) are not requests (row {bad[0]} {bad[1]})")
+        off = conn.execute(
+            "SELECT h.host, h.pushed, h.done, coalesce(q.n, 0) FROM hosts h LEFT JOIN "
+            "(SELECT host_id, count(*) AS n FROM queue GROUP BY host_id) q ON q.host_id = h.id "
+            "WHERE h.pushed - h.done != coalesce(q.n, 0)"
+        ).fetchall()  # fmt: skip
+        if off:
+            host, pushed, done, rows = off[0]
+            more = f" (and {len(off) - 1} more hosts)" if len(off) > 1 else ""
+            raise StateCorrupt(path, f"host {host} has {pushed - done:,} requests pushed and not done ({pushed:,} "
+                                     f"- {done:,}) but {rows:,} rows in the queue table{more}")  # fmt: skip
+    except sqlite3.DatabaseError as exc:
+        raise StateCorrupt(path, f"SQLite cannot read it ({exc})") from None
+    return meta
+
 
 
 def read_status(directory: Path | str, *, top_hosts: int = 10) -> dict[str, Any] | None:
@@ -416,9 +448,8 @@ def read_status(directory: Path | str, *, top_hosts: int = 10) -> dict[str, Any]
     path = Path(directory) / DB_NAME
     if not path.exists():
         return None
-    conn = _connect(path, readonly=True)
+    conn, meta = _open_verified(path, readonly=True)
     try:
-        meta = dict(conn.execute("SELECT key, value FROM meta"))
         queued_by_host = dict(conn.execute("SELECT host_id, count(*) FROM queue GROUP BY host_id"))
         hosts = [{"host": host, "queued": queued_by_host.get(hid, 0), "pushed": pushed, "done": done}
                  for hid, host, pushed, done in conn.execute("SELECT id, host, pushed, done FROM hosts")]  # fmt: skip

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
+
+import pytest
 
 from crawler import Job
 from crawler.engine.processes import shard_job
+from crawler.frontier.sharded import ShardedFrontier, open_pipes
 
 
 def _write_job(tmp_path: Path, site_url: str, extra: str = "") -> tuple[Path, Path]:
@@ -68,3 +75,81 @@ def test_shard_job_splits_totals() -> None:
     assert parts[0].rate_limit.hosts["a.com"].per_second == 1.5
     assert parts[0].rate_limit.hosts["b.com"] is None
     assert parts[0].concurrency.processes == 1
+
+
+def _children_of(parent: int) -> list[int]:
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for a reaper counts as gone: it holds no resources and does no work)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.timeout(60)
+def test_children_die_with_the_parent_and_the_job_never_touches_disk(site_factory, tmp_path: Path) -> None:
+    site = site_factory(tls=False, pages=2000)
+    token = "secret-" + uuid.uuid4().hex
+    job, items = _write_job(tmp_path, site.url, "rate_limit: {per_host: 40/s}\n"
+                            "http: {auth: {bearer: '${CRAWLER_TEST_TOKEN}'}}\n")  # fmt: skip
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "CRAWLER_TEST_TOKEN": token, "TMPDIR": str(scratch)}
+    parent = subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job), "--progress", "off",
+                               "--processes", "2"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        children: list[int] = []
+        while time.monotonic() < deadline and not (len(children) == 2 and items.exists() and items.stat().st_size):
+            children = _children_of(parent.pid)
+            time.sleep(0.05)
+        assert len(children) == 2 and items.stat().st_size, "the crawl did not get going"
+        for pid in children:
+            assert token not in Path(f"/proc/{pid}/cmdline").read_text(), "the job is not on the command line"
+        assert any(e["headers"].get("authorization") == f"Bearer {token}" for e in site.log()), \
+            "the children got the token through the pipe"  # fmt: skip
+
+        parent.kill()  # kill -9: no chance to clean up or tell anyone
+        parent.wait()
+        killed = time.monotonic()
+        while any(_alive(pid) for pid in children) and time.monotonic() - killed < 5:
+            time.sleep(0.02)
+        gone_after = time.monotonic() - killed
+        assert not any(_alive(pid) for pid in children), "children outlived their parent by 5 s"
+        assert gone_after < 1.5, f"children took {gone_after:.2f}s to die"
+        leftovers = [p for p in scratch.rglob("*")]
+        assert leftovers == [], f"files left in the temporary directory: {leftovers}"
+        lines_now = items.read_bytes().count(b"\n")
+        time.sleep(0.5)
+        assert items.read_bytes().count(b"\n") == lines_now, "nothing writes after the parent died"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+async def test_a_process_whose_pipe_closes_learns_its_parent_is_gone() -> None:
+    """The end of file on the pipe is the portable signal (PR_SET_PDEATHSIG is Linux only)."""
+    up_r, up_w = os.pipe()
+    down_r, down_w = os.pipe()
+    reader, writer = await open_pipes(up_w, down_r)
+    lost = asyncio.Event()
+    frontier = ShardedFrontier(0, 2, reader, writer, on_parent_lost=lost.set)
+    frontier.bind(lambda: None, lambda host: None)
+    os.close(down_w)  # the parent's end of the pipe: what its death closes
+    await asyncio.wait_for(lost.wait(), 2)
+    await frontier.close()
+    writer.close()
+    os.close(up_r)

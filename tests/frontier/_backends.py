@@ -113,7 +113,8 @@ class Backend:
         frontier: Any
         if self.name == "memory":
             if self._memory is None:
-                self._memory = MemoryFrontier()
+                self._memory = MemoryFrontier(**kwargs)
+                self.opened.append(self._memory)
             return self._memory
         if self.name == "sqlite":
             from crawler.frontier.sqlite import SqliteFrontier

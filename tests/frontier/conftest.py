@@ -50,6 +50,13 @@ async def persistent_backend(request: pytest.FixtureRequest, tmp_path: Path) -> 
         yield b
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+async def bounded_backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """The backends that hold a bounded number of requests in memory and keep the rest on disk."""
+    async for b in _backend(request, tmp_path):
+        yield b
+
+
 @pytest.fixture
 async def redis_backend(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Backend]:
     b = Backend("redis", tmp_path, redis_server)

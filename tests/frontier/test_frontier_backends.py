@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any
 
 from crawler.frontier.base import FrontierBackend
@@ -30,6 +30,29 @@ async def drain(frontier: FrontierBackend, *, budget: Any = unlimited, limit: in
 
 def urls(requests: list[Request]) -> list[str]:
     return [r.url for r in requests]
+
+
+async def test_the_lifecycle_hooks_are_the_protocol(backend: Backend) -> None:
+    f = await backend.open()
+    assert isinstance(f, FrontierBackend)
+    assert f.shares_rates is backend.shared
+    assert (f.worker is not None) is backend.shared, "a shared crawl names its workers; one process needs no name"
+    f.bind(lambda: None, lambda host: 5.0 if host == "slow.test" else None)
+    await f.push_many([req(f"http://slow.test/{i}") for i in range(10)] + [req("http://fast.test/1")])
+    batch = await f.pop_ready(100, lambda host: 10)
+    hosts = Counter(r.host for r in batch)
+    wait = f.next_wakeup()
+    if f.shares_rates:
+        # The backend holds the rate for every process: at 5/s one request now, the next one 0.2 s later.
+        assert hosts == {"slow.test": 1, "fast.test": 1}
+        assert wait is not None and 0.05 < wait <= 0.25, wait
+    else:
+        # The engine's own limiter holds the rate (through `budget`); the backend has nothing to wait for.
+        assert hosts == {"slow.test": 10, "fast.test": 1}
+        assert wait is None
+    await f.ack(batch, {"items_offset": 0})
+    await f.close()
+    await f.close()  # closing twice is harmless: the engine and its owner may both close
 
 
 async def test_push_many_counts_only_new_urls(backend: Backend) -> None:
@@ -130,6 +153,33 @@ async def test_concurrent_poppers_never_get_the_same_request(backend: Backend) -
         assert all(got), "every worker got a share"
 
 
+# -- bounded memory: past the bound, requests wait on disk -----------------------------------------------------
+
+
+async def test_past_the_memory_bound_requests_wait_on_disk_and_come_back_in_order(bounded_backend: Backend) -> None:
+    f: Any = await bounded_backend.open(memory_queue=20)
+    reqs = [req(f"http://h{i % 3}.test/{i}", referer=f"http://h{i % 3}.test/") for i in range(600)]
+    for start in range(0, 600, 50):
+        await f.push_many(reqs[start : start + 50])
+    assert f.queued_in_memory == 20
+    assert f.queued_on_disk == 580
+    popped: dict[str, list[int]] = defaultdict(list)
+    peak = 0
+    while batch := await f.pop_ready(7, unlimited):
+        peak = max(peak, f.queued_in_memory)
+        for r in batch:
+            popped[r.host].append(int(r.url.rsplit("/", 1)[1]))
+            assert r.referer == f"http://{r.host}/"
+        await f.ack(batch, {"items_offset": 0})
+    # A refill reads a small chunk per host (64 requests, or whole blocks of one push just past that).
+    assert peak <= 20 + 3 * 100, "a refill reads a small chunk per host, not the whole backlog"
+    for host, numbers in popped.items():
+        assert numbers == sorted(numbers), f"{host} served out of push order"
+    assert sum(len(v) for v in popped.values()) == 600
+    assert await f.size() == 0
+    assert await f.push_many(reqs[:10]) == 0, "what went through the disk is still deduplicated"
+
+
 # -- persistence: a restart (SQLite) or another worker (Redis) gets what a crashed process held --------------
 
 
@@ -176,6 +226,19 @@ async def test_links_pushed_before_a_crash_survive_with_the_ack(persistent_backe
     g = await backend.open(worker="w1", lease=1.0, wait=5) if backend.shared else await backend.open()
     assert sorted(urls(await drain(g))) == ["http://a.test/child1", "http://a.test/child2"]
     assert await g.push_many([req("http://a.test/"), req("http://a.test/child1")]) == 0
+
+
+async def test_close_hands_back_unfinished_work_at_once(persistent_backend: Backend) -> None:
+    backend = persistent_backend
+    f = await backend.open(worker="w1", lease=30.0)
+    await f.push_many([req(f"http://a.test/{i}") for i in range(3)])
+    popped = await drain(f)
+    await f.ack(popped[:1], {"items_offset": 5})
+    await f.close()  # stopped mid-crawl: two requests popped and never finished
+    backend.opened.remove(f)
+    g = await backend.open(worker="w2", lease=30.0)
+    assert await g.size() == 2
+    assert sorted(urls(await drain(g))) == sorted(urls(popped[1:])), "not after the 30 s lease: at once"
 
 
 async def test_the_seen_set_survives_a_restart(persistent_backend: Backend) -> None:

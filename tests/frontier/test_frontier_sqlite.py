@@ -1,9 +1,8 @@
-"""What only the SQLite frontier promises: bounded memory with the rest on disk, one process per state
+"""What only the SQLite frontier promises: a backlog on disk survives a restart, one process per state
 directory, fingerprints stored as signed integers, status readable while a crawl runs."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -18,28 +17,6 @@ def unlimited(host: str) -> int:
 
 def _files_in(directory: Path) -> list[Path]:
     return list(directory.iterdir()) if directory.exists() else []
-
-
-async def test_past_the_memory_bound_requests_wait_on_disk_and_come_back_in_order(tmp_path: Path) -> None:
-    f = await SqliteFrontier.open(tmp_path, memory_queue=20)
-    reqs = [Request.make(f"http://h{i % 3}.test/{i}") for i in range(600)]
-    for start in range(0, 600, 50):
-        await f.push_many(reqs[start : start + 50])
-    assert f.queued_in_memory == 20
-    assert f.queued_on_disk == 580
-    popped: dict[str, list[int]] = defaultdict(list)
-    peak = 0
-    while batch := await f.pop_ready(7, unlimited):
-        peak = max(peak, f.queued_in_memory)
-        for r in batch:
-            popped[r.host].append(int(r.url.rsplit("/", 1)[1]))
-        await f.ack(batch, {"items_offset": 0})
-    assert peak <= 20 + 3 * 64, "a refill reads a small chunk per host, not the whole backlog"
-    for host, numbers in popped.items():
-        assert numbers == sorted(numbers), f"{host} served out of push order"
-    assert sum(len(v) for v in popped.values()) == 600
-    assert await f.size() == 0
-    await f.close()
 
 
 async def test_a_restart_with_a_backlog_on_disk_resumes_it(tmp_path: Path) -> None:
