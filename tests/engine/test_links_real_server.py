@@ -58,7 +58,7 @@ async def test_links_past_max_links_are_left_out_and_counted(http1_site: SiteSer
     start = http1_site.url + "/links?" + urlencode([("href", h) for h in hrefs])
     http1_site.clear_log()
     job = make_job([start], http1_site.ca_path, extract={"max_links": 12})
-    pages, crawler = await crawl_all(job)
+    _pages, crawler = await crawl_all(job)
     fetched = sorted(e["path"] for e in http1_site.log() if e["path"].startswith("/private/cap-"))
     # Document order: the first 12 links are the ones followed.
     assert fetched == sorted(hrefs[:12])
