@@ -38,10 +38,13 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.nginx import Nginx  # noqa: E402
+from benchmarks.realpages import build_real_site  # noqa: E402
 from benchmarks.site import generate_site, page_path  # noqa: E402
 
 __all__ = [
     "CRAWL_TOOLS",
+    "REAL_TOOLS",
+    "BenchSite",
     "ProcResult",
     "measure",
     "render_markdown",
@@ -54,7 +57,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 WORK = BENCH_DIR / "_work"
 PEERS_VENV = BENCH_DIR / "_venv_peers"
 PEERS_DIR = BENCH_DIR / "peers"
-PEER_PACKAGES = ["scrapy", "crawlee[parsel]", "aiohttp", "httpx[http2]", "matplotlib", "py-spy"]
+PEER_PACKAGES = ["scrapy", "crawlee[parsel]", "aiohttp", "selectolax", "httpx[http2]", "matplotlib", "py-spy"]
 PEER_DISTS = [
     "scrapy",
     "twisted",
@@ -62,6 +65,7 @@ PEER_DISTS = [
     "impit",
     "parsel",
     "aiohttp",
+    "selectolax",
     "httpx",
     "h2",
     "matplotlib",
@@ -193,7 +197,7 @@ def ensure_peers(venv: Path = PEERS_VENV, *, install: bool = True, log: Log = pr
     """The peers' interpreter, creating the venv and installing the peers with pip when needed. A peer that
     cannot be installed is reported, not fatal."""
     python = _venv_python(venv)
-    wanted = {"scrapy", "crawlee", "aiohttp", "httpx", "matplotlib", "py-spy"}
+    wanted = {"scrapy", "crawlee", "aiohttp", "selectolax", "httpx", "matplotlib", "py-spy"}
     if python.exists() and wanted <= set(_peer_versions(str(python))):
         return Peers(str(python), _peer_versions(str(python)))
     if not install:
@@ -224,6 +228,32 @@ def ensure_peers(venv: Path = PEERS_VENV, *, install: bool = True, log: Log = pr
 
 
 # -- crawls ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BenchSite:
+    """What a crawl benchmark serves: the nginx root, the start page, and the pages every crawler must reach
+    (the fetch loops fetch exactly these)."""
+
+    name: str
+    www: Path
+    start: str  # URL path
+    paths: list[str]  # URL paths
+    sizes: dict[str, int]  # URL path -> bytes
+
+
+def synthetic_site(www: Path) -> BenchSite:
+    """The generated site (benchmarks/site.py) under `www`."""
+    pages = sorted((www / "p").glob("*.html"), key=lambda p: int(p.stem))
+    paths = [page_path(int(p.stem)) for p in pages]
+    sizes = {page_path(int(p.stem)): p.stat().st_size for p in pages}
+    return BenchSite("synthetic", www, page_path(0), paths, sizes)
+
+
+def real_site(workdir: Path, mounts: int, log: Log = print) -> BenchSite:
+    """The Python docs mounted `mounts` times (benchmarks/realpages.py)."""
+    real = build_real_site(workdir / f"real-{mounts}", mounts=mounts, log=log)
+    return BenchSite("real", real.www, real.start, real.paths, real.sizes)
 
 
 @dataclass
@@ -311,6 +341,8 @@ CRAWL_TOOLS: dict[str, CrawlTool] = {t.key: t for t in [
                     "--concurrency", "{c}")),
     CrawlTool("aiohttp-h1", "aiohttp fetch loop (ceiling)", "h1", "ceiling", "aiohttp",
               _peer("fetch_aiohttp.py", "--urls", "{urls}", "--concurrency", "{c}")),
+    CrawlTool("parse-h1", "aiohttp + selectolax parse loop (title + every a[href])", "h1", "ceiling", "selectolax",
+              _peer("parse_aiohttp.py", "--urls", "{urls}", "--concurrency", "{c}")),
     CrawlTool("httpx-h1", "httpx.AsyncClient() fetch loop", "h1", "ceiling", "httpx",
               _peer("fetch_httpx.py", "--urls", "{urls}", "--concurrency", "{c}")),
     CrawlTool("ours-h2c", "crawler (ours)", "h2c", "crawler", None, _ours(http2=True)),
@@ -326,7 +358,9 @@ CRAWL_TOOLS: dict[str, CrawlTool] = {t.key: t for t in [
               _peer("fetch_httpx.py", "--urls", "{urls}", "--concurrency", "{c}", "--h2", "--ca", "{ca}")),
 ]}  # fmt: skip
 # --processes 2 joins when `crawler run --help` offers it; Crawlee over TLS (~2 min a run) only when asked for.
-DEFAULT_TOOLS = [k for k in CRAWL_TOOLS if k not in ("ours-h1-p2", "crawlee-h2")]
+DEFAULT_TOOLS = [k for k in CRAWL_TOOLS if k not in ("ours-h1-p2", "crawlee-h2", "parse-h1")]
+# The real-page workload (Python docs): where the cost moves from HTTP to parsing and URL handling.
+REAL_TOOLS = ["ours-h1", "ours-h1-p2", "scrapy-h1", "crawlee-h1", "aiohttp-h1", "parse-h1"]
 
 
 def crawler_has_processes() -> bool:
@@ -416,13 +450,14 @@ def _path_of(url: str) -> str:
     return url[i:] if i >= 0 else "/"
 
 
-def run_crawls(nginx: Nginx, www: Path, *, tools: Iterable[str], repeats: int, peers: Peers, workdir: Path,
-               timeout: float, log: Log = print) -> list[dict[str, Any]]:  # fmt: skip
-    """Crawl the site with each tool `repeats` times, interleaved; one summary dict per tool (see
-    `summarize_crawls`), in `tools` order."""
-    pages = sorted((www / "p").glob("*.html"), key=lambda p: int(p.stem))
-    sizes = {page_path(int(p.stem)): p.stat().st_size for p in pages}
-    expected = len(pages)
+def run_crawls(nginx: Nginx, site: BenchSite | Path, *, tools: Iterable[str], repeats: int, peers: Peers,
+               workdir: Path, timeout: float, log: Log = print) -> list[dict[str, Any]]:  # fmt: skip
+    """Crawl the site (a `BenchSite`, or the generated site's root) with each tool `repeats` times,
+    interleaved; one summary dict per tool (see `summarize_crawls`), in `tools` order."""
+    if not isinstance(site, BenchSite):
+        site = synthetic_site(site)
+    sizes = site.sizes
+    expected = len(site.paths)
     targets = {
         "h1": Target(nginx.http_url, "h1", None),
         "h2c": Target(nginx.h2c_url, "h2c", None),
@@ -430,8 +465,8 @@ def run_crawls(nginx: Nginx, www: Path, *, tools: Iterable[str], repeats: int, p
     }
     urls_files = {}
     for proto, target in targets.items():
-        f = workdir / f"urls-{proto}.txt"
-        f.write_text("".join(f"{target.base}{page_path(i)}\n" for i in range(expected)))
+        f = workdir / f"urls-{site.name}-{proto}.txt"
+        f.write_text("".join(f"{target.base}{path}\n" for path in site.paths))
         urls_files[proto] = f
     selected = [CRAWL_TOOLS[k] for k in tools]
     runs: dict[str, list[dict[str, Any]]] = {t.key: [] for t in selected}
@@ -447,12 +482,13 @@ def run_crawls(nginx: Nginx, www: Path, *, tools: Iterable[str], repeats: int, p
                 continue
             target = targets[t.protocol]
             ctx = RunContext(target=target, run_dir=workdir / "runs" / t.key, peers_python=peers.python or "",
-                             urls_file=urls_files[t.protocol], start_url=f"{target.base}{page_path(0)}")  # fmt: skip
+                             urls_file=urls_files[t.protocol], start_url=f"{target.base}{site.start}")  # fmt: skip
             row = _one_crawl(t, ctx, nginx, sizes, expected, timeout)
             runs[t.key].append(row)
             status = f"  FAILED: {row['error']}" if row["error"] else ""
+            cpu_ms = 1000 * row["cpu"] / row["pages"] if row["pages"] else float("nan")
             log(f"  run {r + 1}/{repeats} {t.key:11s} {row['pages_per_s']:8.1f} pages/s  {row['pages']:>6} pages  "
-                f"{row['wall']:6.1f} s  cpu {row['cpu']:5.1f} s  rss {row['peak_rss'] / MB:6.1f} MB  "
+                f"{row['wall']:6.1f} s  cpu {row['cpu']:5.1f} s ({cpu_ms:.2f} ms/page)  rss {row['peak_rss'] / MB:6.1f} MB  "
                 f"server cpu {row['server_cpu']:4.1f} s  load {row['load']:.1f}{status}")  # fmt: skip
         shutil.rmtree(workdir / "runs", ignore_errors=True)
     return summarize_crawls(selected, runs, skipped)
@@ -601,17 +637,19 @@ def summarize_collapsed(text: str, top: int = 15) -> dict[str, Any]:
 
 
 def profile_ours(nginx: Nginx, peers: Peers, workdir: Path, *, pages: int, timeout: float,
-                 log: Log = print) -> dict[str, Any]:  # fmt: skip
-    """Our HTTP/1.1 crawl once more under py-spy (sampling, 250 Hz, CPU time only)."""
+                 log: Log = print, site: BenchSite | None = None) -> dict[str, Any]:  # fmt: skip
+    """Our HTTP/1.1 crawl once more under py-spy (sampling, 250 Hz, CPU time only); the synthetic site
+    unless `site` is given."""
+    name = "ours-h1" if site is None else f"ours-h1-{site.name}"
     pyspy = Path(peers.python).parent / "py-spy" if peers.python else None
     if pyspy is None or not pyspy.exists():
         return {"error": "py-spy is not installed in the peers venv"}
-    run_dir = workdir / "profile"
+    run_dir = workdir / f"profile-{name}"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
     target = Target(nginx.http_url, "h1", None)
     ctx = RunContext(target=target, run_dir=run_dir, peers_python=peers.python or "", urls_file=run_dir / "-",
-                     start_url=f"{nginx.http_url}{page_path(0)}")  # fmt: skip
+                     start_url=f"{nginx.http_url}{site.start if site else page_path(0)}")  # fmt: skip
     crawl = _ours(http2=False)(ctx)
     out = run_dir / "profile.txt"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
@@ -624,7 +662,7 @@ def profile_ours(nginx: Nginx, peers: Peers, workdir: Path, *, pages: int, timeo
     summary.update(
         pages=len(urls), wall=res.wall, tool="py-spy record --rate 250 (CPU samples only, not idle)"
     )
-    shutil.copy(out, workdir / "profile-ours-h1.txt")
+    shutil.copy(out, workdir / f"profile-{name}.txt")
     log(f"  profile: {summary['samples']} samples, top areas: "
         + ", ".join(f"{a} {p:.0f}%" for a, p in summary["self_by_area"][:5]))  # fmt: skip
     return summary
@@ -991,10 +1029,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--only",
         action="append",
-        choices=["crawl", "downloads", "memory", "profile"],
+        choices=["crawl", "real", "downloads", "memory", "profile"],
         help="run only these parts (repeatable)",
     )
     ap.add_argument("--tools", help="comma-separated crawl tools, from: " + ", ".join(CRAWL_TOOLS))
+    ap.add_argument("--real-tools", help="tools for the real-page workload (default: " + ",".join(REAL_TOOLS) + ")")
+    ap.add_argument("--mounts", type=int, help="copies of the Python docs in the real-page workload (default 20, "
+                                               "~526 pages each; with --pages, as many as make that many pages)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed per crawl run (default 900)")
     ap.add_argument("--memory-all", action="store_true", help="also the frontiers at 10M URLs (+15-30 min)")
     ap.add_argument(
@@ -1015,7 +1056,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     pages = args.pages or (2_000 if args.quick else 10_000)
     repeats = args.repeats or (1 if args.quick else 3)
-    parts = set(args.only or ["crawl", "downloads", "memory", "profile"])
+    parts = set(args.only or ["crawl", "real", "downloads", "memory", "profile"])
+    mounts = args.mounts or (max(1, round(args.pages / 526)) if args.pages else 4 if args.quick else 20)
     results_md = args.results or (WORK / "RESULTS-quick.md" if args.quick else BENCH_DIR / "RESULTS.md")
     chart_png = args.chart or (WORK / "results-quick.png" if args.quick else BENCH_DIR / "results.png")
     WORK.mkdir(parents=True, exist_ok=True)
@@ -1029,8 +1071,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in tools if t not in CRAWL_TOOLS]
     if unknown:
         ap.error(f"unknown tools {unknown}; choose from {', '.join(CRAWL_TOOLS)}")
-    if not args.tools and crawler_has_processes():
+    has_processes = crawler_has_processes()
+    if not args.tools and has_processes:
         tools.insert(1, "ours-h1-p2")
+    real_tools = args.real_tools.split(",") if args.real_tools else [
+        t for t in REAL_TOOLS if has_processes or t != "ours-h1-p2"]  # fmt: skip
+    unknown = [t for t in real_tools if t not in CRAWL_TOOLS]
+    if unknown:
+        ap.error(f"unknown real-page tools {unknown}; choose from {', '.join(CRAWL_TOOLS)}")
 
     results: dict[str, Any] = {}
     meta: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -1051,6 +1099,17 @@ def main(argv: list[str] | None = None) -> int:
                 results["profile"] = profile_ours(
                     nginx, peers, WORK, pages=pages, timeout=args.timeout, log=log
                 )
+    if parts & {"real"}:
+        site = real_site(WORK, mounts, log=log)
+        with Nginx(site.www, WORK / "nginx-real", log=log) as real_nginx:
+            log(f"real pages: {len(site.paths):,} pages ({mounts} copies of the Python docs) at {real_nginx.http_url}")
+            meta["real"] = {"pages": len(site.paths), "repeats": repeats, "mounts": mounts,
+                            "median_kb": statistics.median(site.sizes[p] for p in site.paths) / 1000}  # fmt: skip
+            results["real"] = run_crawls(real_nginx, site, tools=real_tools, repeats=repeats, peers=peers,
+                                         workdir=WORK, timeout=args.timeout, log=log)  # fmt: skip
+            if "profile" in parts:
+                results["real_profile"] = profile_ours(real_nginx, peers, WORK, pages=len(site.paths),
+                                                       timeout=args.timeout, log=log, site=site)  # fmt: skip
     if "downloads" in parts:
         from benchmarks.download_bench import run as download_run
 

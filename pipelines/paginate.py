@@ -137,8 +137,11 @@ class Paginator:
             if url in seen or url == page.url or not url.startswith(("http://", "https://")):
                 continue
             seen.add(url)
-            req = Request.make(url, depth=page.depth, referer=page.url, meta=dict(next_meta),
-                               sort_query=self._sort_query)  # fmt: skip
+            try:
+                req = Request.make(url, depth=page.depth, referer=page.url, meta=dict(next_meta),
+                                   sort_query=self._sort_query)  # fmt: skip
+            except ValueError:  # not a valid URL
+                continue
             at = queued.get(req.fingerprint)
             if at is None:
                 page.requests.append(req)

@@ -1,4 +1,4 @@
-"""Scrapy, the equivalent of our crawl: follow every link from the start page, one item (url, title) per page,
+"""Scrapy, the equivalent of our crawl: follow every link on the start page's host, one item (url, title) per page,
 written by Scrapy's JSON lines feed exporter. 64 concurrent requests (in total and per domain), robots.txt
 off, no delay, no autothrottle; everything else is Scrapy's default.
 
@@ -14,6 +14,7 @@ import json
 import time
 from collections import Counter
 from typing import Any
+from urllib.parse import urlsplit
 
 import scrapy
 from scrapy.crawler import CrawlerProcess
@@ -25,6 +26,8 @@ class SiteSpider(scrapy.Spider):
     def __init__(self, start: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.start_urls = [start]
+        # Same host only, as our crawler and Crawlee do by default (real pages link to the web at large).
+        self.allowed_domains = [urlsplit(start).hostname or ""]
         self.protocols: Counter[str] = Counter()
 
     def parse(self, response: scrapy.http.Response) -> Any:

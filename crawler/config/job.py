@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from crawler.config.jobfile import load_model, load_model_text
 from crawler.config.specs import check_css, parse_field_spec, parse_key_path, writer_format
 from crawler.config.units import Rate, RateValue, SizeValue
+from crawler.model.url import canonicalize
 
 __all__ = [
     "AuthConfig",
@@ -251,6 +252,9 @@ class RetryConfig(_Section):
 class ExtractConfig(_Section):
     # CSS selector for links to follow; null turns link following off.
     links: str | None = "a[href]"
+    # Links taken from one page at most (the rest are left out, logged once per host, counted in the stats as
+    # `links_capped`); null for no cap. A trap page with a million links must not flood the frontier.
+    max_links: int | None = Field(default=10_000, ge=1)
     fields: dict[str, str] = Field(default_factory=dict)
     # JSON responses: field name -> key path (`data.items[0].name`, `tags[*].name`). Relative to each
     # element of `items_path` when that is set.
@@ -427,6 +431,7 @@ class Job(_Section):
             low = u.lower()
             if not (low.startswith("http://") or low.startswith("https://")):
                 raise ValueError(f"{u!r} is not an absolute http(s) URL")
+            canonicalize(u)  # ValueError naming the URL when the WHATWG parser rejects it
         return urls
 
     @field_validator("stages")

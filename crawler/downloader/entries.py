@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from crawler.model.checksum import Checksum
 from crawler.model.errors import InputError
+from crawler.model.url import canonicalize
 
 __all__ = ["Checksum", "DownloadEntry", "InputError", "parse_header", "parse_input"]
 
@@ -34,6 +35,10 @@ def _check_url(url: str) -> str:
         raise InputError(f"invalid URL {url!r}: {exc}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise InputError(f"{url!r} is not an absolute http(s) URL")
+    try:
+        canonicalize(url)  # the WHATWG parser the downloader keys hosts with must accept it too
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     return url
 
 

@@ -554,6 +554,8 @@ class Crawler:
             self._pending_acks.append(req)
             return
         result = await self._run_stages(page)
+        if page.links_capped:
+            stats.links_capped += 1
         if result is not None:
             page = result
             if page.requests:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from crawler.model.request import Request
+from crawler.model.url import fingerprint, host_key, join_url
 
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser as HTMLParser
@@ -24,7 +25,7 @@ class Page:
     """One fetched response, after streaming. Stages read it, edit `item`, and `follow()` new URLs."""
 
     __slots__ = ("_encoding", "_html", "_json", "_text", "body", "depth", "elapsed", "headers", "http_version", "item",
-                 "items", "path", "request", "requests", "saved_bytes", "status", "url")  # fmt: skip
+                 "items", "links_capped", "path", "request", "requests", "saved_bytes", "status", "url")  # fmt: skip
 
     def __init__(self, request: Request, url: str, status: int, http_version: str, headers: httpx.Headers,
                  body: bytes, path: Path | None = None, elapsed: float = 0.0) -> None:  # fmt: skip
@@ -43,6 +44,8 @@ class Page:
         self.items: list[dict[str, Any]] | None = None
         # New work found on this page (links, pagination); the engine pushes it after the stages.
         self.requests: list[Request] = []
+        # Links past `extract.max_links` that the link stage left out (counted in the stats).
+        self.links_capped = 0
         self._text: str | None = None
         self._encoding: str | None = None
         self._html: HTMLParser | None = None
@@ -123,13 +126,12 @@ class Page:
         return 1 if self.items is None else len(self.items)
 
     def follow(self, url: str, *, priority: int = 0, meta: dict[str, Any] | None = None) -> None:
-        """Queue `url` (relative to this page) as a new request one level deeper."""
-        from urllib.parse import urljoin
-
-        absolute = urljoin(self.url, url)
-        if absolute.startswith(("http://", "https://")):
-            self.requests.append(Request.make(absolute, depth=self.depth + 1, priority=priority,
-                                              referer=self.url, meta=meta))  # fmt: skip
+        """Queue `url` (relative to this page, resolved as a browser would) as a new request one level deeper;
+        a URL that is not a valid http(s) URL is ignored."""
+        absolute = join_url(self.url, url)
+        if absolute is not None:
+            self.requests.append(Request(url=absolute, depth=self.depth + 1, priority=priority, referer=self.url,
+                                         meta=meta, host=host_key(absolute), fingerprint=fingerprint(absolute)))
 
     def __repr__(self) -> str:
         return f"<Page {self.status} {self.url}>"

@@ -35,6 +35,7 @@ class Request:
     def make(cls, url: str, *, depth: int = 0, priority: int = 0, referer: str | None = None,
              method: str = "GET", meta: dict[str, Any] | None = None, sort_query: bool = False,
              dont_filter: bool = False) -> Request:  # fmt: skip
+        """A request for `url`, canonicalised (`crawler.model.url`); ValueError when it is not a valid URL."""
         canon = canonicalize(url, sort_query=sort_query)
         return cls(url=canon, depth=depth, priority=priority, referer=referer, method=method,
                    host=host_key(canon), fingerprint=fingerprint(canon), meta=meta,

@@ -24,6 +24,7 @@ class Stats:
     dropped: int = 0
     robots_denied: int = 0
     offsite: int = 0
+    links_capped: int = 0  # pages with more links than extract.max_links
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     statuses: Counter[int] = field(default_factory=Counter)
@@ -65,6 +66,7 @@ class Stats:
             "dropped": self.dropped,
             "robots_denied": self.robots_denied,
             "offsite": self.offsite,
+            "links_capped": self.links_capped,
             "elapsed": round(self.elapsed, 3),
             "pages_per_second": round(self.pages_per_second, 1),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
@@ -79,7 +81,8 @@ class Stats:
 
     def merge(self, other: dict[str, Any]) -> None:
         """Add the counters of another process's `as_dict()` (multi-process crawls)."""
-        for name in ("pages", "items", "bytes", "requests", "retries", "dropped", "robots_denied", "offsite"):
+        for name in ("pages", "items", "bytes", "requests", "retries", "dropped", "robots_denied", "offsite",
+                     "links_capped"):
             setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
         self.statuses.update({int(k): v for k, v in other.get("statuses", {}).items()})
         self.errors.update(other.get("errors", {}))
