@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from crawler.cli import EXIT_OK, EXIT_USAGE
+from crawler.cli.run import NO_ITEMS_WARNING
 
 if TYPE_CHECKING:
     from crawler import Job
@@ -72,4 +73,6 @@ def main(args: argparse.Namespace) -> int:
                 print(f"# {path}")
             print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
             print(f"{path}: ok", file=sys.stderr)
+        if not job.output.items:  # even with -q: the job runs, but its items go nowhere
+            print(f"{path}: warning: {NO_ITEMS_WARNING}", file=sys.stderr)
     return code

@@ -32,6 +32,10 @@ Ctrl-C once stops cleanly (in-flight pages finish, items are flushed whole); twi
 """
 
 
+NO_ITEMS_WARNING = ("the job has no output.items: items are counted but not written anywhere "
+                    "(set output.items, or -o FILE: .jsonl, .json, .csv, or - for standard output)")
+
+
 class _StartupError(Exception):
     """The crawl could not start (unwritable output, a stage that fails to build, ...): exit 2."""
 
@@ -44,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job key, e.g. --set concurrency.workers=32 (repeatable)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="ITEMS_PATH",
-                   help="items file (.jsonl, .csv, optionally .gz); overrides output.items")  # fmt: skip
+                   help="items file (.jsonl, .json, .csv, optionally .gz; - for JSON lines on standard "
+                        "output); overrides output.items")  # fmt: skip
     p.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -113,6 +118,8 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    if not job.output.items:
+        log.warning(NO_ITEMS_WARNING)
     if args.fresh:
         try:
             _discard_state(job)
@@ -177,7 +184,7 @@ def _run_processes(job: Any, log_level: str) -> int:
 def _report(job: Any, stats: Any) -> int:
     """Print the summary, write stats.json, and choose the exit code."""
     print(stats.summary(), file=sys.stderr)
-    if job.output.items:
+    if job.output.items and job.output.items != "-":
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
     code = EXIT_OK
     if job.output.stats:

@@ -366,6 +366,14 @@ class Job(_Section):
             raise ValueError("a job needs at least one of start_urls or start_sitemaps")
         return self
 
+    @model_validator(mode="after")
+    def _one_writer_per_array(self) -> Job:
+        items = self.output.items
+        if items and self.concurrency.processes > 1 and writer_format(items) == "json" and "{worker}" not in items:
+            raise ValueError("a .json array cannot be shared by several processes: use .jsonl, or put "
+                             "{worker} in output.items")  # fmt: skip
+        return self
+
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> Job:
         """Load and validate a YAML job file; raises `JobError` naming each bad key and its line."""

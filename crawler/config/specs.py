@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["WILDCARD", "FieldSpec", "KeyPath", "Step", "check_css", "parse_field_spec", "parse_key_path",
+__all__ = ["STDOUT", "WILDCARD", "FieldSpec", "KeyPath", "Step", "check_css", "parse_field_spec", "parse_key_path",
            "writer_format"]  # fmt: skip
 
 _SPEC_RE = re.compile(r"^(?P<css>.*?)(?:::(?P<kind>text|attr\((?P<attr>[^)]+)\)|html))?(?P<all>\[\])?\s*$", re.S)
@@ -119,11 +119,16 @@ def parse_key_path(path: str) -> KeyPath:
     return tuple(steps)
 
 
-_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".jl": "jsonl", ".csv": "csv"}
+_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".jl": "jsonl", ".csv": "csv", ".json": "json"}
+# `output.items: "-"` (`-o -`): JSON lines on standard output.
+STDOUT = "-"
 
 
 def writer_format(path: str | os.PathLike[str]) -> str:
-    """`jsonl` or `csv` from the extension (before any `.gz`); ValueError naming the allowed ones otherwise."""
+    """`jsonl`, `json` (one array) or `csv` from the extension (before any `.gz`), `jsonl` for `-` (standard
+    output); ValueError naming the allowed ones otherwise."""
+    if str(path) == STDOUT:
+        return "jsonl"
     name = Path(path).name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -131,5 +136,6 @@ def writer_format(path: str | os.PathLike[str]) -> str:
     fmt = _FORMATS.get(suffix)
     if fmt is None:
         raise ValueError(f"unknown items format {suffix or '(none)'!r} for {str(path)!r}: "
-                         f"use one of {', '.join(sorted(_FORMATS))}, optionally followed by .gz")  # fmt: skip
+                         f"use one of {', '.join(sorted(_FORMATS))}, optionally followed by .gz, "
+                         "or - for standard output")  # fmt: skip
     return fmt

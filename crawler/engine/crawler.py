@@ -462,7 +462,7 @@ class Crawler:
                 # would store an offset covering this item without acking the page, and a crash right
                 # after would write the page twice.
                 self._writer(page)
-                stats.items += page.record_count
+            stats.items += page.record_count  # with or without a writer: what the crawl produced
             self._pending_acks.append(req)
             if self._emit_pages:
                 await self._results.put(page)
