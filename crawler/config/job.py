@@ -12,13 +12,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crawler.config.jobfile import load_model, load_model_text
-from crawler.config.specs import check_css, parse_field_spec, parse_key_path, writer_format
+from crawler.config.specs import FieldSpec, check_css, parse_field_spec, parse_key_path, writer_format
 from crawler.config.units import Rate, RateValue, SizeValue
 
 __all__ = [
     "AuthConfig",
     "ConcurrencyConfig",
     "ExtractConfig",
+    "FieldRule",
+    "FieldValue",
     "HttpConfig",
     "Job",
     "LimitsConfig",
@@ -27,9 +29,11 @@ __all__ = [
     "PaginateConfig",
     "RateLimitConfig",
     "RetryConfig",
+    "RouteConfig",
     "SaveConfig",
     "ScopeConfig",
     "TimeoutConfig",
+    "field_spec",
     "load_job",
     "load_job_text",
 ]
@@ -166,10 +170,40 @@ class RetryConfig(_Section):
         return statuses
 
 
+class FieldRule(_Section):
+    """A field with post-processing: `{css: ".price::text", re: '([\\d.]+)'}` keeps the regex's first group
+    (or the whole match) of each value, and None (a list: nothing) where it does not match."""
+
+    css: str
+    pattern: str | None = Field(default=None, alias="re")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+FieldValue = str | FieldRule
+
+
+def field_spec(value: FieldValue) -> FieldSpec:
+    """The parsed selector of a field, written as a string or as a `FieldRule`."""
+    if isinstance(value, FieldRule):
+        return parse_field_spec(value.css, value.pattern)
+    return parse_field_spec(value)
+
+
+def _check_fields(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    for name, value in fields.items():
+        try:
+            field_spec(value)
+        except ValueError as exc:
+            raise ValueError(f"field {name!r}: {exc}") from None
+    return fields
+
+
 class ExtractConfig(_Section):
     # CSS selector for links to follow; null turns link following off.
     links: str | None = "a[href]"
-    fields: dict[str, str] = Field(default_factory=dict)
+    # name -> selector (`h1::text`, `a::attr(href)[]`) or {css: selector, re: regex}.
+    fields: dict[str, FieldValue] = Field(default_factory=dict)
     # JSON responses: field name -> key path (`data.items[0].name`, `tags[*].name`). Relative to each
     # element of `items_path` when that is set.
     json_fields: dict[str, str] = Field(default_factory=dict, alias="json")
@@ -182,13 +216,8 @@ class ExtractConfig(_Section):
 
     @field_validator("fields")
     @classmethod
-    def _selectors_parse(cls, fields: dict[str, str]) -> dict[str, str]:
-        for name, spec in fields.items():
-            try:
-                parse_field_spec(spec)
-            except ValueError as exc:
-                raise ValueError(f"field {name!r}: {exc}") from None
-        return fields
+    def _selectors_parse(cls, fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+        return _check_fields(fields)
 
     @field_validator("json_fields")
     @classmethod
@@ -278,6 +307,41 @@ class PaginateConfig(_Section):
         return self
 
 
+class RouteConfig(_Section):
+    """Rules for the pages whose URL matches `match` (a regex, searched): the first matching route wins.
+    `fields` and `stages` replace the job's `extract.fields` and `stages` on those pages (left out: the
+    job's apply); `follow: false` follows no links from them."""
+
+    match: str
+    fields: dict[str, FieldValue] | None = None
+    stages: list[str] | None = None
+    follow: bool = True
+
+    @field_validator("match")
+    @classmethod
+    def _regex_compiles(cls, pattern: str) -> str:
+        ScopeConfig._regexes_compile([pattern])
+        return pattern
+
+    @field_validator("fields")
+    @classmethod
+    def _selectors_parse(cls, fields: dict[str, FieldValue] | None) -> dict[str, FieldValue] | None:
+        return None if fields is None else _check_fields(fields)
+
+    @field_validator("stages")
+    @classmethod
+    def _import_paths(cls, stages: list[str] | None) -> list[str] | None:
+        return None if stages is None else _check_import_paths(stages)
+
+
+def _check_import_paths(stages: list[str]) -> list[str]:
+    for s in stages:
+        mod, sep, attr = s.partition(":")
+        if not sep or not mod or not attr:
+            raise ValueError(f"stage {s!r} must be an import path like 'package.module:callable'")
+    return stages
+
+
 class SaveConfig(_Section):
     # URL regexes; a response whose URL matches one streams to disk under `dir`.
     match: list[str] = Field(default_factory=list)
@@ -319,6 +383,8 @@ class Job(_Section):
     save: SaveConfig = Field(default_factory=SaveConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[str] = Field(default_factory=list)
+    # Per-page rules (Scrapy's CrawlSpider rules, Crawlee's router labels): the first matching route wins.
+    routes: list[RouteConfig] = Field(default_factory=list)
     paginate: PaginateConfig | None = None
     frontier: str = "memory"
     state: str | None = None
@@ -340,11 +406,7 @@ class Job(_Section):
     @field_validator("stages")
     @classmethod
     def _import_paths(cls, stages: list[str]) -> list[str]:
-        for s in stages:
-            mod, sep, attr = s.partition(":")
-            if not sep or not mod or not attr:
-                raise ValueError(f"stage {s!r} must be an import path like 'package.module:callable'")
-        return stages
+        return _check_import_paths(stages)
 
     @field_validator("frontier")
     @classmethod
@@ -352,6 +414,15 @@ class Job(_Section):
         if frontier != "memory" and not frontier.startswith(REDIS_SCHEMES):
             raise ValueError("frontier is 'memory' or a redis:// URL")
         return frontier
+
+    @property
+    def item_columns(self) -> list[str]:
+        """The fields an item can have, in order (a CSV's columns): `extract.fields`, then the routes' own
+        fields, then `extract.json`."""
+        names = [*self.extract.fields]
+        for route in self.routes:
+            names += [n for n in route.fields or {} if n not in names]
+        return [*names, *(n for n in self.extract.json_fields if n not in names)]
 
     @property
     def frontier_kind(self) -> Literal["memory", "sqlite", "redis"]:

@@ -135,7 +135,7 @@ class Crawler:
                 # One items file per process of a distributed crawl, named by its stable worker identity.
                 items = items.replace("{worker}", self._frontier.worker or "0")
             resuming = checkpoint is not None and "items_offset" in checkpoint
-            writer = open_writer(items, columns=[*job.extract.fields, *job.extract.json_fields],
+            writer = open_writer(items, columns=job.item_columns,
                                  overwrite=job.output.overwrite and not resuming,
                                  flush_every=job.output.flush_every)  # fmt: skip
             if resuming:

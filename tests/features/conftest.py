@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import crawler_command
+from tests.cli.conftest import REPO_ROOT, crawler_command
 from tests.download.servers import NginxServer, find_nginx
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -64,10 +64,11 @@ class StaticSite(NginxServer):
 
 def write_page(root: Path, path: str, title: str, links: list[str] = (), body: str = "",  # type: ignore[assignment]
                encoding: str = "utf-8") -> Path:  # fmt: skip
-    """Write an HTML page (no charset label anywhere) with a title, an h1 and links."""
+    """Write an HTML page (no charset label anywhere) with a title, an h1 (unless `body` has one) and links."""
     anchors = "".join(f'<li><a href="{href}">{href}</a></li>' for href in links)
+    heading = "" if "<h1" in body else f"<h1>{title}</h1>"
     html = (f"<!doctype html>\n<html><head><title>{title}</title></head>\n"
-            f"<body><h1>{title}</h1>\n{body}\n<ul>{anchors}</ul></body></html>\n")  # fmt: skip
+            f"<body>{heading}\n{body}\n<ul>{anchors}</ul></body></html>\n")  # fmt: skip
     file = root / path.lstrip("/")
     if path.endswith("/"):
         file = file / "index.html"
@@ -106,8 +107,10 @@ def cli(tmp_path: Path) -> Cli:
 
     def run(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
         return subprocess.run([*crawler_command(), *args], cwd=tmp_path, capture_output=True, text=True,
-                              timeout=timeout, input=stdin, env={**os.environ, **(env or {})})  # fmt: skip
+                              timeout=timeout, input=stdin,
+                              env={**os.environ, "PYTHONPATH": path, **(env or {})})  # fmt: skip
 
     return run
 
