@@ -138,6 +138,11 @@ class HttpConfig(_Section):
     proxy: str | None = None
     auth: AuthConfig | None = None
     trust_env: bool = False
+    # HTTP cache directory (hishel, crawler/http/cache.py); `cache_mode: always` stores every 2xx response
+    # and serves it from then on (development), `rfc9111` follows the server's caching headers.
+    cache: str | None = None
+    cache_mode: Literal["rfc9111", "always"] = "rfc9111"
+    cache_max_size: SizeValue = Field(default=1_000_000_000)
 
     @field_validator("verify")
     @classmethod
@@ -383,6 +388,8 @@ class Job(_Section):
     save: SaveConfig = Field(default_factory=SaveConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[str] = Field(default_factory=list)
+    # Statuses >= 400 whose pages still go through the stages (and to `crawl()`), e.g. [404, 410].
+    handle_statuses: list[int] = Field(default_factory=list)
     # Per-page rules (Scrapy's CrawlSpider rules, Crawlee's router labels): the first matching route wins.
     routes: list[RouteConfig] = Field(default_factory=list)
     paginate: PaginateConfig | None = None

@@ -9,6 +9,7 @@ import httpx
 
 from crawler.config.job import HttpConfig
 from crawler.http.auth import build_auth
+from crawler.http.cache import cached_transport
 from crawler.http.transport.transport import make_transport
 
 __all__ = ["build_client", "build_limits", "build_ssl_context", "build_timeout"]
@@ -56,6 +57,8 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
         transport = make_transport(http2=config.http2, verify=verify, limits=build_limits(config),
                                    proxy=config.proxy, trust_env=config.trust_env,
                                    http2_prior_knowledge=config.http2_prior_knowledge)  # fmt: skip
+    if config.cache is not None:
+        transport = cached_transport(transport, config)
     client = httpx.AsyncClient(
         transport=transport,
         headers=headers,
