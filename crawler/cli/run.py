@@ -118,7 +118,7 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
-    if not job.output.items:
+    if not job.output.items and not job.output.failures:
         log.warning(NO_ITEMS_WARNING)
     if args.fresh:
         try:

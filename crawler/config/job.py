@@ -361,6 +361,8 @@ class SaveConfig(_Section):
 
 class OutputConfig(_Section):
     items: str | None = None
+    # JSON lines, one per failed request (url, kind, status, referer, ...): a broken-link report.
+    failures: str | None = None
     overwrite: bool = True
     stats: str | None = None
     flush_every: float = Field(default=0.5, gt=0)
@@ -390,6 +392,8 @@ class Job(_Section):
     stages: list[str] = Field(default_factory=list)
     # Statuses >= 400 whose pages still go through the stages (and to `crawl()`), e.g. [404, 410].
     handle_statuses: list[int] = Field(default_factory=list)
+    # Import paths of callables given each failed request (`crawler.Failure`), sync or async.
+    on_error: list[str] = Field(default_factory=list)
     # Per-page rules (Scrapy's CrawlSpider rules, Crawlee's router labels): the first matching route wins.
     routes: list[RouteConfig] = Field(default_factory=list)
     paginate: PaginateConfig | None = None
@@ -410,10 +414,23 @@ class Job(_Section):
                 raise ValueError(f"{u!r} is not an absolute http(s) URL")
         return urls
 
-    @field_validator("stages")
+    @field_validator("stages", "on_error")
     @classmethod
     def _import_paths(cls, stages: list[str]) -> list[str]:
         return _check_import_paths(stages)
+
+    @field_validator("on_error", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("handle_statuses")
+    @classmethod
+    def _error_statuses(cls, statuses: list[int]) -> list[int]:
+        for s in statuses:
+            if not 400 <= s <= 599:
+                raise ValueError(f"{s} is not an error status (400-599): pages below 400 always reach the stages")
+        return statuses
 
     @field_validator("frontier")
     @classmethod

@@ -24,19 +24,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
 from crawler.config.job import Job
 from crawler.config.units import Rate
-from crawler.engine.stages import Stage, build_stages, is_async_stage
+from crawler.engine.stages import ErrorHook, Stage, build_error_hooks, build_stages, is_async_stage
 from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.saver import FileSaver
 from crawler.frontier.backends import open_frontier
 from crawler.frontier.base import FrontierBackend
 from crawler.http.client import build_client
 from crawler.model.errors import DropPage, FetchError, error_kind
+from crawler.model.failure import Failure
 from crawler.model.page import Page
 from crawler.model.request import Request
 from crawler.model.url import host_key
@@ -47,7 +48,7 @@ from crawler.politeness.retry import RetryableStatus, RetryPolicy
 from crawler.politeness.robots import RobotsCache
 from crawler.politeness.scope import Scope
 
-__all__ = ["Crawler", "Stage"]
+__all__ = ["Crawler", "ErrorHook", "Stage"]
 
 log = logging.getLogger("crawler")
 
@@ -67,10 +68,16 @@ class Crawler:
     """
 
     def __init__(self, job: Job, *, stages: Sequence[Stage] = (), client: httpx.AsyncClient | None = None,
-                 frontier: FrontierBackend | None = None) -> None:  # fmt: skip
+                 frontier: FrontierBackend | None = None, on_error: Sequence[ErrorHook] = ()) -> None:  # fmt: skip
         self.job = job
         self.stats = Stats()
         self._user_stages = list(stages)
+        # Failure reporting: hooks from output.failures, job.on_error and `on_error=`; failures found by a
+        # worker wait in `_failures` until it hands them over (`_deliver_failures`).
+        self._user_error_hooks = list(on_error)
+        self._error_hooks: list[ErrorHook] = []
+        self._failures: list[Failure] = []
+        self._emit_failures = False
         self._client = client
         self._owns_client = client is None
         self._frontier = frontier
@@ -97,6 +104,7 @@ class Crawler:
         self.retry_policy = RetryPolicy(job.retry)
         self.limiter = HostLimiter(job.rate_limit.per_host, job.rate_limit.hosts, job.concurrency.per_host)
         self.scope = Scope.of_job(job)
+        self._handle_statuses = frozenset(job.handle_statuses)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -127,6 +135,7 @@ class Crawler:
         if job.scope.robots_txt:
             self._robots = RobotsCache(self._client, job.http.user_agent)
         stages = build_stages(job, self._user_stages)
+        self._error_hooks = build_error_hooks(job, self._user_error_hooks)
         self._writer = None
         checkpoint = await self._frontier.checkpoint()
         if job.output.items:
@@ -149,8 +158,8 @@ class Crawler:
         self._stages = stages
         # The item writer is not a stage: `_process` calls it right before marking the page for ack.
         extras = [self._writer] if self._writer is not None else []
-        self._closers = [s for s in [*stages, *extras] if callable(getattr(s, "close", None))]
-        self._flushers = [s for s in stages if callable(getattr(s, "flush", None))]
+        self._closers = [s for s in [*stages, *self._error_hooks, *extras] if callable(getattr(s, "close", None))]
+        self._flushers = [s for s in [*stages, *self._error_hooks] if callable(getattr(s, "flush", None))]
         self._stage_is_async = [is_async_stage(s) for s in stages]
         self._opened = True
 
@@ -217,10 +226,18 @@ class Crawler:
         self._wake.set()
         return added
 
-    async def crawl(self) -> AsyncIterator[Page]:
-        """Yield every fetched page after the stages ran, until the frontier is empty or `stop()`."""
+    @overload
+    def crawl(self, *, include_failures: Literal[False] = False) -> AsyncIterator[Page]: ...
+    @overload
+    def crawl(self, *, include_failures: bool) -> AsyncIterator[Page | Failure]: ...
+
+    async def crawl(self, *, include_failures: bool = False) -> AsyncIterator[Any]:
+        """Yield every fetched page after the stages ran, until the frontier is empty or `stop()`. With
+        `include_failures=True`, also every request that failed after its retries, as a `Failure` (its
+        `kind`, `status`, `referer`), in the order they happen."""
         if not self._opened:
             await self.open()
+        self._emit_failures = include_failures
         self.stats = Stats()
         if self.job.start_urls:
             await self.add(self.job.start_urls)
@@ -382,13 +399,17 @@ class Crawler:
             if req is None:
                 return
             try:
-                await self._process(req)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a bug in a stage must not kill the crawl
-                log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
-                log.debug("traceback", exc_info=True)
-                self._fail(req, f"internal:{type(exc).__name__}")
+                try:
+                    await self._process(req)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # a bug in a stage must not kill the crawl
+                    log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
+                    log.debug("traceback", exc_info=True)
+                    self._fail(req, f"internal:{type(exc).__name__}", str(exc))
+                if self._failures:
+                    # While still in flight: the crawl cannot end before its failures are handed over.
+                    await self._deliver_failures()
             finally:
                 # The host's slot is held through the stages: back-pressure stays per host.
                 self.limiter.release(req.host)
@@ -412,14 +433,14 @@ class Crawler:
             page = await self._fetcher.fetch(req)
         except FetchError as exc:
             log.warning("%s failed: %s", req.url, exc)
-            self._fail(req, exc.kind)
+            self._fail(req, exc.kind, str(exc))
             return
         except httpx.HTTPError as exc:
             if self.retry_policy.retryable_error(exc):
                 self._retry_or_fail(req, exc, error_kind(exc))
             else:
                 log.warning("%s failed: %s: %s", req.url, type(exc).__name__, exc)
-                self._fail(req, error_kind(exc))
+                self._fail(req, error_kind(exc), f"{type(exc).__name__}: {exc}")
             return
         except Exception as exc:
             if not _is_protocol_library_error(exc):
@@ -444,12 +465,15 @@ class Crawler:
         stats.hosts[req.host] += 1
         stats.http_versions[page.http_version] += 1
         stats.bytes += len(page.body) or page.saved_bytes
-        if status >= 400 or not self.scope.host_allowed(host_key(page.url)):
-            if status >= 400:
-                stats.error(f"http_{status}", req.url)
-                log.info("%s answered HTTP %d", req.url, status)
-            else:
+        if status >= 400:
+            stats.error(f"http_{status}", req.url)
+            log.info("%s answered HTTP %d", req.url, status)
+        handled = status < 400 or status in self._handle_statuses
+        if not handled or not self.scope.host_allowed(host_key(page.url)):
+            if handled:
                 stats.offsite += 1
+            else:
+                self._report_failure(Failure.of(req, f"http_{status}", status=status, message=f"HTTP {status}"))
             self._pending_acks.append(req)
             return
         result = await self._run_stages(page)
@@ -503,13 +527,34 @@ class Crawler:
             heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._seq), req))
             return
         log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, exc)
-        self._fail(req, kind)
+        self._fail(req, kind, str(exc))
 
-    def _fail(self, req: Request, kind: str) -> None:
+    def _fail(self, req: Request, kind: str, message: str = "") -> None:
         self.stats.error(kind, req.url)
         if not _is_sitemap(req):
             self._reserved -= 1
         self._pending_acks.append(req)
+        self._report_failure(Failure.of(req, kind, message=message))
+
+    # -- failures reaching user code -----------------------------------------------------------------
+
+    def _report_failure(self, failure: Failure) -> None:
+        """Queue a failure for the hooks and `crawl(include_failures=True)`; the worker delivers it."""
+        if self._error_hooks or self._emit_failures:
+            self._failures.append(failure)
+
+    async def _deliver_failures(self) -> None:
+        failures, self._failures = self._failures, []
+        for failure in failures:
+            for hook in self._error_hooks:
+                try:
+                    result = hook(failure)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:  # a bug in a hook must not kill the crawl
+                    log.error("on_error hook %r failed on %s: %s: %s", hook, failure.url, type(exc).__name__, exc)
+            if self._emit_failures:
+                await self._results.put(failure)
 
     async def _commit(self) -> None:
         """Flush the writers, then ack what they hold: a page is acked only once its item is on disk."""

@@ -11,17 +11,21 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from crawler.config.job import Job
 from crawler.config.routes import Routes
 from crawler.model.errors import StageLoadError
+from crawler.model.failure import Failure
 from crawler.model.page import Page
+from crawler.output.writers import FailureLog
 
-__all__ = ["Stage", "build_stages", "builtin_stage_paths", "is_async_stage", "load_stage", "only_where"]
+__all__ = ["ErrorHook", "Stage", "build_error_hooks", "build_stages", "builtin_stage_paths", "is_async_stage", "load_stage", "only_where"]
 
 Stage = Callable[[Page], Awaitable[Page | None] | Page | None]
+# Given each request that failed after its retries (`crawl(include_failures=True)` yields the same).
+ErrorHook = Callable[[Failure], Awaitable[None] | None]
 
 SITEMAPS = "crawler.pipelines.sitemaps:SitemapStage"
 JSON_ITEMS = "crawler.pipelines.json_items:JsonItemExtractor"
@@ -101,6 +105,20 @@ def build_stages(job: Job, extra: list[Stage] | tuple[Stage, ...] = ()) -> list[
             if stage is not None:
                 stages.append(only_where(functools.partial(_in_route, routes, i), stage))
     return [*stages, *extra]
+
+
+def build_error_hooks(job: Job, extra: Sequence[ErrorHook] = ()) -> list[ErrorHook]:
+    """The job's failure hooks: the `output.failures` log, then `job.on_error` (import paths, built as
+    stages are), then `extra` (hooks passed in code)."""
+    hooks: list[ErrorHook] = []
+    if job.output.failures:
+        hooks.append(FailureLog(job.output.failures, overwrite=job.output.overwrite,
+                                flush_every=job.output.flush_every))  # fmt: skip
+    for path in job.on_error:
+        hook = load_stage(path, job)
+        if hook is not None:
+            hooks.append(hook)
+    return [*hooks, *extra]
 
 
 def _in_route(routes: Routes, index: int, url: str) -> bool:

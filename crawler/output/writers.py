@@ -25,9 +25,10 @@ from typing import Any
 import orjson
 
 from crawler.config.specs import STDOUT, writer_format
+from crawler.model.failure import Failure
 from crawler.model.page import Page
 
-__all__ = ["CsvWriter", "ItemWriter", "JsonArrayWriter", "JsonLinesWriter", "open_writer", "page_item"]
+__all__ = ["CsvWriter", "FailureLog", "ItemWriter", "JsonArrayWriter", "JsonLinesWriter", "open_writer", "page_item"]
 
 log = logging.getLogger("crawler.output")
 _BUFFER_LINES = 2000
@@ -291,3 +292,21 @@ def open_writer(path: str | os.PathLike[str], *, columns: list[str] | None = Non
     if fmt == "json":
         return JsonArrayWriter(path, overwrite=overwrite, flush_every=flush_every)
     return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
+
+
+class FailureLog:
+    """`output.failures`: an `on_error` hook writing one JSON line per failed request (url, kind, status,
+    referer, depth, attempts, message, failed_at), flushed with the items. Its lines are not part of the
+    resume checkpoint: after a kill and resume, a failure may be listed twice or (if never flushed) not at all."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+        self._writer = JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
+
+    def __call__(self, failure: Failure) -> None:
+        self._writer.write(failure.as_record())
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
