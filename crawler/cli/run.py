@@ -59,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
                    help="live panel on a terminal, log lines otherwise (default: auto)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="discard saved crawl state before starting")
+    p.add_argument("--recrawl", action="store_true",
+                   help="revisit every page the state remembers, with If-None-Match / If-Modified-Since from "
+                        "the last fetch: items only for pages that changed (needs state: DIR)")  # fmt: skip
     p.add_argument("--processes", type=int, metavar="N",
                    help="run N engine processes over one sharded frontier (uses N cores); "
                         "overrides concurrency.processes")  # fmt: skip
@@ -127,11 +130,15 @@ def main(args: argparse.Namespace) -> int:
             print(f"crawler: cannot discard the saved state: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
+    if args.recrawl and (job.frontier_kind != "sqlite" or job.concurrency.processes > 1):
+        print("crawler: --recrawl needs state: DIR (where the last run remembered its pages) and one process",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     if job.concurrency.processes > 1 and job.frontier_kind == "memory":
         return _run_processes(job, args.log_level)
 
     try:
-        crawler = Crawler(job)
+        crawler = Crawler(job, recrawl=args.recrawl)
     except Exception as exc:  # any failure to build the crawl is a startup error
         print(f"crawler: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -166,7 +173,15 @@ def main(args: argparse.Namespace) -> int:
         log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
         return EXIT_ERRORS
-    return _report(job, crawler.stats)
+    code = _report(job, crawler.stats)
+    if job.frontier_kind == "sqlite" and not args.recrawl and crawler.stats.requests == 0 and code == EXIT_OK:
+        print(COMPLETE_HINT.format(state=job.state, job=args.job), file=sys.stderr)
+    return code
+
+
+COMPLETE_HINT = """crawl complete: the state in {state} has nothing left to fetch (every page of this job is done).
+  to revisit its pages, asking only for what changed:  crawler run {job} --recrawl
+  to start over from the start URLs:                  crawler run {job} --fresh"""
 
 
 def _run_processes(job: Any, log_level: str) -> int:

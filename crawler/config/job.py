@@ -6,6 +6,7 @@ Every key of the YAML contract lives here with its default; unknown keys are err
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
@@ -380,7 +381,12 @@ class Job(_Section):
 
     name: str = "crawl"
     start_urls: list[str] = Field(default_factory=list)
+    # URLs, or {url: U, since: DATE} to follow only entries whose <lastmod> is on or after DATE (the
+    # dates land in `sitemap_since`).
     start_sitemaps: list[str] = Field(default_factory=list)
+    # Start sitemap URL -> date: entries (pages, and sitemaps of an index) last modified before it are
+    # skipped; entries without <lastmod> are kept.
+    sitemap_since: dict[str, date] = Field(default_factory=dict)
     scope: ScopeConfig = Field(default_factory=ScopeConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
@@ -404,6 +410,28 @@ class Job(_Section):
     # `crawler run` exits 1 when failed URLs / fetched URLs is above this (0.5 = more than half failed);
     # null never fails on errors.
     max_error_rate: float | None = Field(default=0.5, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sitemap_entries(cls, data: Any) -> Any:
+        """`start_sitemaps: [{url: U, since: D}]` -> `start_sitemaps: [U]` and `sitemap_since: {U: D}`."""
+        if not isinstance(data, dict) or not isinstance(data.get("start_sitemaps"), list):
+            return data
+        entries = data["start_sitemaps"]
+        if not any(isinstance(e, dict) for e in entries):
+            return data
+        since = dict(data.get("sitemap_since") or {})
+        urls = []
+        for entry in entries:
+            if isinstance(entry, dict):
+                unknown = set(entry) - {"url", "since"}
+                if unknown or "url" not in entry:
+                    raise ValueError(f"a start_sitemaps entry is a URL or {{url: URL, since: DATE}}, not {entry!r}")
+                if entry.get("since") is not None:
+                    since[str(entry["url"])] = entry["since"]
+                entry = entry["url"]
+            urls.append(entry)
+        return {**data, "start_sitemaps": urls, "sitemap_since": since}
 
     @field_validator("start_urls", "start_sitemaps")
     @classmethod

@@ -34,7 +34,7 @@ from crawler.engine.stages import ErrorHook, Stage, build_error_hooks, build_sta
 from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.saver import FileSaver
 from crawler.frontier.backends import open_frontier
-from crawler.frontier.base import FrontierBackend
+from crawler.frontier.base import FrontierBackend, KnownPage, PageMemory
 from crawler.http.client import build_client
 from crawler.model.errors import DropPage, FetchError, error_kind
 from crawler.model.failure import Failure
@@ -68,7 +68,8 @@ class Crawler:
     """
 
     def __init__(self, job: Job, *, stages: Sequence[Stage] = (), client: httpx.AsyncClient | None = None,
-                 frontier: FrontierBackend | None = None, on_error: Sequence[ErrorHook] = ()) -> None:  # fmt: skip
+                 frontier: FrontierBackend | None = None, on_error: Sequence[ErrorHook] = (),
+                 recrawl: bool = False) -> None:  # fmt: skip
         self.job = job
         self.stats = Stats()
         self._user_stages = list(stages)
@@ -78,6 +79,11 @@ class Crawler:
         self._error_hooks: list[ErrorHook] = []
         self._failures: list[Failure] = []
         self._emit_failures = False
+        # Recrawls (`recrawl=True`, `crawler run --recrawl`): a frontier with page memory (SQLite) remembers
+        # each fetched page with its validators; a recrawl revisits them with conditional requests.
+        self._recrawl = recrawl
+        self._page_memory: PageMemory | None = None
+        self._fetched: list[KnownPage] = []
         self._client = client
         self._owns_client = client is None
         self._frontier = frontier
@@ -125,6 +131,9 @@ class Crawler:
         if self._frontier is None:
             self._frontier = await open_frontier(job)
         self._frontier.bind(self._wake.set, self.limiter.rate_of)
+        self._page_memory = self._frontier if isinstance(self._frontier, PageMemory) else None
+        if self._recrawl and self._page_memory is None:
+            raise ValueError("a recrawl needs a frontier that remembers pages: set state: DIR")
         if self._frontier.shares_rates:
             # A shared frontier (Redis) enforces per-host rates for all processes together.
             self.limiter.share_rates()
@@ -243,6 +252,8 @@ class Crawler:
             await self.add(self.job.start_urls)
         if self.job.start_sitemaps:
             await self.add([Request.make(u, meta={"sitemap": True}) for u in self.job.start_sitemaps])
+        if self._recrawl:
+            await self._push_known_pages()
         self._workers = [asyncio.create_task(self._worker(), name=f"crawler-worker-{i}")
                          for i in range(self.job.concurrency.workers)]  # fmt: skip
         dispatcher = asyncio.create_task(self._dispatch(), name="crawler-dispatcher")
@@ -460,6 +471,10 @@ class Crawler:
                 log.info("%s answered %d with Retry-After %.1fs: pausing the host", req.host, status, retry_after)
             self._retry_or_fail(req, RetryableStatus(status, retry_after, req.url), f"http_{status}")
             return
+        if status == 304 and _is_conditional(req):
+            stats.not_modified += 1  # unchanged since the last run: nothing to extract, no item
+            self._pending_acks.append(req)
+            return
         stats.pages += 1
         stats.statuses[status] += 1
         stats.hosts[req.host] += 1
@@ -468,6 +483,8 @@ class Crawler:
         if status >= 400:
             stats.error(f"http_{status}", req.url)
             log.info("%s answered HTTP %d", req.url, status)
+        if status < 400 and self._page_memory is not None:
+            self._fetched.append(KnownPage(req, page.headers.get("etag"), page.headers.get("last-modified")))
         handled = status < 400 or status in self._handle_statuses
         if not handled or not self.scope.host_allowed(host_key(page.url)):
             if handled:
@@ -536,6 +553,41 @@ class Crawler:
         self._pending_acks.append(req)
         self._report_failure(Failure.of(req, kind, message=message))
 
+    # -- recrawls ------------------------------------------------------------------------------------
+
+    async def _push_known_pages(self) -> None:
+        """Queue every page the frontier remembers, with If-None-Match / If-Modified-Since from its stored
+        validators. A state with work still queued finishes that crawl first."""
+        assert self._page_memory is not None
+        queued = await self.frontier.size()
+        if queued:
+            log.warning("recrawl: the state still has %d requests queued; finishing that crawl first, "
+                        "then rerun with --recrawl", queued)  # fmt: skip
+            return
+        total = conditional = 0
+        batch: list[Request] = []
+        for known in self._page_memory.known_pages():
+            req = known.request
+            meta = dict(req.meta or {})
+            headers = {}
+            if known.etag:
+                headers["If-None-Match"] = known.etag
+            if known.last_modified:
+                headers["If-Modified-Since"] = known.last_modified
+            if headers:
+                meta["headers"] = headers
+                conditional += 1
+            batch.append(Request(url=req.url, depth=req.depth, host=req.host, fingerprint=req.fingerprint,
+                                 meta=meta or None, dont_filter=True))  # fmt: skip
+            total += 1
+            if len(batch) >= 5000:
+                await self.frontier.push_many(batch)
+                batch = []
+        if batch:
+            await self.frontier.push_many(batch)
+        self._wake.set()
+        log.info("recrawl: revisiting %d known pages (%d with validators, asked conditionally)", total, conditional)
+
     # -- failures reaching user code -----------------------------------------------------------------
 
     def _report_failure(self, failure: Failure) -> None:
@@ -566,6 +618,10 @@ class Crawler:
         # The item writer last, and no await until the acks are taken: the offset covers exactly their items.
         if self._writer is not None:
             self._writer.flush()
+        if self._fetched and self._page_memory is not None:
+            # Into the open transaction: the pages' validators commit with their acks.
+            fetched, self._fetched = self._fetched, []
+            self._page_memory.remember_pages(fetched)
         if self._pending_acks and self._frontier is not None:
             acks, self._pending_acks = self._pending_acks, []
             checkpoint = {"items_offset": self._writer.offset} if self._writer is not None else None
@@ -575,6 +631,11 @@ class Crawler:
 def _is_sitemap(req: Request) -> bool:
     """Sitemaps are how a crawl finds pages, not pages: they do not count against `max_pages`."""
     return bool(req.meta and req.meta.get("sitemap"))
+
+
+def _is_conditional(req: Request) -> bool:
+    headers = req.meta.get("headers") if req.meta else None
+    return isinstance(headers, dict) and ("If-None-Match" in headers or "If-Modified-Since" in headers)
 
 
 def _is_protocol_library_error(exc: BaseException) -> bool:

@@ -37,6 +37,10 @@ class Fetcher:
         """Fetch `request`. Raises httpx errors (retryable ones included) and `FetchError`."""
         started = time.monotonic()
         headers = {"Referer": request.referer} if request.referer else None
+        extra = request.meta.get("headers") if request.meta else None
+        if extra:
+            # Per-request headers (`meta={"headers": {...}}`): a recrawl's If-None-Match / If-Modified-Since.
+            headers = {**(headers or {}), **extra}
         async with self.client.stream(request.method, request.url, headers=headers) as resp:
             status = resp.status_code
             page_headers = resp.headers
