@@ -16,6 +16,7 @@ from crawler.config.job import (
     AuthConfig,
     ConcurrencyConfig,
     ExtractConfig,
+    FieldRule,
     HttpConfig,
     Job,
     LimitsConfig,
@@ -23,6 +24,7 @@ from crawler.config.job import (
     OutputConfig,
     RateLimitConfig,
     RetryConfig,
+    RouteConfig,
     SaveConfig,
     ScopeConfig,
     TimeoutConfig,
@@ -30,10 +32,11 @@ from crawler.config.job import (
 from crawler.config.jobfile import JobError, JobProblem
 from crawler.config.units import Rate, parse_rate, parse_size
 from crawler.engine.crawler import Crawler
-from crawler.engine.stages import Stage
+from crawler.engine.stages import ErrorHook, Stage
 from crawler.frontier.base import FrontierBackend, FrontierBase
 from crawler.frontier.memory import MemoryFrontier
 from crawler.model.errors import BodyTooLarge, DropPage, FetchError, StageLoadError
+from crawler.model.failure import Failure
 from crawler.model.page import Page
 from crawler.model.request import Request
 from crawler.model.url import canonicalize, fingerprint
@@ -69,8 +72,11 @@ __all__ = [
     "DownloadProgress",
     "DownloadResult",
     "DropPage",
+    "ErrorHook",
     "ExtractConfig",
+    "Failure",
     "FetchError",
+    "FieldRule",
     "FrontierBackend",
     "FrontierBase",
     "HostLimiter",
@@ -88,6 +94,7 @@ __all__ = [
     "Request",
     "RetryConfig",
     "RetryPolicy",
+    "RouteConfig",
     "SaveConfig",
     "ScopeConfig",
     "Stage",

@@ -17,7 +17,8 @@ from __future__ import annotations
 import html
 import logging
 import re
-from typing import Self
+from datetime import date
+from typing import Any, Self
 
 from crawler.config.job import Job
 from crawler.fetch.decoding import decode_all
@@ -25,8 +26,9 @@ from crawler.fetch.fetcher import SITEMAP_MAX_BYTES
 from crawler.model.errors import DropPage
 from crawler.model.page import Page
 from crawler.model.request import Request
+from crawler.model.url import canonicalize
 
-__all__ = ["MAX_SITEMAP_URLS", "SitemapStage", "parse_sitemap"]
+__all__ = ["MAX_SITEMAP_URLS", "SitemapStage", "modified_before", "parse_sitemap"]
 
 log = logging.getLogger("crawler.sitemaps")
 
@@ -37,6 +39,9 @@ _GZIP_MAGIC = b"\x1f\x8b"
 _LOC_RE = re.compile(rb"<loc>\s*(?:<!\[CDATA\[)?\s*(.*?)\s*(?:\]\]>)?\s*</loc>", re.S | re.I)
 _INDEX_RE = re.compile(rb"<(?:\w+:)?sitemapindex[\s>]", re.I)
 _URLSET_RE = re.compile(rb"<(?:\w+:)?urlset[\s>]", re.I)
+# One <url> or <sitemap> entry (namespace prefixes allowed), and the <lastmod> inside it.
+_ENTRY_RE = re.compile(rb"<(?:\w+:)?(url|sitemap)\b[^>]*>(.*?)</(?:\w+:)?\1\s*>", re.S | re.I)
+_LASTMOD_RE = re.compile(rb"<(?:\w+:)?lastmod>\s*(\d{4}-\d{2}-\d{2})", re.I)
 
 
 def parse_sitemap(body: bytes, max_urls: int = MAX_SITEMAP_URLS) -> tuple[str, list[str]]:
@@ -66,19 +71,46 @@ def parse_sitemap(body: bytes, max_urls: int = MAX_SITEMAP_URLS) -> tuple[str, l
     return kind, urls
 
 
-class SitemapStage:
-    """Turns sitemap responses into requests; every other page passes through untouched."""
+def modified_before(body: bytes, since: date) -> set[str]:
+    """The `<loc>` URLs of entries whose `<lastmod>` date is before `since` (entries without one are not)."""
+    old: set[str] = set()
+    for m in _ENTRY_RE.finditer(body):
+        lastmod = _LASTMOD_RE.search(m.group(2))
+        loc = _LOC_RE.search(m.group(2))
+        if lastmod is None or loc is None:
+            continue
+        try:
+            modified = date.fromisoformat(lastmod.group(1).decode("ascii"))
+        except ValueError:
+            continue
+        if modified < since:
+            old.add(html.unescape(loc.group(1).decode("utf-8", "replace")).strip())
+    return old
 
-    def __init__(self, *, max_bytes: int = MAX_SITEMAP_BYTES, sort_query: bool = False) -> None:
+
+class SitemapStage:
+    """Turns sitemap responses into requests; every other page passes through untouched. With a `since`
+    date for a start sitemap (`sitemap_since`), entries last modified before it are skipped, in that sitemap
+    and in the sitemaps of its index (they carry the date in `meta["since"]`)."""
+
+    def __init__(self, *, max_bytes: int = MAX_SITEMAP_BYTES, sort_query: bool = False,
+                 since: dict[str, date] | None = None) -> None:  # fmt: skip
         self.max_bytes = max_bytes
         self.sort_query = sort_query
+        self._since = {canonicalize(url): day for url, day in (since or {}).items()}
 
     @classmethod
     def from_job(cls, job: Job) -> Self | None:
         """Reading sitemaps when the job starts from them or follows robots.txt `Sitemap:` lines."""
         if not (job.start_sitemaps or job.scope.sitemaps):
             return None
-        return cls(sort_query=not job.scope.keep_query_order)
+        return cls(sort_query=not job.scope.keep_query_order, since=job.sitemap_since)
+
+    def _since_of(self, page: Page) -> date | None:
+        meta = page.request.meta or {}
+        if meta.get("since"):
+            return date.fromisoformat(str(meta["since"]))
+        return self._since.get(page.request.url)
 
     def __call__(self, page: Page) -> None:
         meta = page.request.meta
@@ -99,7 +131,15 @@ class SitemapStage:
             log.warning("sitemap %s lists more than %d URLs (the protocol's limit); the rest are ignored",
                         page.url, MAX_SITEMAP_URLS)  # fmt: skip
         nested = int(meta.get("sitemap_depth", 0)) + 1
-        child_meta = {"sitemap": True, "sitemap_depth": nested} if kind == "index" else None
+        since = self._since_of(page)
+        child_meta: dict[str, Any] | None = {"sitemap": True, "sitemap_depth": nested} if kind == "index" else None
+        if since is not None:
+            old = modified_before(body, since)
+            if old:
+                log.info("sitemap %s: %d entries last modified before %s skipped", page.url, len(old), since)
+                urls = [u for u in urls if u not in old]
+            if child_meta is not None:
+                child_meta["since"] = since.isoformat()
         for url in urls:
             try:
                 req = Request.make(url, depth=page.depth, referer=page.url, meta=child_meta,

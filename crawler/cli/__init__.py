@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["main"]
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-_COMMANDS = ("run", "check", "download", "status", "demo")
+_COMMANDS = ("run", "check", "download", "status", "fetch", "shell", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from crawler.cli import EXIT_OK, EXIT_USAGE
+from crawler.cli.run import NO_ITEMS_WARNING
 
 if TYPE_CHECKING:
     from crawler import Job
@@ -48,13 +49,15 @@ def check_job(path: str, overrides: list[str]) -> tuple[Job | None, str | None]:
     except JobError as exc:
         return None, exc.render()
     problems = []
-    for i, stage in enumerate(job.stages):
+    named = [(f"stages[{i}]", s) for i, s in enumerate(job.stages)]
+    named += [(f"routes[{r}].stages[{i}]", s) for r, route in enumerate(job.routes) for i, s in enumerate(route.stages or [])]
+    for where, stage in named:
         try:
             load_stage(stage)
         except StageLoadError as exc:
-            problems.append(f"{path}: stages[{i}]: {exc}")
+            problems.append(f"{path}: {where}: {exc}")
         except Exception as exc:  # a stage whose constructor fails
-            problems.append(f"{path}: stages[{i}]: {stage!r} fails to build: {type(exc).__name__}: {exc}")
+            problems.append(f"{path}: {where}: {stage!r} fails to build: {type(exc).__name__}: {exc}")
     return (None, "\n".join(problems)) if problems else (job, None)
 
 
@@ -72,4 +75,6 @@ def main(args: argparse.Namespace) -> int:
                 print(f"# {path}")
             print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
             print(f"{path}: ok", file=sys.stderr)
+        if not job.output.items and not job.output.failures:  # even with -q: the job runs, but its items go nowhere
+            print(f"{path}: warning: {NO_ITEMS_WARNING}", file=sys.stderr)
     return code

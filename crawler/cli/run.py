@@ -32,6 +32,10 @@ Ctrl-C once stops cleanly (in-flight pages finish, items are flushed whole); twi
 """
 
 
+NO_ITEMS_WARNING = ("the job has no output.items: items are counted but not written anywhere "
+                    "(set output.items, or -o FILE: .jsonl, .json, .csv, or - for standard output)")
+
+
 class _StartupError(Exception):
     """The crawl could not start (unwritable output, a stage that fails to build, ...): exit 2."""
 
@@ -44,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a job key, e.g. --set concurrency.workers=32 (repeatable)")  # fmt: skip
     p.add_argument("-o", "--output", metavar="ITEMS_PATH",
-                   help="items file (.jsonl, .csv, optionally .gz); overrides output.items")  # fmt: skip
+                   help="items file (.jsonl, .json, .csv, optionally .gz; - for JSON lines on standard "
+                        "output); overrides output.items")  # fmt: skip
     p.add_argument(
         "--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
@@ -57,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    help="stop with exit 1 when no request finishes for this long, after logging what each "
                         "host waits for (default 600; overrides stall_timeout)")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="discard saved crawl state before starting")
+    p.add_argument("--recrawl", action="store_true",
+                   help="revisit every page the state remembers, with If-None-Match / If-Modified-Since from "
+                        "the last fetch: items only for pages that changed (needs state: DIR)")  # fmt: skip
     p.add_argument("--processes", type=int, metavar="N",
                    help="run N engine processes over one sharded frontier (uses N cores); "
                         "overrides concurrency.processes")  # fmt: skip
@@ -119,6 +127,8 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    if not job.output.items and not job.output.failures:
+        log.warning(NO_ITEMS_WARNING)
     if args.fresh:
         try:
             _discard_state(job)
@@ -126,11 +136,15 @@ def main(args: argparse.Namespace) -> int:
             print(f"crawler: cannot discard the saved state: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
+    if args.recrawl and (job.frontier_kind != "sqlite" or job.concurrency.processes > 1):
+        print("crawler: --recrawl needs state: DIR (where the last run remembered its pages) and one process",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
     if job.concurrency.processes > 1 and job.frontier_kind == "memory":
         return _run_processes(job, args.log_level)
 
     try:
-        crawler = Crawler(job)
+        crawler = Crawler(job, recrawl=args.recrawl)
     except Exception as exc:  # any failure to build the crawl is a startup error
         print(f"crawler: cannot start: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -169,7 +183,15 @@ def main(args: argparse.Namespace) -> int:
         log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)
         return EXIT_ERRORS
-    return _report(job, crawler.stats)
+    code = _report(job, crawler.stats)
+    if job.frontier_kind == "sqlite" and not args.recrawl and crawler.stats.requests == 0 and code == EXIT_OK:
+        print(COMPLETE_HINT.format(state=job.state, job=args.job), file=sys.stderr)
+    return code
+
+
+COMPLETE_HINT = """crawl complete: the state in {state} has nothing left to fetch (every page of this job is done).
+  to revisit its pages, asking only for what changed:  crawler run {job} --recrawl
+  to start over from the start URLs:                  crawler run {job} --fresh"""
 
 
 def _run_processes(job: Any, log_level: str) -> int:
@@ -187,7 +209,7 @@ def _run_processes(job: Any, log_level: str) -> int:
 def _report(job: Any, stats: Any) -> int:
     """Print the summary, write stats.json, and choose the exit code."""
     print(stats.summary(), file=sys.stderr)
-    if job.output.items:
+    if job.output.items and job.output.items != "-":
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
     code = EXIT_OK
     if job.output.stats:

@@ -6,6 +6,7 @@ Every key of the YAML contract lives here with its default; unknown keys are err
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crawler.config.jobfile import load_model, load_model_text
-from crawler.config.specs import check_css, parse_field_spec, parse_key_path, writer_format
+from crawler.config.specs import FieldSpec, check_css, parse_field_spec, parse_key_path, writer_format
 from crawler.config.units import Rate, RateValue, SizeValue
 from crawler.model.url import canonicalize
 
@@ -21,6 +22,8 @@ __all__ = [
     "AuthConfig",
     "ConcurrencyConfig",
     "ExtractConfig",
+    "FieldRule",
+    "FieldValue",
     "HttpConfig",
     "Job",
     "LimitsConfig",
@@ -30,9 +33,11 @@ __all__ = [
     "RateLimitConfig",
     "RetryConfig",
     "RobotsConfig",
+    "RouteConfig",
     "SaveConfig",
     "ScopeConfig",
     "TimeoutConfig",
+    "field_spec",
     "load_job",
     "load_job_text",
 ]
@@ -217,6 +222,11 @@ class HttpConfig(_Section):
     def proxy_list(self) -> list[str]:
         """Every configured proxy, `proxy` first."""
         return ([self.proxy] if self.proxy else []) + [p for p in self.proxies if p != self.proxy]
+    # HTTP cache directory (hishel, crawler/http/cache.py); `cache_mode: always` stores every 2xx response
+    # and serves it from then on (development), `rfc9111` follows the server's caching headers.
+    cache: str | None = None
+    cache_mode: Literal["rfc9111", "always"] = "rfc9111"
+    cache_max_size: SizeValue = Field(default=1_000_000_000)
 
     @field_validator("verify")
     @classmethod
@@ -249,13 +259,43 @@ class RetryConfig(_Section):
         return statuses
 
 
+class FieldRule(_Section):
+    """A field with post-processing: `{css: ".price::text", re: '([\\d.]+)'}` keeps the regex's first group
+    (or the whole match) of each value, and None (a list: nothing) where it does not match."""
+
+    css: str
+    pattern: str | None = Field(default=None, alias="re")
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+
+
+FieldValue = str | FieldRule
+
+
+def field_spec(value: FieldValue) -> FieldSpec:
+    """The parsed selector of a field, written as a string or as a `FieldRule`."""
+    if isinstance(value, FieldRule):
+        return parse_field_spec(value.css, value.pattern)
+    return parse_field_spec(value)
+
+
+def _check_fields(fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+    for name, value in fields.items():
+        try:
+            field_spec(value)
+        except ValueError as exc:
+            raise ValueError(f"field {name!r}: {exc}") from None
+    return fields
+
+
 class ExtractConfig(_Section):
     # CSS selector for links to follow; null turns link following off.
     links: str | None = "a[href]"
     # Links taken from one page at most (the rest are left out, logged once per host, counted in the stats as
     # `links_capped`); null for no cap. A trap page with a million links must not flood the frontier.
     max_links: int | None = Field(default=10_000, ge=1)
-    fields: dict[str, str] = Field(default_factory=dict)
+    # name -> selector (`h1::text`, `a::attr(href)[]`) or {css: selector, re: regex}.
+    fields: dict[str, FieldValue] = Field(default_factory=dict)
     # JSON responses: field name -> key path (`data.items[0].name`, `tags[*].name`). Relative to each
     # element of `items_path` when that is set.
     json_fields: dict[str, str] = Field(default_factory=dict, alias="json")
@@ -268,13 +308,8 @@ class ExtractConfig(_Section):
 
     @field_validator("fields")
     @classmethod
-    def _selectors_parse(cls, fields: dict[str, str]) -> dict[str, str]:
-        for name, spec in fields.items():
-            try:
-                parse_field_spec(spec)
-            except ValueError as exc:
-                raise ValueError(f"field {name!r}: {exc}") from None
-        return fields
+    def _selectors_parse(cls, fields: dict[str, FieldValue]) -> dict[str, FieldValue]:
+        return _check_fields(fields)
 
     @field_validator("json_fields")
     @classmethod
@@ -364,6 +399,41 @@ class PaginateConfig(_Section):
         return self
 
 
+class RouteConfig(_Section):
+    """Rules for the pages whose URL matches `match` (a regex, searched): the first matching route wins.
+    `fields` and `stages` replace the job's `extract.fields` and `stages` on those pages (left out: the
+    job's apply); `follow: false` follows no links from them."""
+
+    match: str
+    fields: dict[str, FieldValue] | None = None
+    stages: list[str] | None = None
+    follow: bool = True
+
+    @field_validator("match")
+    @classmethod
+    def _regex_compiles(cls, pattern: str) -> str:
+        ScopeConfig._regexes_compile([pattern])
+        return pattern
+
+    @field_validator("fields")
+    @classmethod
+    def _selectors_parse(cls, fields: dict[str, FieldValue] | None) -> dict[str, FieldValue] | None:
+        return None if fields is None else _check_fields(fields)
+
+    @field_validator("stages")
+    @classmethod
+    def _import_paths(cls, stages: list[str] | None) -> list[str] | None:
+        return None if stages is None else _check_import_paths(stages)
+
+
+def _check_import_paths(stages: list[str]) -> list[str]:
+    for s in stages:
+        mod, sep, attr = s.partition(":")
+        if not sep or not mod or not attr:
+            raise ValueError(f"stage {s!r} must be an import path like 'package.module:callable'")
+    return stages
+
+
 class SaveConfig(_Section):
     # URL regexes; a response whose URL matches one streams to disk under `dir`.
     match: list[str] = Field(default_factory=list)
@@ -378,6 +448,8 @@ class SaveConfig(_Section):
 
 class OutputConfig(_Section):
     items: str | None = None
+    # JSON lines, one per failed request (url, kind, status, referer, ...): a broken-link report.
+    failures: str | None = None
     overwrite: bool = True
     stats: str | None = None
     flush_every: float = Field(default=0.5, gt=0)
@@ -399,7 +471,12 @@ class Job(_Section):
 
     name: str = "crawl"
     start_urls: list[str] = Field(default_factory=list)
+    # URLs, or {url: U, since: DATE} to follow only entries whose <lastmod> is on or after DATE (the
+    # dates land in `sitemap_since`).
     start_sitemaps: list[str] = Field(default_factory=list)
+    # Start sitemap URL -> date: entries (pages, and sitemaps of an index) last modified before it are
+    # skipped; entries without <lastmod> are kept.
+    sitemap_since: dict[str, date] = Field(default_factory=dict)
     scope: ScopeConfig = Field(default_factory=ScopeConfig)
     robots: RobotsConfig = Field(default_factory=RobotsConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
@@ -410,6 +487,12 @@ class Job(_Section):
     save: SaveConfig = Field(default_factory=SaveConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
     stages: list[str] = Field(default_factory=list)
+    # Statuses >= 400 whose pages still go through the stages (and to `crawl()`), e.g. [404, 410].
+    handle_statuses: list[int] = Field(default_factory=list)
+    # Import paths of callables given each failed request (`crawler.Failure`), sync or async.
+    on_error: list[str] = Field(default_factory=list)
+    # Per-page rules (Scrapy's CrawlSpider rules, Crawlee's router labels): the first matching route wins.
+    routes: list[RouteConfig] = Field(default_factory=list)
     paginate: PaginateConfig | None = None
     frontier: str = "memory"
     state: str | None = None
@@ -424,6 +507,28 @@ class Job(_Section):
     # No request finishes for this many seconds: the crawl logs what each host waits for and stops, exit 1.
     stall_timeout: float | None = Field(default=600.0, gt=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _sitemap_entries(cls, data: Any) -> Any:
+        """`start_sitemaps: [{url: U, since: D}]` -> `start_sitemaps: [U]` and `sitemap_since: {U: D}`."""
+        if not isinstance(data, dict) or not isinstance(data.get("start_sitemaps"), list):
+            return data
+        entries = data["start_sitemaps"]
+        if not any(isinstance(e, dict) for e in entries):
+            return data
+        since = dict(data.get("sitemap_since") or {})
+        urls = []
+        for entry in entries:
+            if isinstance(entry, dict):
+                unknown = set(entry) - {"url", "since"}
+                if unknown or "url" not in entry:
+                    raise ValueError(f"a start_sitemaps entry is a URL or {{url: URL, since: DATE}}, not {entry!r}")
+                if entry.get("since") is not None:
+                    since[str(entry["url"])] = entry["since"]
+                entry = entry["url"]
+            urls.append(entry)
+        return {**data, "start_sitemaps": urls, "sitemap_since": since}
+
     @field_validator("start_urls", "start_sitemaps")
     @classmethod
     def _absolute_http_urls(cls, urls: list[str]) -> list[str]:
@@ -434,14 +539,23 @@ class Job(_Section):
             canonicalize(u)  # ValueError naming the URL when the WHATWG parser rejects it
         return urls
 
-    @field_validator("stages")
+    @field_validator("stages", "on_error")
     @classmethod
     def _import_paths(cls, stages: list[str]) -> list[str]:
-        for s in stages:
-            mod, sep, attr = s.partition(":")
-            if not sep or not mod or not attr:
-                raise ValueError(f"stage {s!r} must be an import path like 'package.module:callable'")
-        return stages
+        return _check_import_paths(stages)
+
+    @field_validator("on_error", mode="before")
+    @classmethod
+    def _one_or_more(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("handle_statuses")
+    @classmethod
+    def _error_statuses(cls, statuses: list[int]) -> list[int]:
+        for s in statuses:
+            if not 400 <= s <= 599:
+                raise ValueError(f"{s} is not an error status (400-599): pages below 400 always reach the stages")
+        return statuses
 
     @field_validator("frontier")
     @classmethod
@@ -449,6 +563,15 @@ class Job(_Section):
         if frontier != "memory" and not frontier.startswith(REDIS_SCHEMES):
             raise ValueError("frontier is 'memory' or a redis:// URL")
         return frontier
+
+    @property
+    def item_columns(self) -> list[str]:
+        """The fields an item can have, in order (a CSV's columns): `extract.fields`, then the routes' own
+        fields, then `extract.json`."""
+        names = [*self.extract.fields]
+        for route in self.routes:
+            names += [n for n in route.fields or {} if n not in names]
+        return [*names, *(n for n in self.extract.json_fields if n not in names)]
 
     @property
     def frontier_kind(self) -> Literal["memory", "sqlite", "redis"]:
@@ -461,6 +584,14 @@ class Job(_Section):
     def _has_start(self) -> Job:
         if not self.start_urls and not self.start_sitemaps:
             raise ValueError("a job needs at least one of start_urls or start_sitemaps")
+        return self
+
+    @model_validator(mode="after")
+    def _one_writer_per_array(self) -> Job:
+        items = self.output.items
+        if items and self.concurrency.processes > 1 and writer_format(items) == "json" and "{worker}" not in items:
+            raise ValueError("a .json array cannot be shared by several processes: use .jsonl, or put "
+                             "{worker} in output.items")  # fmt: skip
         return self
 
     @classmethod

@@ -10,28 +10,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-__all__ = ["WILDCARD", "FieldSpec", "KeyPath", "Step", "check_css", "parse_field_spec", "parse_key_path",
+__all__ = ["STDOUT", "WILDCARD", "FieldSpec", "KeyPath", "Step", "check_css", "parse_field_spec", "parse_key_path",
            "writer_format"]  # fmt: skip
 
-_SPEC_RE = re.compile(r"^(?P<css>.*?)(?:::(?P<kind>text|attr\((?P<attr>[^)]+)\)|html))?(?P<all>\[\])?\s*$", re.S)
+_SPEC_RE = re.compile(
+    r"^(?P<css>.*?)(?:::(?P<kind>text|all-text|attr\((?P<attr>[^)]+)\)|html))?(?P<all>\[\])?\s*$", re.S
+)
 
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
+    """One field selector. `kind`: "text" (the element's own text nodes, as Scrapy's `::text`),
+    "all-text" (the text of the whole subtree: a selector without a suffix, or `::all-text`), "attr" or
+    "html". `pattern`: the optional `re:` applied to each value (its first group, else the whole match)."""
+
     css: str
-    kind: str  # "text" | "attr" | "html"
+    kind: str
     attr: str | None
     all: bool
+    pattern: re.Pattern[str] | None = None
 
 
-def parse_field_spec(spec: str) -> FieldSpec:
-    """Parse `selector[::text|::attr(name)|::html][[]]`; raises ValueError for an invalid selector."""
+def parse_field_spec(spec: str, pattern: str | None = None) -> FieldSpec:
+    """Parse `selector[::text|::all-text|::attr(name)|::html][[]]` and an optional regex; raises ValueError
+    for an invalid selector or regex."""
     m = _SPEC_RE.match(spec.strip())
     if not m or not m.group("css").strip():
-        raise ValueError(f"{spec!r} is not a CSS selector with an optional ::text, ::attr(name) or ::html")
+        raise ValueError(f"{spec!r} is not a CSS selector with an optional ::text, ::all-text, ::attr(name) "
+                         "or ::html")  # fmt: skip
     css = check_css(m.group("css").strip())
-    kind = (m.group("kind") or "text").split("(", 1)[0]
-    return FieldSpec(css, kind, (m.group("attr") or "").strip().strip("\"'") or None, bool(m.group("all")))
+    kind = (m.group("kind") or "all-text").split("(", 1)[0]
+    compiled = None
+    if pattern is not None:
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+    attr = (m.group("attr") or "").strip().strip("\"'") or None
+    return FieldSpec(css, kind, attr, bool(m.group("all")), compiled)
 
 
 def check_css(css: str) -> str:
@@ -119,11 +135,16 @@ def parse_key_path(path: str) -> KeyPath:
     return tuple(steps)
 
 
-_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".jl": "jsonl", ".csv": "csv"}
+_FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".jl": "jsonl", ".csv": "csv", ".json": "json"}
+# `output.items: "-"` (`-o -`): JSON lines on standard output.
+STDOUT = "-"
 
 
 def writer_format(path: str | os.PathLike[str]) -> str:
-    """`jsonl` or `csv` from the extension (before any `.gz`); ValueError naming the allowed ones otherwise."""
+    """`jsonl`, `json` (one array) or `csv` from the extension (before any `.gz`), `jsonl` for `-` (standard
+    output); ValueError naming the allowed ones otherwise."""
+    if str(path) == STDOUT:
+        return "jsonl"
     name = Path(path).name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
@@ -131,5 +152,6 @@ def writer_format(path: str | os.PathLike[str]) -> str:
     fmt = _FORMATS.get(suffix)
     if fmt is None:
         raise ValueError(f"unknown items format {suffix or '(none)'!r} for {str(path)!r}: "
-                         f"use one of {', '.join(sorted(_FORMATS))}, optionally followed by .gz")  # fmt: skip
+                         f"use one of {', '.join(sorted(_FORMATS))}, optionally followed by .gz, "
+                         "or - for standard output")  # fmt: skip
     return fmt

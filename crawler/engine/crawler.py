@@ -24,19 +24,20 @@ import logging
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import httpx
 
 from crawler.config.job import Job
 from crawler.config.units import Rate
-from crawler.engine.stages import Stage, build_stages, is_async_stage
+from crawler.engine.stages import ErrorHook, Stage, build_error_hooks, build_stages, is_async_stage
 from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.saver import FileSaver
 from crawler.frontier.backends import open_frontier
-from crawler.frontier.base import FrontierBackend
+from crawler.frontier.base import FrontierBackend, KnownPage, PageMemory
 from crawler.http.client import build_client
 from crawler.model.errors import DropPage, FetchError, OutputError, TotalTimeout, error_kind
+from crawler.model.failure import Failure
 from crawler.model.page import Page
 from crawler.model.request import Request
 from crawler.model.url import host_key
@@ -47,7 +48,7 @@ from crawler.politeness.retry import HOST_PAUSE_STATUSES, RetryPolicy
 from crawler.politeness.robots import RobotsCache
 from crawler.politeness.scope import Scope
 
-__all__ = ["Crawler", "Stage"]
+__all__ = ["Crawler", "ErrorHook", "Stage"]
 
 log = logging.getLogger("crawler")
 
@@ -67,10 +68,22 @@ class Crawler:
     """
 
     def __init__(self, job: Job, *, stages: Sequence[Stage] = (), client: httpx.AsyncClient | None = None,
-                 frontier: FrontierBackend | None = None) -> None:  # fmt: skip
+                 frontier: FrontierBackend | None = None, on_error: Sequence[ErrorHook] = (),
+                 recrawl: bool = False) -> None:  # fmt: skip
         self.job = job
         self.stats = Stats()
         self._user_stages = list(stages)
+        # Failure reporting: hooks from output.failures, job.on_error and `on_error=`; failures found by a
+        # worker wait in `_failures` until it hands them over (`_deliver_failures`).
+        self._user_error_hooks = list(on_error)
+        self._error_hooks: list[ErrorHook] = []
+        self._failures: list[Failure] = []
+        self._emit_failures = False
+        # Recrawls (`recrawl=True`, `crawler run --recrawl`): a frontier with page memory (SQLite) remembers
+        # each fetched page with its validators; a recrawl revisits them with conditional requests.
+        self._recrawl = recrawl
+        self._page_memory: PageMemory | None = None
+        self._fetched: list[KnownPage] = []
         self._client = client
         self._owns_client = client is None
         self._frontier = frontier
@@ -102,6 +115,7 @@ class Crawler:
         self.limiter = HostLimiter(job.rate_limit.per_host, job.rate_limit.hosts, job.concurrency.per_host)
         self.scope = Scope.of_job(job)
         self._total_timeout = job.http.timeout.total
+        self._handle_statuses = frozenset(job.handle_statuses)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -122,6 +136,9 @@ class Crawler:
         if self._frontier is None:
             self._frontier = await open_frontier(job)
         self._frontier.bind(self._wake.set, self.limiter.rate_of)
+        self._page_memory = self._frontier if isinstance(self._frontier, PageMemory) else None
+        if self._recrawl and self._page_memory is None:
+            raise ValueError("a recrawl needs a frontier that remembers pages: set state: DIR")
         if self._frontier.shares_rates:
             # A shared frontier (Redis) enforces per-host rates for all processes together.
             self.limiter.share_rates()
@@ -132,6 +149,7 @@ class Crawler:
         if job.scope.robots_txt:
             self._robots = RobotsCache(self._fetcher.fetch_robots, job.http.user_agent, job.robots)
         stages = build_stages(job, self._user_stages)
+        self._error_hooks = build_error_hooks(job, self._user_error_hooks)
         self._writer = None
         checkpoint = await self._frontier.checkpoint()
         if job.output.items:
@@ -140,7 +158,7 @@ class Crawler:
                 # One items file per process of a distributed crawl, named by its stable worker identity.
                 items = items.replace("{worker}", self._frontier.worker or "0")
             resuming = checkpoint is not None and "items_offset" in checkpoint
-            writer = open_writer(items, columns=[*job.extract.fields, *job.extract.json_fields],
+            writer = open_writer(items, columns=job.item_columns,
                                  overwrite=job.output.overwrite and not resuming,
                                  flush_every=job.output.flush_every)  # fmt: skip
             if resuming:
@@ -154,8 +172,8 @@ class Crawler:
         self._stages = stages
         # The item writer is not a stage: `_process` calls it right before marking the page for ack.
         extras = [self._writer] if self._writer is not None else []
-        self._closers = [s for s in [*stages, *extras] if callable(getattr(s, "close", None))]
-        self._flushers = [s for s in stages if callable(getattr(s, "flush", None))]
+        self._closers = [s for s in [*stages, *self._error_hooks, *extras] if callable(getattr(s, "close", None))]
+        self._flushers = [s for s in [*stages, *self._error_hooks] if callable(getattr(s, "flush", None))]
         self._stage_is_async = [is_async_stage(s) for s in stages]
         self._opened = True
 
@@ -237,15 +255,25 @@ class Crawler:
         self._wake.set()
         return added
 
-    async def crawl(self) -> AsyncIterator[Page]:
-        """Yield every fetched page after the stages ran, until the frontier is empty or `stop()`."""
+    @overload
+    def crawl(self, *, include_failures: Literal[False] = False) -> AsyncIterator[Page]: ...
+    @overload
+    def crawl(self, *, include_failures: bool) -> AsyncIterator[Page | Failure]: ...
+
+    async def crawl(self, *, include_failures: bool = False) -> AsyncIterator[Any]:
+        """Yield every fetched page after the stages ran, until the frontier is empty or `stop()`. With
+        `include_failures=True`, also every request that failed after its retries, as a `Failure` (its
+        `kind`, `status`, `referer`), in the order they happen."""
         if not self._opened:
             await self.open()
+        self._emit_failures = include_failures
         self.stats = Stats()
         if self.job.start_urls:
             await self.add(self.job.start_urls)
         if self.job.start_sitemaps:
             await self.add([Request.make(u, meta={"sitemap": True}) for u in self.job.start_sitemaps])
+        if self._recrawl:
+            await self._push_known_pages()
         self._workers = [asyncio.create_task(self._worker(), name=f"crawler-worker-{i}")
                          for i in range(self.job.concurrency.workers)]  # fmt: skip
         dispatcher = asyncio.create_task(self._dispatch(), name="crawler-dispatcher")
@@ -467,21 +495,25 @@ class Crawler:
             if req is None:
                 return
             try:
-                await self._process(req)
-            except asyncio.CancelledError:
-                raise
-            except OutputError as exc:  # a full disk: stop now, keep what is buffered, exit 1
-                if self._fatal is None:
-                    self._fatal = exc
-                    log.error("%s: stopping the crawl", exc)
-                self.stop()
-            except FetchError as exc:  # a stage reading the body further (a sitemap past its cap)
-                log.warning("%s failed: %s", req.url, exc)
-                self._fail(req, exc.kind)
-            except Exception as exc:  # a bug in a stage must not kill the crawl
-                log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
-                log.debug("traceback", exc_info=True)
-                self._fail(req, "stage_error")
+                try:
+                    await self._process(req)
+                except asyncio.CancelledError:
+                    raise
+                except OutputError as exc:  # a full disk: stop now, keep what is buffered, exit 1
+                    if self._fatal is None:
+                        self._fatal = exc
+                        log.error("%s: stopping the crawl", exc)
+                    self.stop()
+                except FetchError as exc:  # a stage reading the body further (a sitemap past its cap)
+                    log.warning("%s failed: %s", req.url, exc)
+                    self._fail(req, exc.kind, str(exc))
+                except Exception as exc:  # a bug in a stage must not kill the crawl
+                    log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
+                    log.debug("traceback", exc_info=True)
+                    self._fail(req, "stage_error", f"{type(exc).__name__}: {exc}")
+                if self._failures:
+                    # While still in flight: the crawl cannot end before its failures are handed over.
+                    await self._deliver_failures()
             finally:
                 # The host's slot is held through the stages: back-pressure stays per host.
                 self.limiter.release(req.host)
@@ -521,14 +553,14 @@ class Crawler:
                     raise TotalTimeout(f"no complete response within http.timeout.total {total:g}s") from None
         except FetchError as exc:
             log.warning("%s failed: %s", req.url, exc)
-            self._fail(req, exc.kind)
+            self._fail(req, exc.kind, str(exc))
             return
         except httpx.HTTPError as exc:
             if self.retry_policy.retryable_error(exc):
                 self._retry_or_fail(req, exc, error_kind(exc))
             else:
                 log.warning("%s failed: %s: %s", req.url, type(exc).__name__, exc)
-                self._fail(req, error_kind(exc))
+                self._fail(req, error_kind(exc), f"{type(exc).__name__}: {exc}")
             return
         status = page.status
         remaining = page.headers.get("x-ratelimit-remaining")
@@ -540,17 +572,26 @@ class Crawler:
             return
         if status < 400:
             self.limiter.answered(req.host, sent_at)
+        if status == 304 and _is_conditional(req):
+            stats.not_modified += 1  # unchanged since the last run: nothing to extract, no item
+            self._pending_acks.append(req)
+            return
         stats.pages += 1
         stats.statuses[status] += 1
         stats.hosts[req.host] += 1
         stats.http_versions[page.http_version] += 1
         stats.bytes += len(page.body) or page.saved_bytes
-        if status >= 400 or not self.scope.host_allowed(host_key(page.url)):
-            if status >= 400:
-                stats.error(f"http_{status}", req.url)
-                log.info("%s answered HTTP %d", req.url, status)
-            else:
+        if status >= 400:
+            stats.error(f"http_{status}", req.url)
+            log.info("%s answered HTTP %d", req.url, status)
+        if status < 400 and self._page_memory is not None:
+            self._fetched.append(KnownPage(req, page.headers.get("etag"), page.headers.get("last-modified")))
+        handled = status < 400 or status in self._handle_statuses
+        if not handled or not self.scope.host_allowed(host_key(page.url)):
+            if handled:
                 stats.offsite += 1
+            else:
+                self._report_failure(Failure.of(req, f"http_{status}", status=status, message=f"HTTP {status}"))
             self._pending_acks.append(req)
             return
         result = await self._run_stages(page)
@@ -565,7 +606,7 @@ class Crawler:
                 # would store an offset covering this item without acking the page, and a crash right
                 # after would write the page twice.
                 self._writer(page)
-                stats.items += page.record_count
+            stats.items += page.record_count  # with or without a writer: what the crawl produced
             self._pending_acks.append(req)
             if self._emit_pages:
                 await self._results.put(page)
@@ -614,13 +655,69 @@ class Crawler:
             return
         what = f"HTTP {failure}" if isinstance(failure, int) else failure
         log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, what)
-        self._fail(req, kind)
+        self._fail(req, kind, str(what))
 
-    def _fail(self, req: Request, kind: str) -> None:
+    def _fail(self, req: Request, kind: str, message: str = "") -> None:
         self.stats.error(kind, req.url)
         if not _is_sitemap(req):
             self._reserved -= 1
         self._pending_acks.append(req)
+        self._report_failure(Failure.of(req, kind, message=message))
+
+    # -- recrawls ------------------------------------------------------------------------------------
+
+    async def _push_known_pages(self) -> None:
+        """Queue every page the frontier remembers, with If-None-Match / If-Modified-Since from its stored
+        validators. A state with work still queued finishes that crawl first."""
+        assert self._page_memory is not None
+        queued = await self.frontier.size()
+        if queued:
+            log.warning("recrawl: the state still has %d requests queued; finishing that crawl first, "
+                        "then rerun with --recrawl", queued)  # fmt: skip
+            return
+        total = conditional = 0
+        batch: list[Request] = []
+        for known in self._page_memory.known_pages():
+            req = known.request
+            meta = dict(req.meta or {})
+            headers = {}
+            if known.etag:
+                headers["If-None-Match"] = known.etag
+            if known.last_modified:
+                headers["If-Modified-Since"] = known.last_modified
+            if headers:
+                meta["headers"] = headers
+                conditional += 1
+            batch.append(Request(url=req.url, depth=req.depth, host=req.host, fingerprint=req.fingerprint,
+                                 meta=meta or None, dont_filter=True))  # fmt: skip
+            total += 1
+            if len(batch) >= 5000:
+                await self.frontier.push_many(batch)
+                batch = []
+        if batch:
+            await self.frontier.push_many(batch)
+        self._wake.set()
+        log.info("recrawl: revisiting %d known pages (%d with validators, asked conditionally)", total, conditional)
+
+    # -- failures reaching user code -----------------------------------------------------------------
+
+    def _report_failure(self, failure: Failure) -> None:
+        """Queue a failure for the hooks and `crawl(include_failures=True)`; the worker delivers it."""
+        if self._error_hooks or self._emit_failures:
+            self._failures.append(failure)
+
+    async def _deliver_failures(self) -> None:
+        failures, self._failures = self._failures, []
+        for failure in failures:
+            for hook in self._error_hooks:
+                try:
+                    result = hook(failure)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:  # a bug in a hook must not kill the crawl
+                    log.error("on_error hook %r failed on %s: %s: %s", hook, failure.url, type(exc).__name__, exc)
+            if self._emit_failures:
+                await self._results.put(failure)
 
     async def _commit(self) -> None:
         """Flush the writers, then ack what they hold: a page is acked only once its item is on disk."""
@@ -632,6 +729,10 @@ class Crawler:
         # The item writer last, and no await until the acks are taken: the offset covers exactly their items.
         if self._writer is not None:
             self._writer.flush()
+        if self._fetched and self._page_memory is not None:
+            # Into the open transaction: the pages' validators commit with their acks.
+            fetched, self._fetched = self._fetched, []
+            self._page_memory.remember_pages(fetched)
         if self._pending_acks and self._frontier is not None:
             acks, self._pending_acks = self._pending_acks, []
             checkpoint = {"items_offset": self._writer.offset} if self._writer is not None else None
@@ -644,6 +745,11 @@ class Crawler:
 def _is_sitemap(req: Request) -> bool:
     """Sitemaps are how a crawl finds pages, not pages: they do not count against `max_pages`."""
     return bool(req.meta and req.meta.get("sitemap"))
+
+
+def _is_conditional(req: Request) -> bool:
+    headers = req.meta.get("headers") if req.meta else None
+    return isinstance(headers, dict) and ("If-None-Match" in headers or "If-Modified-Since" in headers)
 
 
 def _fill_identity(req: Request) -> bool:

@@ -73,7 +73,7 @@ def _prepare_outputs(job: Job) -> None:
     """Create (or truncate) the shared items file once, with its CSV header, before the processes append."""
     if not job.output.items:
         return
-    writer = open_writer(job.output.items, columns=[*job.extract.fields, *job.extract.json_fields],
+    writer = open_writer(job.output.items, columns=job.item_columns,
                          overwrite=job.output.overwrite)  # fmt: skip
     writer.close()
 

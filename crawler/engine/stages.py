@@ -8,18 +8,24 @@ has that classmethod (returning None means "not configured for this job"), else 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from crawler.config.job import Job
+from crawler.config.routes import Routes
 from crawler.model.errors import StageLoadError
+from crawler.model.failure import Failure
 from crawler.model.page import Page
+from crawler.output.writers import FailureLog
 
-__all__ = ["Stage", "build_stages", "builtin_stage_paths", "is_async_stage", "load_stage"]
+__all__ = ["ErrorHook", "Stage", "build_error_hooks", "build_stages", "builtin_stage_paths", "is_async_stage", "load_stage", "only_where"]
 
 Stage = Callable[[Page], Awaitable[Page | None] | Page | None]
+# Given each request that failed after its retries (`crawl(include_failures=True)` yields the same).
+ErrorHook = Callable[[Failure], Awaitable[None] | None]
 
 SITEMAPS = "crawler.pipelines.sitemaps:SitemapStage"
 JSON_ITEMS = "crawler.pipelines.json_items:JsonItemExtractor"
@@ -41,7 +47,7 @@ def builtin_stage_paths(job: Job) -> list[str]:
         paths.append(PAGINATE)
     if extract.links:
         paths.append(LINKS)
-    if extract.fields:
+    if extract.fields or any(r.fields for r in job.routes):
         paths.append(FIELDS)
     return paths
 
@@ -76,13 +82,65 @@ def load_stage(path: str, job: Job | None = None) -> Any:
 
 
 def build_stages(job: Job, extra: list[Stage] | tuple[Stage, ...] = ()) -> list[Stage]:
-    """The job's pipeline: built-in stages, then `job.stages`, then `extra` (stages passed in code)."""
+    """The job's pipeline: built-in stages, then `job.stages`, then `extra` (stages passed in code).
+
+    With `routes:`, link following is skipped on pages of a `follow: false` route, and a route that names
+    `stages` runs those on its pages instead of `job.stages` (stages passed in code run on every page)."""
+    routes = Routes.of_job(job)
     stages: list[Stage] = []
-    for path in [*builtin_stage_paths(job), *job.stages]:
+    for path in builtin_stage_paths(job):
         stage = load_stage(path, job)
         if stage is not None:
+            if path == LINKS and routes is not None and not all(r.follow for r in routes.routes):
+                stage = only_where(routes.follows, stage)
             stages.append(stage)
+    for path in job.stages:
+        stage = load_stage(path, job)
+        if stage is not None:
+            stages.append(stage if routes is None else only_where(routes.runs_default_stages, stage))
+    for i, route in enumerate(routes.routes if routes is not None else []):
+        assert routes is not None
+        for path in route.stages or []:
+            stage = load_stage(path, job)
+            if stage is not None:
+                stages.append(only_where(functools.partial(_in_route, routes, i), stage))
     return [*stages, *extra]
+
+
+def build_error_hooks(job: Job, extra: Sequence[ErrorHook] = ()) -> list[ErrorHook]:
+    """The job's failure hooks: the `output.failures` log, then `job.on_error` (import paths, built as
+    stages are), then `extra` (hooks passed in code)."""
+    hooks: list[ErrorHook] = []
+    if job.output.failures:
+        hooks.append(FailureLog(job.output.failures, overwrite=job.output.overwrite,
+                                flush_every=job.output.flush_every))  # fmt: skip
+    for path in job.on_error:
+        hook = load_stage(path, job)
+        if hook is not None:
+            hooks.append(hook)
+    return [*hooks, *extra]
+
+
+def _in_route(routes: Routes, index: int, url: str) -> bool:
+    return routes.index(url) == index
+
+
+def only_where(applies: Callable[[str], bool], stage: Stage) -> Stage:
+    """`stage`, run only on pages whose URL `applies` to (a sync stage stays sync, an async one async)."""
+    if is_async_stage(stage):
+
+        async def run_async(page: Page) -> Page | None:
+            if not applies(page.url):
+                return None
+            result = stage(page)
+            return await result if inspect.isawaitable(result) else result
+
+        return run_async
+
+    def run(page: Page) -> Page | None:
+        return stage(page) if applies(page.url) else None  # type: ignore[return-value]
+
+    return run
 
 
 def is_async_stage(obj: Any) -> bool:

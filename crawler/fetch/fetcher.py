@@ -53,6 +53,10 @@ class Fetcher:
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
         if request.referer:
             headers["Referer"] = request.referer
+        extra = request.meta.get("headers") if request.meta else None
+        if extra:
+            # Per-request headers (`meta={"headers": {...}}`): a recrawl's If-None-Match / If-Modified-Since.
+            headers.update(extra)
         async with self.client.stream(request.method, request.url, headers=headers) as resp:
             status = resp.status_code
             page_headers = resp.headers

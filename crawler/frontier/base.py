@@ -28,16 +28,20 @@ one process):
   limit lets a host go again, another process may push), or None.
 - `worker`: the process's stable identity in a shared crawl (`{worker}` in `output.items`), or None.
 - `close()`: release what the backend holds (connections, locks, leases of unacked requests stay leased).
+
+A persistent backend may also remember the pages a crawl fetched, for `crawler run --recrawl` (`PageMemory`):
+`remember_pages(pages)` stores each page's request and validators (ETag, Last-Modified) with the next ack,
+and `known_pages()` reads them back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from crawler.model.request import Request
 
-__all__ = ["FrontierBackend", "FrontierBase"]
+__all__ = ["FrontierBackend", "FrontierBase", "KnownPage", "PageMemory"]
 
 
 @runtime_checkable
@@ -80,3 +84,24 @@ class FrontierBase:
 
     async def close(self) -> None:
         return None
+
+
+class KnownPage(NamedTuple):
+    """A page a crawl fetched: its request (url, depth, meta) and the validators it answered with."""
+
+    request: Request
+    etag: str | None
+    last_modified: str | None
+
+
+@runtime_checkable
+class PageMemory(Protocol):
+    """A backend that remembers fetched pages across runs, so a later run can revisit them (`--recrawl`)."""
+
+    def remember_pages(self, pages: Sequence[KnownPage]) -> None:
+        """Store (or replace) these pages; they are committed with the next `ack`."""
+        ...
+
+    def known_pages(self) -> Iterator[KnownPage]:
+        """Every remembered page, oldest first, read lazily."""
+        ...

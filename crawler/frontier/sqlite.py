@@ -8,6 +8,8 @@ Layout of `DIR/frontier.sqlite3` (WAL, one writer: this process, guarded by a lo
 - `seen(fp)`: every fingerprint ever queued, as a signed 64-bit INTEGER PRIMARY KEY (the rowid itself).
   The whole set is mirrored in memory by a `CompactSeenSet`, so dedup never reads the database.
 - `hosts(id, host, pushed, done)`: per-host counters; `meta(key, value)`: the checkpoint and totals.
+- `pages(fp, data, etag, last_modified)`: every page fetched (its request as JSON and the validators it
+  answered with), written with the ack: what `crawler run --recrawl` revisits with conditional requests.
 
 Commit protocol: pushes are written as they come, inside the open transaction; `ack()` deletes the acked
 rows, stores the checkpoint and commits, all in one transaction. Links pushed by a page therefore commit
@@ -27,14 +29,14 @@ import logging
 import os
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from crawler.config.job import DEFAULT_MEMORY_QUEUE
-from crawler.frontier.base import FrontierBase
+from crawler.frontier.base import FrontierBase, KnownPage
 from crawler.frontier.queues import HostQueues
 from crawler.frontier.records import Block, pack_blocks
 from crawler.frontier.spill import QUEUE_SCHEMA, READ_HOST
@@ -57,6 +59,7 @@ CREATE TABLE IF NOT EXISTS hosts (
     pushed INTEGER NOT NULL DEFAULT 0,
     done INTEGER NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS pages (fp INTEGER PRIMARY KEY, data TEXT NOT NULL, etag TEXT, last_modified TEXT);
 """
 # What `open` verifies before trusting a state: each table with its columns.
 _TABLES = {"meta": ["key", "value"], "seen": ["fp"], "hosts": ["id", "host", "pushed", "done"],
@@ -308,6 +311,32 @@ class SqliteFrontier(FrontierBase):
     async def checkpoint(self) -> dict[str, Any] | None:
         return self._checkpoint
 
+    # -- page memory (recrawls) ----------------------------------------------------------------------
+
+    def remember_pages(self, pages: Sequence[KnownPage]) -> None:
+        """Store the pages' requests and validators in the open transaction (committed by the next ack)."""
+        if not pages:
+            return
+        self._begin()
+        rows = []
+        for page in pages:
+            req = page.request
+            data = {"url": req.url, "depth": req.depth}
+            if req.meta and req.meta.get("sitemap"):
+                data["meta"] = {"sitemap": True}
+            rows.append((_signed(req.fingerprint), orjson.dumps(data).decode(), page.etag, page.last_modified))
+        self._conn.executemany("INSERT OR REPLACE INTO pages (fp, data, etag, last_modified) VALUES (?, ?, ?, ?)",
+                               rows)  # fmt: skip
+
+    def known_pages(self) -> Iterator[KnownPage]:
+        """Every remembered page, in fingerprint order (hosts come interleaved), read 1,000 at a time."""
+        query = "SELECT fp, data, etag, last_modified FROM pages {} ORDER BY fp LIMIT 1000"
+        rows = self._conn.execute(query.format("")).fetchall()
+        while rows:
+            for _, data, etag, last_modified in rows:
+                yield KnownPage(Request.from_dict(orjson.loads(data)), etag, last_modified)
+            rows = self._conn.execute(query.format("WHERE fp > ?"), (rows[-1][0],)).fetchall()
+
     # -- introspection -----------------------------------------------------------------------------
 
     @property
@@ -450,6 +479,10 @@ def read_status(directory: Path | str, *, top_hosts: int = 10) -> dict[str, Any]
         return None
     conn, meta = _open_verified(path, readonly=True)
     try:
+        try:
+            (known,) = conn.execute("SELECT count(*) FROM pages").fetchone()
+        except sqlite3.OperationalError:  # a state written before the pages table existed
+            known = 0
         queued_by_host = dict(conn.execute("SELECT host_id, count(*) FROM queue GROUP BY host_id"))
         hosts = [{"host": host, "queued": queued_by_host.get(hid, 0), "pushed": pushed, "done": done}
                  for hid, host, pushed, done in conn.execute("SELECT id, host, pushed, done FROM hosts")]  # fmt: skip
@@ -473,6 +506,7 @@ def read_status(directory: Path | str, *, top_hosts: int = 10) -> dict[str, Any]
         "done": int(meta.get("acked", 0)),
         "pushed": int(meta.get("pushed", 0)),
         "seen": int(meta.get("seen", 0)),
+        "known_pages": known,
         "checkpoint": orjson.loads(meta["checkpoint"]) if "checkpoint" in meta else None,
         "hosts": hosts[:top_hosts],
     }

@@ -12,6 +12,7 @@ import httpx
 from crawler.config.job import HttpConfig
 from crawler.http.auth import build_auth
 from crawler.http.transport.proxy import ProxyRouter
+from crawler.http.cache import cached_transport
 from crawler.http.transport.transport import make_transport
 
 __all__ = ["CrawlerClient", "build_client", "build_limits", "build_ssl_context", "build_timeout"]
@@ -89,6 +90,8 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
                                    proxies=proxies, http2_prior_knowledge=config.http2_prior_knowledge,
                                    max_header_bytes=config.max_header_bytes or 65_536,
                                    max_headers=config.max_headers)  # fmt: skip
+    if config.cache is not None:
+        transport = cached_transport(transport, config)
     return CrawlerClient(
         transport=transport,
         headers=headers,

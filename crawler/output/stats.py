@@ -25,6 +25,8 @@ class Stats:
     robots_denied: int = 0
     offsite: int = 0
     links_capped: int = 0  # pages with more links than extract.max_links
+    # 304 answers to a recrawl's conditional requests: unchanged pages, no item written.
+    not_modified: int = 0
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
     statuses: Counter[int] = field(default_factory=Counter)
@@ -67,6 +69,7 @@ class Stats:
             "robots_denied": self.robots_denied,
             "offsite": self.offsite,
             "links_capped": self.links_capped,
+            "not_modified": self.not_modified,
             "elapsed": round(self.elapsed, 3),
             "pages_per_second": round(self.pages_per_second, 1),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
@@ -82,7 +85,7 @@ class Stats:
     def merge(self, other: dict[str, Any]) -> None:
         """Add the counters of another process's `as_dict()` (multi-process crawls)."""
         for name in ("pages", "items", "bytes", "requests", "retries", "dropped", "robots_denied", "offsite",
-                     "links_capped"):
+                     "links_capped", "not_modified"):
             setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
         self.statuses.update({int(k): v for k, v in other.get("statuses", {}).items()})
         self.errors.update(other.get("errors", {}))
@@ -106,6 +109,8 @@ class Stats:
             f"requests {self.requests:,}  retries {self.retries:,}  errors {self.error_count:,}  "
             f"robots-denied {self.robots_denied:,}  offsite {self.offsite:,}  dropped {self.dropped:,}",
         ]
+        if self.not_modified:
+            lines[1] += f"  not-modified {self.not_modified:,}"
         if self.statuses:
             lines.append("statuses  " + "  ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
         if self.http_versions:

@@ -1,4 +1,5 @@
-"""Item writers: JSON lines and CSV, chosen by the file's extension; `.gz` on top compresses.
+"""Item writers: JSON lines, one JSON array, and CSV, chosen by the file's extension; `.gz` on top
+compresses; `-` writes JSON lines to standard output.
 
 Lines are buffered and written with one `os.write` of whole lines, so a crash or kill never leaves a torn
 line in the file, and the file sees a few large writes rather than one per item. Compressed, each flush
@@ -13,6 +14,7 @@ import gzip
 import io
 import logging
 import os
+import sys
 import time
 import zlib
 from collections.abc import Iterable
@@ -22,11 +24,12 @@ from typing import Any
 
 import orjson
 
-from crawler.config.specs import writer_format
+from crawler.config.specs import STDOUT, writer_format
 from crawler.model.errors import OutputError
+from crawler.model.failure import Failure
 from crawler.model.page import Page
 
-__all__ = ["CsvWriter", "ItemWriter", "JsonLinesWriter", "open_writer", "page_item"]
+__all__ = ["CsvWriter", "FailureLog", "ItemWriter", "JsonArrayWriter", "JsonLinesWriter", "open_writer", "page_item"]
 
 log = logging.getLogger("crawler.output")
 _BUFFER_LINES = 2000
@@ -62,25 +65,35 @@ class ItemWriter:
     them in `page.items`: one record each, carrying the page's url, status, depth and fetched_at."""
 
     def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+        # `-` is standard output: a stream, so nothing is truncated or repaired, and `offset` counts bytes sent.
+        self.to_stdout = str(path) == STDOUT
         self.path = Path(path)
         self.compressed = is_gzip_path(self.path)
         self._shadowed: set[str] = set()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else 0)
-        self._fd: int | None = os.open(self.path, flags, 0o644)
+        if self.to_stdout:
+            sys.stdout.flush()
+            self._fd: int | None = os.dup(sys.stdout.fileno())
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | (os.O_TRUNC if overwrite else 0)
+            self._fd = os.open(self.path, flags, 0o644)
         self._pending: list[bytes] = []
         self._flush_every = flush_every
         self._last_flush = time.monotonic()
         self.written = 0
-        if not overwrite:
+        if not overwrite and not self.to_stdout:
             self._repair_torn_tail()
         # Bytes of whole lines on disk: what a frontier checkpoint records and a resume truncates to.
-        self.offset = os.fstat(self._fd).st_size
+        self.offset = 0 if self.to_stdout else os.fstat(self._fd).st_size
 
     def truncate(self, offset: int) -> None:
         """Cut the file back to `offset` (a checkpoint), dropping lines written after it."""
         assert self._fd is not None
         self._pending.clear()
+        if self.to_stdout:
+            # Lines already sent cannot be taken back: a resumed crawl repeats the pages after the checkpoint.
+            log.warning("items go to standard output: a resumed crawl may repeat items sent before the stop")
+            return
         if offset < self.offset:
             os.ftruncate(self._fd, offset)
             log.info("%s: dropped %d bytes written after the last checkpoint", self.path, self.offset - offset)
@@ -181,6 +194,53 @@ class JsonLinesWriter(ItemWriter):
         return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS, default=str)
 
 
+class JsonArrayWriter(ItemWriter):
+    """One JSON array (`.json`), one record per line: `[` before the first record, `,` before each next one,
+    `]` when the writer closes. `offset` never counts the closing bracket, so a checkpoint is a place to
+    continue from; reopening to append (or resume) removes the bracket first. The file is a valid array
+    once the crawl has ended: for a file that is valid at every moment, use `.jsonl`."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+        super().__init__(path, overwrite=overwrite, flush_every=flush_every)
+        self._first = self.offset == 0
+
+    def _closer(self, empty: bool) -> bytes:
+        closer = b"[]\n" if empty else b"\n]\n"
+        # mtime=0 makes the compressed closer the same bytes every time: reopening can recognise it.
+        return gzip.compress(closer, compresslevel=6, mtime=0) if self.compressed else closer
+
+    def _repair_torn_tail(self) -> None:
+        assert self._fd is not None
+        size = os.fstat(self._fd).st_size
+        with open(self.path, "rb") as f:
+            f.seek(max(0, size - 64))
+            tail = f.read()
+        for empty in (True, False):
+            closer = self._closer(empty)
+            if tail.endswith(closer):
+                os.ftruncate(self._fd, size - len(closer))
+                return
+        super()._repair_torn_tail()
+
+    def truncate(self, offset: int) -> None:
+        super().truncate(offset)
+        self._first = self.offset == 0
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        prefix = b"[\n" if self._first else b",\n"
+        self._first = False
+        return prefix + orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str)
+
+    def close(self) -> None:
+        self.flush()
+        if self._fd is not None:
+            closer = self._closer(self._first)
+            view = memoryview(closer)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        super().close()
+
+
 class CsvWriter(ItemWriter):
     """CSV with a header of the known columns; values that are lists or dicts are written as JSON."""
 
@@ -245,4 +305,24 @@ def open_writer(path: str | os.PathLike[str], *, columns: list[str] | None = Non
     fmt = writer_format(path)
     if fmt == "csv":
         return CsvWriter(path, columns=columns, overwrite=overwrite, flush_every=flush_every)
+    if fmt == "json":
+        return JsonArrayWriter(path, overwrite=overwrite, flush_every=flush_every)
     return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
+
+
+class FailureLog:
+    """`output.failures`: an `on_error` hook writing one JSON line per failed request (url, kind, status,
+    referer, depth, attempts, message, failed_at), flushed with the items. Its lines are not part of the
+    resume checkpoint: after a kill and resume, a failure may be listed twice or (if never flushed) not at all."""
+
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+        self._writer = JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
+
+    def __call__(self, failure: Failure) -> None:
+        self._writer.write(failure.as_record())
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()

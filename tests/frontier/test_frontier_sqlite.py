@@ -77,3 +77,23 @@ async def test_status_reads_committed_progress_while_the_frontier_is_open(tmp_pa
     await f.close()
     closed = read_status(tmp_path)
     assert closed is not None and closed["running"] is False
+
+
+async def test_pages_are_remembered_with_the_ack_and_read_back(tmp_path: Path) -> None:
+    from crawler.frontier.base import KnownPage, PageMemory
+
+    frontier = await SqliteFrontier.open(tmp_path / "state")
+    assert isinstance(frontier, PageMemory)
+    reqs = [Request.make(f"https://h{i % 3}.example/p{i}", depth=i % 4) for i in range(2500)]
+    reqs.append(Request.make("https://h0.example/sitemap.xml", meta={"sitemap": True}))
+    frontier.remember_pages([KnownPage(r, f'"e{i}"', None if i % 2 else "Mon, 01 Jan 2024 00:00:00 GMT")
+                             for i, r in enumerate(reqs)])  # fmt: skip
+    await frontier.ack([])
+    await frontier.close()
+    frontier = await SqliteFrontier.open(tmp_path / "state")
+    known = {k.request.url: k for k in frontier.known_pages()}
+    await frontier.close()
+    assert len(known) == 2501
+    assert known["https://h1.example/p7"].etag == '"e7"' and known["https://h1.example/p7"].last_modified is None
+    assert known["https://h1.example/p7"].request.depth == 3
+    assert known["https://h0.example/sitemap.xml"].request.meta == {"sitemap": True}

@@ -24,12 +24,13 @@ def _page(url: str = "http://a/x", items: list[dict[str, object]] | None = None,
 
 
 @pytest.mark.parametrize(("name", "fmt"), [("a.jsonl", "jsonl"), ("a.csv", "csv"), ("a.jsonl.gz", "jsonl"),
-                                           ("a.CSV.GZ", "csv"), ("a.ndjson.gz", "jsonl")])  # fmt: skip
+                                           ("a.CSV.GZ", "csv"), ("a.ndjson.gz", "jsonl"),
+                                           ("a.json", "json"), ("a.json.gz", "json"), ("-", "jsonl")])  # fmt: skip
 def test_format_by_extension(name: str, fmt: str) -> None:
     assert writer_format(name) == fmt
 
 
-@pytest.mark.parametrize("name", ["a.json", "a.gz", "a", "a.xml.gz"])
+@pytest.mark.parametrize("name", ["a.xml", "a.gz", "a", "a.xml.gz"])
 def test_unknown_extensions_name_the_allowed_ones(name: str) -> None:
     with pytest.raises(ValueError, match=r"\.jsonl.*optionally followed by \.gz"):
         writer_format(name)
