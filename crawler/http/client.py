@@ -11,8 +11,8 @@ import httpx
 
 from crawler.config.job import HttpConfig
 from crawler.http.auth import build_auth
-from crawler.http.transport.proxy import ProxyRouter
 from crawler.http.cache import cached_transport
+from crawler.http.transport.proxy import ProxyRouter
 from crawler.http.transport.transport import make_transport
 
 __all__ = ["CrawlerClient", "build_client", "build_limits", "build_ssl_context", "build_timeout"]

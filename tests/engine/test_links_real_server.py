@@ -11,8 +11,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from tests.engine._helpers import crawl_all, make_job
-from tests.site.server import SiteServer
 
 
 def _spellings(origin: str, port: int) -> tuple[list[str], list[str]]:

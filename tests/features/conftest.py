@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.cli.conftest import REPO_ROOT, crawler_command
-from tests.download.servers import NginxServer, find_nginx
+from tests.downloader.servers import NginxServer, find_nginx
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from crawler.demo.site import SiteServer
 from tests.frontier._crawl import REPO_ROOT, assert_exactly_once, item_urls, site_urls, write_job
-from tests.site.server import SiteServer
 
 PAGES = 100
 
