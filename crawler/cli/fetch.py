@@ -88,7 +88,7 @@ class PageProbe:
 
         self._client = build_client(self.job.http)
         # No retry statuses: a 503 is shown as it came, body included.
-        self._fetcher = Fetcher(self._client, max_body=self.job.http.max_body, retry_statuses=frozenset())
+        self._fetcher = Fetcher.for_job(self._client, self.job, retry_statuses=frozenset())
         self._stages = build_stages(self.job)
         return self
 

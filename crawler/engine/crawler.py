@@ -143,9 +143,8 @@ class Crawler:
             # A shared frontier (Redis) enforces per-host rates for all processes together.
             self.limiter.share_rates()
         saver = FileSaver(job.save.dir, job.save.match, job.save.content_types)
-        self._fetcher = Fetcher(self._client, max_body=job.http.max_body,
-                                retry_statuses=self.retry_policy.statuses,
-                                saver=saver if saver.active else None)  # fmt: skip
+        self._fetcher = Fetcher.for_job(self._client, job, retry_statuses=self.retry_policy.statuses,
+                                        saver=saver if saver.active else None)  # fmt: skip
         if job.scope.robots_txt:
             self._robots = RobotsCache(self._fetcher.fetch_robots, job.http.user_agent, job.robots)
         stages = build_stages(job, self._user_stages)
@@ -563,6 +562,10 @@ class Crawler:
                 self._fail(req, error_kind(exc), f"{type(exc).__name__}: {exc}")
             return
         status = page.status
+        if page.redirect is not None:
+            self.limiter.answered(req.host, sent_at)
+            await self._follow_redirect(req, page)
+            return
         remaining = page.headers.get("x-ratelimit-remaining")
         if remaining is not None:
             self.limiter.observe_quota(req.host, remaining, page.headers.get("x-ratelimit-reset"),
@@ -656,6 +659,37 @@ class Crawler:
         what = f"HTTP {failure}" if isinstance(failure, int) else failure
         log.warning("%s failed after %d attempts: %s", req.url, req.retries + 1, what)
         self._fail(req, kind, str(what))
+
+    async def _follow_redirect(self, req: Request, page: Page) -> None:
+        """Queue a redirect's target as a request of its own: scope here, robots.txt and the per-host limits
+        when it is dispatched, the seen set when it is pushed (a URL reached by five redirects is fetched
+        once). The redirect itself is not a page: no item, no stages. After a cross-origin hop the chain
+        goes on without credentials (`Fetcher`)."""
+        hop = page.redirect
+        assert hop is not None
+        meta = {k: v for k, v in (req.meta or {}).items() if k != "headers"}  # a recrawl's validators stay
+        hops = int(meta.get("hops", 0)) + 1
+        if hops > self.job.http.max_redirects:
+            self._fail(req, "too_many_redirects", f"more than http.max_redirects {self.job.http.max_redirects}")
+            return
+        meta["hops"] = hops
+        if hop.cross_origin:
+            meta["strip_credentials"] = True
+        if not hop.auth:
+            meta["no_auth"] = True
+        target = Request.make(hop.url, depth=req.depth, priority=req.priority, referer=req.referer, meta=meta,
+                              sort_query=not self.job.scope.keep_query_order)  # fmt: skip
+        if not self.scope.allows(target.url, target.host, target.depth):
+            log.info("%s redirects out of scope, to %s", req.url, target.url)
+            self._fail(req, "redirect_out_of_scope", f"redirect to {target.url}")
+            return
+        self.stats.redirects += 1
+        if not _is_sitemap(req):
+            self._reserved -= 1  # not a page: the target takes its own place under max_pages
+        self._pending_acks.append(req)
+        if not await self.frontier.push_many([target]):
+            log.debug("%s redirects to %s, already seen", req.url, target.url)
+        self._wake.set()
 
     def _fail(self, req: Request, kind: str, message: str = "") -> None:
         self.stats.error(kind, req.url)

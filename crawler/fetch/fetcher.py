@@ -2,21 +2,26 @@
 one decoding chain (`crawler.fetch.decoding`: gzip, deflate, br, zstd, stacked or not), and streamed to
 disk for responses the file saver claims. robots.txt is fetched here too (`fetch_robots`), through the
 same chain, so no body a crawl reads escapes the caps.
+
+Redirects are never followed by the client. A page's 3xx becomes `page.redirect` (the engine queues the
+target, so every hop passes scope, robots.txt and the seen set); robots.txt follows its hops here. Both
+go through `crawler.http.redirects`: a hop that leaves the origin drops the credentials.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from collections.abc import AsyncIterator, Collection
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from crawler.config.job import Job
 from crawler.fetch.decoding import ACCEPT_ENCODING, DecodingChain
+from crawler.http.redirects import REDIRECT_STATUSES, RedirectError, credential_names, next_hop, send_hop
 from crawler.model.errors import BodyTooLarge, FetchError, error_kind
-from crawler.model.page import Page
+from crawler.model.page import Page, Redirected
 from crawler.model.request import Request
 from crawler.politeness.robots import RobotsResponse
 
@@ -30,16 +35,32 @@ SITEMAP_MAX_BYTES = 50 * 1024 * 1024
 # RFC 9309 §2.5: parse at least the first 500 KiB; the rest of a larger robots.txt is ignored.
 ROBOTS_MAX_BYTES = 500 * 1024
 _ROBOTS_MAX_HOPS = 5  # RFC 9309 §2.3.1.2
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 class Fetcher:
     def __init__(self, client: httpx.AsyncClient, *, max_body: int | None, retry_statuses: frozenset[int],
-                 saver: FileSaver | None = None) -> None:  # fmt: skip
+                 saver: FileSaver | None = None, follow_redirects: bool = True,
+                 user_headers: Collection[str] = (), forward_headers: Collection[str] = (),
+                 max_url_length: int = 2048) -> None:  # fmt: skip
         self.client = client
         self.max_body = max_body
         self.retry_statuses = retry_statuses
         self.saver = saver
+        self.follow_redirects = follow_redirects
+        self.user_headers = tuple(user_headers)
+        self.forward_headers = tuple(forward_headers)
+        self.max_url_length = max_url_length
+        # Names a request reached through a cross-origin redirect must not carry (the client adds them).
+        self._credentials = credential_names(self.user_headers, self.forward_headers)
+
+    @classmethod
+    def for_job(cls, client: httpx.AsyncClient, job: Job, *, retry_statuses: frozenset[int],
+                saver: FileSaver | None = None) -> Fetcher:  # fmt: skip
+        """The fetcher a job's `http:` section describes."""
+        http = job.http
+        return cls(client, max_body=http.max_body, retry_statuses=retry_statuses, saver=saver,
+                   follow_redirects=http.follow_redirects, user_headers=list(http.headers),
+                   forward_headers=http.forward_headers)  # fmt: skip
 
     async def fetch(self, request: Request) -> Page:
         """Fetch `request`. Raises httpx errors (retryable ones included) and `FetchError`."""
@@ -57,9 +78,27 @@ class Fetcher:
         if extra:
             # Per-request headers (`meta={"headers": {...}}`): a recrawl's If-None-Match / If-Modified-Since.
             headers.update(extra)
-        async with self.client.stream(request.method, request.url, headers=headers) as resp:
+        meta = request.meta
+        stripped = bool(meta and meta.get("strip_credentials"))
+        built = self.client.build_request(request.method, request.url, headers=headers)
+        if stripped:
+            for name in self._credentials:
+                if name != "cookie" or name in self.user_headers:  # the jar's own cookies for this origin stay
+                    built.headers.pop(name, None)
+        auth = None if meta and meta.get("no_auth") else httpx.USE_CLIENT_DEFAULT
+        resp = await _send(self.client, built, auth)
+        try:
             status = resp.status_code
             page_headers = resp.headers
+            if self.follow_redirects and status in REDIRECT_STATUSES:
+                hop = next_hop(resp, user_headers=self.user_headers, forward_headers=self.forward_headers,
+                               auth=auth is not None, max_url_length=self.max_url_length)  # fmt: skip
+                if hop is not None:  # a 3xx with a Location: not a page; the engine queues its target
+                    page = Page(request, str(resp.url), status, resp.http_version, page_headers, b"",
+                                elapsed=time.monotonic() - started)  # fmt: skip
+                    page.redirect = Redirected(str(hop.url.copy_with(fragment=None)), status,
+                                               stripped or hop.cross_origin, hop.auth)  # fmt: skip
+                    return page
             if status in self.retry_statuses or request.method == "HEAD":
                 # Nothing of the body is needed to decide a retry; closing drops the connection if unread.
                 return Page(request, str(resp.url), status, resp.http_version, page_headers, b"",
@@ -81,6 +120,8 @@ class Fetcher:
                 body += chunk
             return Page(request, url, status, resp.http_version, page_headers, bytes(body),
                         elapsed=time.monotonic() - started)  # fmt: skip
+        finally:
+            await resp.aclose()
 
     def _limit_for(self, request: Request) -> tuple[int | None, str]:
         if request.meta and request.meta.get("sitemap"):
@@ -134,23 +175,40 @@ class Fetcher:
 
     async def _fetch_robots(self, url: str) -> RobotsResponse:
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        resp = await _send(self.client, self.client.build_request("GET", url, headers=headers))
+        auth = True
         for hops in range(_ROBOTS_MAX_HOPS + 1):
-            async with self.client.stream("GET", url, headers=headers, follow_redirects=False) as resp:
+            try:
                 status = resp.status_code
-                if status in _REDIRECTS:
-                    location = resp.headers.get("location", "").strip()
-                    if not location:
-                        return RobotsResponse(status, url=url, hops=hops)
-                    url = urljoin(url, location)
-                    if not url.startswith(("http://", "https://")):
-                        return RobotsResponse(0, url=url, hops=hops, error="unsupported_protocol")
-                    continue
-                body = bytearray()
-                if 200 <= status < 300:
-                    try:
-                        async for chunk in self._decoded_chunks(resp, None, limit=ROBOTS_MAX_BYTES):
-                            body += chunk
-                    except BodyTooLarge:
-                        pass  # the chain yielded exactly the first ROBOTS_MAX_BYTES: parse those
-                return RobotsResponse(status, bytes(body), url, hops)
+                url = str(resp.url)
+                try:
+                    hop = next_hop(resp, user_headers=self.user_headers, forward_headers=self.forward_headers,
+                                   auth=auth, max_url_length=self.max_url_length)  # fmt: skip
+                except RedirectError as exc:
+                    return RobotsResponse(0, url=url, hops=hops, error=exc.kind)
+                if hop is None:
+                    body = bytearray()
+                    if 200 <= status < 300:
+                        try:
+                            async for chunk in self._decoded_chunks(resp, None, limit=ROBOTS_MAX_BYTES):
+                                body += chunk
+                        except BodyTooLarge:
+                            pass  # the chain yielded exactly the first ROBOTS_MAX_BYTES: parse those
+                    return RobotsResponse(status, bytes(body), url, hops)
+            finally:
+                await resp.aclose()
+            if hops == _ROBOTS_MAX_HOPS:
+                break
+            auth = hop.auth
+            resp = await send_hop(self.client, hop)
         return RobotsResponse(0, url=url, hops=_ROBOTS_MAX_HOPS, error="too_many_redirects")
+
+
+async def _send(client: httpx.AsyncClient, request: httpx.Request, auth: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+    """Send without following redirects. httpx still parses a 3xx's Location to offer `next_request`, and
+    raises InvalidURL for one it cannot parse (`javascript:...`): that is the redirect's fault, not the
+    request's, and is reported as such."""
+    try:
+        return await client.send(request, stream=True, follow_redirects=False, auth=auth)
+    except httpx.InvalidURL as exc:
+        raise RedirectError(f"redirect target is not a URL ({exc})") from None

@@ -96,8 +96,9 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
         transport=transport,
         headers=headers,
         timeout=build_timeout(config),
-        follow_redirects=config.follow_redirects,
-        max_redirects=config.max_redirects,
+        # Redirects are followed hop by hop by the callers (`crawler.http.redirects`), never by httpx:
+        # every hop is checked (scope, robots.txt, the seen set) and credentials stay on their origin.
+        follow_redirects=False,
         auth=build_auth(config.auth),
         trust_env=config.trust_env,
     )

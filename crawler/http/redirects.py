@@ -43,7 +43,8 @@ from dataclasses import dataclass
 
 import httpx
 
-__all__ = ["REDIRECT_STATUSES", "Redirect", "RedirectError", "build_hop_request", "next_hop", "send_hop"]
+__all__ = ["REDIRECT_STATUSES", "Redirect", "RedirectError", "build_hop_request", "credential_names", "next_hop",
+           "send_hop"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -110,6 +111,14 @@ def _target(base: httpx.URL, location: str, max_url_length: int) -> httpx.URL:
     return url
 
 
+def credential_names(user_headers: Collection[str] = (), forward_headers: Collection[str] = ()) -> frozenset[str]:
+    """The header names (lower case) a request must not carry once its redirect chain left the origin:
+    Authorization, Proxy-Authorization, Cookie and every user-configured header, minus `forward_headers`.
+    The crawl, which follows a redirect by queueing its target, strips these from the target's request."""
+    forward = {name.lower() for name in forward_headers}
+    return frozenset((_CREDENTIALS | {name.lower() for name in user_headers}) - forward)
+
+
 def _method(status: int, method: str) -> str:
     if status == 303 and method != "HEAD":
         return "GET"
@@ -136,6 +145,7 @@ def next_hop(response: httpx.Response, *, user_headers: Collection[str] = (),
     forward = {name.lower() for name in forward_headers}
     user = {name.lower() for name in user_headers}
     cross = not _same_origin_for_credentials(request.url, url)
+    dropped = credential_names(user, forward) if cross else frozenset()
     kept: list[tuple[bytes, bytes]] = []
     for name, value in request.headers.raw:  # bytes as sent: no re-encoding of odd values
         lname = name.lower().decode("latin-1")
@@ -143,7 +153,7 @@ def next_hop(response: httpx.Response, *, user_headers: Collection[str] = (),
             continue
         if lname == "cookie" and lname not in user and lname not in forward:
             continue  # the jar adds the target's own cookies
-        if cross and (lname in _CREDENTIALS or lname in user) and lname not in forward:
+        if lname in dropped:
             continue
         kept.append((name, value))
     return Redirect(url=url, method=method, headers=httpx.Headers(kept), keep_body=keep_body,

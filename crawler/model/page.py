@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,7 @@ from crawler.model.url import fingerprint, host_key, join_url
 if TYPE_CHECKING:
     from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-__all__ = ["Page"]
+__all__ = ["Page", "Redirected"]
 
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-:.]+)""", re.I)
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -44,11 +45,24 @@ def _guess_legacy_encoding(body: bytes) -> str:
     return str(best.encoding)
 
 
+@dataclass(frozen=True, slots=True)
+class Redirected:
+    """A redirect the crawl follows by queueing its target (a new request through the frontier: scope,
+    robots.txt and the seen set apply to every hop). `cross_origin`: the chain has left its first origin, so
+    the target's request goes without credentials; `auth`: whether the client's auth may run for it."""
+
+    url: str
+    status: int
+    cross_origin: bool
+    auth: bool
+
+
 class Page:
     """One fetched response, after streaming. Stages read it, edit `item`, and `follow()` new URLs."""
 
     __slots__ = ("_encoding", "_html", "_json", "_text", "body", "depth", "elapsed", "headers", "http_version", "item",
-                 "items", "links_capped", "path", "request", "requests", "saved_bytes", "status", "url")  # fmt: skip
+                 "items", "links_capped", "path", "redirect", "request", "requests", "saved_bytes", "status",
+                 "url")  # fmt: skip
 
     def __init__(self, request: Request, url: str, status: int, http_version: str, headers: httpx.Headers,
                  body: bytes, path: Path | None = None, elapsed: float = 0.0) -> None:  # fmt: skip
@@ -60,6 +74,8 @@ class Page:
         self.body = body
         self.path = path  # where the body was saved, for responses matched by `save.match`
         self.saved_bytes = 0  # bytes written to `path`
+        # A 3xx answer the crawl follows: where to, and what the target's request may carry.
+        self.redirect: Redirected | None = None
         self.elapsed = elapsed
         self.depth = request.depth
         self.item: dict[str, Any] = {}

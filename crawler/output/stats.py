@@ -21,6 +21,7 @@ class Stats:
     bytes: int = 0
     requests: int = 0
     retries: int = 0
+    redirects: int = 0  # 3xx answers followed (each target is a request of its own)
     dropped: int = 0
     robots_denied: int = 0
     offsite: int = 0
@@ -65,6 +66,7 @@ class Stats:
             "bytes": self.bytes,
             "requests": self.requests,
             "retries": self.retries,
+            "redirects": self.redirects,
             "dropped": self.dropped,
             "robots_denied": self.robots_denied,
             "offsite": self.offsite,
@@ -84,8 +86,8 @@ class Stats:
 
     def merge(self, other: dict[str, Any]) -> None:
         """Add the counters of another process's `as_dict()` (multi-process crawls)."""
-        for name in ("pages", "items", "bytes", "requests", "retries", "dropped", "robots_denied", "offsite",
-                     "links_capped", "not_modified"):
+        for name in ("pages", "items", "bytes", "requests", "retries", "redirects", "dropped", "robots_denied",
+                     "offsite", "links_capped", "not_modified"):
             setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
         self.statuses.update({int(k): v for k, v in other.get("statuses", {}).items()})
         self.errors.update(other.get("errors", {}))
@@ -106,7 +108,8 @@ class Stats:
         lines = [
             f"pages {self.pages:,}  items {self.items:,}  {format_bytes(self.bytes)}  elapsed {elapsed:.2f}s  "
             f"{self.pages_per_second:.1f} pages/s  {format_bytes(self.bytes / elapsed if elapsed > 0 else 0)}/s",
-            f"requests {self.requests:,}  retries {self.retries:,}  errors {self.error_count:,}  "
+            f"requests {self.requests:,}  retries {self.retries:,}  redirects {self.redirects:,}  "
+            f"errors {self.error_count:,}  "
             f"robots-denied {self.robots_denied:,}  offsite {self.offsite:,}  dropped {self.dropped:,}",
         ]
         if self.not_modified:
