@@ -10,6 +10,7 @@ import yaml
 
 from crawler.cli import EXIT_OK, EXIT_USAGE
 from crawler.cli.run import NO_ITEMS_WARNING
+from crawler.config.secrets import redact_tree
 
 if TYPE_CHECKING:
     from crawler import Job
@@ -70,7 +71,8 @@ def main(args: argparse.Namespace) -> int:
             code = EXIT_USAGE
             continue
         if not args.quiet:
-            resolved = job.model_dump(mode="json", by_alias=True)
+            # Values from ${VAR} and credentials are shown as *** (crawler.config.secrets).
+            resolved = redact_tree(job.model_dump(mode="json", by_alias=True), job.secrets())
             if len(args.jobs) > 1:
                 print(f"# {path}")
             print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from crawler.cli import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from crawler.engine.runtime import configure_logging, install_stop_signals, run_async
+from crawler.config.secrets import redact, redact_tree
+from crawler.engine.runtime import configure_logging, install_stop_signals, mask_secrets_in_logs, run_async
 
 log = logging.getLogger("crawler")
 
@@ -127,6 +128,7 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
+    mask_secrets_in_logs(job.secrets())
     if not job.output.items and not job.output.failures:
         log.warning(NO_ITEMS_WARNING)
     if args.fresh:
@@ -208,7 +210,8 @@ def _run_processes(job: Any, log_level: str) -> int:
 
 def _report(job: Any, stats: Any) -> int:
     """Print the summary, write stats.json, and choose the exit code."""
-    print(stats.summary(), file=sys.stderr)
+    secrets = job.secrets()
+    print(redact(stats.summary(), secrets), file=sys.stderr)
     if job.output.items and job.output.items != "-":
         print(f"items: {Path(job.output.items).resolve()}", file=sys.stderr)
     code = EXIT_OK
@@ -216,7 +219,7 @@ def _report(job: Any, stats: Any) -> int:
         try:
             path = Path(job.output.stats)
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(stats.as_dict(), indent=2) + "\n", encoding="utf-8")
+            path.write_text(json.dumps(redact_tree(stats.as_dict(), secrets), indent=2) + "\n", encoding="utf-8")
             print(f"stats: {path.resolve()}", file=sys.stderr)
         except OSError as exc:
             log.error("cannot write stats to %s: %s", job.output.stats, exc.strerror or exc)

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from crawler.cli import EXIT_ERRORS, EXIT_OK, EXIT_USAGE
+from crawler.config.secrets import redact, redact_tree
 
 _EPILOG = """\
 examples:
@@ -50,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         status = run_async(lambda: read_status(job, top_hosts=args.hosts))
     except Exception as exc:  # Redis unreachable, unreadable database
-        print(f"crawler status: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(redact(f"crawler status: {type(exc).__name__}: {exc}", job.secrets()), file=sys.stderr)
         return EXIT_ERRORS
     if status is None:
         if job.state is None:
@@ -58,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
                   "`frontier: redis://...` (distributed)", file=sys.stderr)  # fmt: skip
             return EXIT_USAGE
         status = {"backend": "sqlite", "state": job.state, "started": False}
+    status = redact_tree(status, job.secrets())
     if args.json:
         print(json.dumps(status, indent=2))
     else:

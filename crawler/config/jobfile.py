@@ -157,11 +157,11 @@ def _dotted(path: tuple[Any, ...]) -> str:
 
 
 def _substitute_env(data: Any, path: tuple[Any, ...], problems: list[JobProblem],
-                    positions: dict[tuple[Any, ...], Position]) -> Any:  # fmt: skip
+                    positions: dict[tuple[Any, ...], Position], used: set[str]) -> Any:  # fmt: skip
     if isinstance(data, dict):
-        return {k: _substitute_env(v, (*path, k), problems, positions) for k, v in data.items()}
+        return {k: _substitute_env(v, (*path, k), problems, positions, used) for k, v in data.items()}
     if isinstance(data, list):
-        return [_substitute_env(v, (*path, i), problems, positions) for i, v in enumerate(data)]
+        return [_substitute_env(v, (*path, i), problems, positions, used) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
 
         def repl(m: re.Match[str]) -> str:
@@ -180,6 +180,7 @@ def _substitute_env(data: Any, path: tuple[Any, ...], problems: list[JobProblem]
                     )
                 )
                 return ""
+            used.add(value)
             return value
 
         return _ENV_RE.sub(repl, data)
@@ -406,16 +407,22 @@ def load_model_text(text: str, root: type[M], source: str = "<job>", overrides: 
     # Top-level `x-...` keys are extensions that hold YAML anchors for reuse (as in compose files).
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     problems: list[JobProblem] = []
-    data = _substitute_env(data, (), problems, positions)
+    substituted: set[str] = set()
+    data = _substitute_env(data, (), problems, positions, substituted)
     if problems:
         raise JobError(source, problems)
     overridden: dict[tuple[Any, ...], str] = {}
     for assignment in overrides or []:
         overridden[apply_override(root, data, assignment)] = assignment
     try:
-        return root.model_validate(data)
+        model = root.model_validate(data)
     except ValidationError as exc:
         raise JobError(source, _problems_from_validation(root, exc, data, positions, overridden)) from None
+    # A model that keeps secrets out of output learns which values came from the environment.
+    remember = getattr(model, "remember_substituted", None)
+    if remember is not None:
+        remember(frozenset(substituted))
+    return model
 
 
 def load_model(path: str | Path, root: type[M], overrides: list[str] | None = None) -> M:

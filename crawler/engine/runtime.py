@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["configure_logging", "install_stop_signals", "run_async"]
+__all__ = ["configure_logging", "install_stop_signals", "mask_secrets_in_logs", "run_async"]
 
 T = TypeVar("T")
 
@@ -26,6 +26,17 @@ def configure_logging(level: str = "INFO", log_file: str | None = None) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     logging.getLogger("hpack").setLevel(logging.WARNING)
+
+
+def mask_secrets_in_logs(secrets: frozenset[str]) -> None:
+    """Every handler configured so far shows the job's secrets as *** (crawler.config.secrets)."""
+    if not secrets:
+        return
+    from crawler.config.secrets import SecretFilter
+
+    secret_filter = SecretFilter(secrets)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(secret_filter)
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
