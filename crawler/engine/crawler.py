@@ -529,8 +529,11 @@ class Crawler:
                 heapq.heappush(self._delayed, (time.monotonic() + robots.retry_in(req.host), next(self._seq), req))
                 return
         if robots is not None and (refusal := robots.refusal(req.url, req.host)) is not None:
-            if refusal != "robots_denied":  # robots_unavailable, crawl_delay_too_long
-                self._fail(req, refusal)
+            if refusal != "robots_denied":  # the host is down, robots_unavailable, crawl_delay_too_long
+                stats.requests += 1  # an outcome of its own: it counts towards the error rate
+                message = _REFUSALS.get(refusal, f"{refusal} (its host's robots.txt could not be fetched: the host is down)")
+                log.warning("%s failed: %s", req.url, message)
+                self._fail(req, refusal, message)
                 return
             stats.robots_denied += 1
             if not _is_sitemap(req):
@@ -774,6 +777,12 @@ class Crawler:
                 await self._frontier.ack(acks, checkpoint)
             except Exception as exc:  # the state cannot be saved (a full disk, a lost Redis): end the crawl
                 raise OutputError(f"cannot save the crawl state: {type(exc).__name__}: {exc}") from exc
+
+
+_REFUSALS = {
+    "robots_unavailable": "robots_unavailable (robots.txt stayed unreachable past robots.unavailable_wait)",
+    "crawl_delay_too_long": "crawl_delay_too_long (robots.txt asks for a Crawl-delay above robots.max_crawl_delay)",
+}
 
 
 def _is_sitemap(req: Request) -> bool:

@@ -6,6 +6,9 @@ What each answer means (RFC 9309 §2.3.1):
 - 3xx: followed up to 5 hops by the fetcher (§2.3.1.2); more hops count as "unavailable".
 - 4xx ("unavailable", §2.3.1.3): no rules, everything is allowed. Except 429, which says "too fast", not
   "absent": it is treated like a 5xx, as Google does.
+- A host that cannot be connected to at all (connection refused, DNS failure, connect timeout) is down, not
+  a server without its robots.txt: its requests fail at once with that kind (`connect_error`,
+  `connect_timeout`), as fetching them would; waiting would only delay a dead link's report.
 - 5xx, a network failure, a timeout or an undecodable body ("unreachable", §2.3.1.4): complete disallow.
   The host's requests wait, they do not fail: robots.txt is tried again after 1 s, then with a doubling
   backoff (at most 60 s), each failure logged. When `robots.unavailable_wait` seconds pass without an
@@ -44,6 +47,10 @@ _RETRY_FIRST = 1.0
 _RETRY_MAX = 60.0
 
 
+# Error kinds that mean the host itself is unreachable, not just its robots.txt.
+_HOST_DOWN = frozenset({"connect_error", "connect_timeout"})
+
+
 @dataclass(frozen=True, slots=True)
 class RobotsResponse:
     """What fetching a robots.txt came to: the final status (0 when unreachable, `error` then names the
@@ -72,6 +79,7 @@ class _Host:
     failures: int = 0
     unreachable_since: float | None = None
     given_up: bool = False
+    down: str | None = None  # the host cannot be connected to: its requests fail with this kind
     delay: float | None = None  # an accepted Crawl-delay
     delay_too_long: float | None = None  # a Crawl-delay above the cap: the host is skipped
     refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -142,6 +150,10 @@ class RobotsCache:
 
     def _unreachable(self, host: str, st: _Host, status: int, error: str | None, now: float) -> None:
         why = f"answered {status}" if status else f"failed ({error or 'unreachable'})"
+        if not status and error in _HOST_DOWN and not st.loaded:
+            st.down, st.given_up = error, True
+            log.warning("robots.txt for %s %s: the host is down, its requests fail with %s", host, why, error)
+            return
         st.failures += 1
         if st.unreachable_since is None:
             st.unreachable_since = now
@@ -185,7 +197,7 @@ class RobotsCache:
         if st is None:
             return None
         if st.given_up and not st.loaded:
-            return "robots_unavailable"
+            return st.down or "robots_unavailable"
         if st.delay_too_long is not None:
             return "crawl_delay_too_long"
         if st.rules is not None and not st.rules.can_fetch(url, self._agent):
