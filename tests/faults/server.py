@@ -38,7 +38,7 @@ from crawler.demo.asgi import Receive, Scope, Send, query_params, respond
 __all__ = ["Conn", "FaultServer", "H2Handler", "Handler", "RawRequest", "Site", "h2_app"]
 
 SERVER_CAP = 60.0  # no handler waits or streams longer than this
-_HEAD_LIMIT = 64 * 1024  # request heads beyond this are refused
+_HEAD_LIMIT = 1 << 20  # request heads beyond this are refused (long URLs must reach the log)
 MB = 1_000_000
 
 

@@ -1,6 +1,6 @@
 """Write tests/faults/STATUS.md from a JUnit XML report of the fault suite:
 
-    .venv/bin/python -m pytest -m "pending or not pending" tests/faults --junitxml=/tmp/faults.xml
+    .venv/bin/python -m pytest -m "pending or not pending" tests/faults -o junit_family=xunit1 --junitxml=/tmp/faults.xml
     .venv/bin/python -m tests.faults.status /tmp/faults.xml > tests/faults/STATUS.md
 """
 
@@ -13,9 +13,10 @@ from tests.faults.cases import CASES
 
 
 def _reason(message: str) -> str:
-    first = message.replace("AssertionError: ", "", 1).split("\n")[0]
-    first = first.split(" assert ")[0].strip()
-    return first.replace("|", "/")[:170]
+    """The failure's first sentence: its class and the fact (HANG: still running after 25s, ...)."""
+    text = message.replace("AssertionError: ", "", 1).split("\n")[0].split(" assert ")[0]
+    text = text.split(". ")[0].split("; errors {}")[0].strip().rstrip(".")
+    return text.replace("|", "/")[:140]
 
 
 def main(path: str) -> int:
@@ -39,20 +40,18 @@ def main(path: str) -> int:
           "Each failure starts with its class: HANG (killed at the hard timeout), RSS (peak over the bound, 250 MB "
           "unless said), INTERNAL (an internal:* error kind or a traceback), EXIT, KIND (wrong error kind), PAGES, "
           "WALL, SERVER/ITEMS (what the server saw, what was written).\n")
-    print("| case | result | exit | wall s | peak RSS MB | errors by kind | why it fails / pending reason |")
-    print("|---|---|---|---|---|---|---|")
+    print("| case | result | exit | wall s | peak RSS MB | errors by kind | failure | pending: why (the engine's defect) |")
+    print("|---|---|---|---|---|---|---|---|")
     for case in CASES:
         r = results.get(case.id)
+        pending = (case.pending or "").replace("|", "/")
         if r is None:
-            print(f"| {case.id} | not run | | | | | {case.pending or ''} |")
+            print(f"| {case.id} | not run | | | | | | {pending} |")
             continue
-        why = r["why"]
-        if r["result"] != "pass" and case.pending:
-            why = f"{why}. Pending: {case.pending}"
-        elif r["result"] == "pass" and case.pending:
-            why = f"passes now: flip it (remove pending: {case.pending})"
+        if r["result"] == "pass" and case.pending:
+            pending = f"passes now: remove `pending` ({pending})"
         print(f"| {case.id} | {r['result']} | {r.get('exit', '')} | {r.get('wall_s', '')} | {r.get('peak_rss_mb', '')} "
-              f"| {r.get('errors', '')} | {why} |")
+              f"| {r.get('errors', '')} | {r['why']} | {pending} |")
     return 0
 
 

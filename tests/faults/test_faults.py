@@ -46,6 +46,9 @@ def check_run(expect: Expect, run: CrawlRun) -> None:
         assert run.errors, f"KIND: no error counted, expected one of {expect.kinds}"
         wrong = {k: n for k, n in run.errors.items() if not matches(k, expect.kinds)}
         assert not wrong, f"KIND: errors {run.errors}, expected only {expect.kinds}"
+    if expect.allowed is not None:
+        wrong = {k: n for k, n in run.errors.items() if not matches(k, expect.allowed)}
+        assert not wrong, f"KIND: errors {run.errors}, expected none or only {expect.allowed}"
     if expect.pages is not None:
         assert run.stats.get("pages") == expect.pages, f"PAGES: {run.stats.get('pages')}, expected {expect.pages}"
     if expect.wall is not None:
