@@ -1,0 +1,144 @@
+"""Running the real `crawler run` against a fault: in a subprocess (its own session, so the whole process
+tree can be killed), under a hard timeout, sampling the peak RSS of the process tree from /proc, and
+reading back the exit code, stats.json, the items and the log.
+
+Peak RSS is the sum over the tree's processes of each one's VmHWM (its own resident high-water mark),
+sampled every 20 ms: an upper bound on the tree's peak (wait4's ru_maxrss cannot be used: Linux folds the
+parent's mark into an exec'ed child).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CrawlRun", "base_job", "run_crawl"]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MB = 1_000_000
+
+
+def base_job(workdir: Path) -> dict[str, Any]:
+    """Short deadlines and quick retries: a fault case ends in seconds when the engine does the right thing."""
+    return {
+        "name": "fault",
+        "scope": {"robots_txt": False, "max_depth": 5},
+        "concurrency": {"workers": 4, "per_host": 4},
+        "rate_limit": {"per_host": "unlimited"},
+        "http": {
+            "http2": False,
+            "timeout": {"connect": 2, "read": 2, "write": 2, "pool": 5},
+            "max_body": "5MB",
+            "max_redirects": 10,
+        },
+        "retry": {"attempts": 2, "backoff": {"initial": 0.05, "max": 0.2, "jitter": 0}, "max_retry_after": 2},
+        "output": {"items": str(workdir / "items.jsonl"), "stats": str(workdir / "stats.json"), "flush_every": 0.2},
+    }
+
+
+@dataclass
+class CrawlRun:
+    """What one `crawler run` did."""
+
+    returncode: int | None  # None: killed at the hard timeout (it hung)
+    wall: float
+    peak_rss: int  # bytes
+    stats: dict[str, Any]
+    items: list[dict[str, Any]]
+    stdout: str
+    stderr: str
+    timeout: float
+    log: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # server-side requests, per site name
+
+    @property
+    def hung(self) -> bool:
+        return self.returncode is None
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return dict(self.stats.get("errors", {}))
+
+    def tail(self, n: int = 3000) -> str:
+        return f"--- stderr (last {n} chars) ---\n{self.stderr[-n:]}"
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(x) for x in f.read().split()]
+    return out
+
+
+def _tree(pid: int) -> list[int]:
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        todo += _children(p)
+    return pids
+
+
+def _vm_hwm(pid: int) -> int:
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def run_crawl(job: dict[str, Any], workdir: Path, *, timeout: float = 25.0, args: tuple[str, ...] = ()) -> CrawlRun:
+    """`python -m crawler run job.yaml --progress off` in `workdir`, killed (with its tree) after `timeout`."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    job_path = workdir / "job.yaml"
+    job_path.write_text(json.dumps(job, indent=1))  # JSON is YAML
+    out_path, err_path = workdir / "stdout", workdir / "stderr"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("NO_COLOR", None)
+    started = time.monotonic()
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job_path), "--progress", "off", *args],
+                                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)  # fmt: skip
+        peak = 0
+        hwm: dict[int, int] = {}
+        returncode: int | None = None
+        while True:
+            for pid in _tree(proc.pid):
+                value = _vm_hwm(pid)
+                if value:
+                    hwm[pid] = max(hwm.get(pid, 0), value)
+            peak = max(peak, sum(hwm.values()))
+            code = proc.poll()
+            if code is not None:
+                returncode = code
+                break
+            if time.monotonic() - started > timeout:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+            time.sleep(0.02)
+    wall = time.monotonic() - started
+    stats_path = workdir / "stats.json"
+    stats: dict[str, Any] = {}
+    if stats_path.exists():
+        with contextlib.suppress(ValueError):
+            stats = json.loads(stats_path.read_text())
+    items: list[dict[str, Any]] = []
+    items_path = workdir / "items.jsonl"
+    if items_path.exists():
+        for line in items_path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                items.append(json.loads(line))
+    return CrawlRun(returncode, wall, peak, stats, items, out_path.read_text(errors="replace"),
+                    err_path.read_text(errors="replace"), timeout)  # fmt: skip
