@@ -26,6 +26,7 @@ import hyperframe.frame
 from crawler.http.transport.base import ConnectionOwner
 from crawler.http.transport.errors import LIBRARY_ERRORS, HeaderTooLarge, to_httpx
 from crawler.http.transport.hpack_request import RequestHeaderEncoder
+from crawler.http.transport.hpack_response import ResponseHeaderDecoder
 from crawler.http.transport.http11 import HTTP1Connection, request_content
 
 __all__ = ["HTTP2Connection", "RetryRequest"]
@@ -150,18 +151,19 @@ class _OversizedHead(h2.exceptions.DenialOfServiceError):
 
 
 class _H2State(h2.connection.H2Connection):
-    """h2's connection state machine, with three changes.
+    """h2's connection state machine, with these changes.
 
     A graceful GOAWAY lets the streams it covers finish: h2 closes its state machine on any GOAWAY, so the
     DATA still due on streams the server accepted (nginx says GOAWAY after `keepalive_requests`, 1000 by
     default, with streams in flight) would be a protocol error. RFC 9113 section 6.8: streams up to the
-    last stream id may complete. Received frames skip a costly repr (see `_quiet_class`). And
-    request heads are encoded without hpack's dynamic table (`hpack_request.py`).
+    last stream id may complete. Received frames skip a costly repr (see `_quiet_class`). And heads are
+    coded by our own HPACK encoder (`hpack_request.py`) and decoder (`hpack_response.py`).
     """
 
     def __init__(self, config: h2.config.H2Configuration) -> None:
         super().__init__(config=config)
         self.encoder = RequestHeaderEncoder()  # type: ignore[assignment]  # hpack.Encoder's interface
+        self.decoder = ResponseHeaderDecoder()  # type: ignore[assignment]  # hpack.Decoder's interface
         self.incoming_buffer = _QuietFrameBuffer(server=False)
         table = self._frame_dispatch_table
         for base, quiet in _QUIET_FRAMES.items():
