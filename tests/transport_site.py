@@ -1,4 +1,4 @@
-"""A tiny ASGI app run by hypercorn in a subprocess, for the transport tests (tests/test_transport.py).
+"""A tiny ASGI app run by hypercorn in a subprocess, for the transport tests (tests/http/test_transport.py).
 
     python -m tests.transport_site PORT [CERTFILE KEYFILE]
 

@@ -26,7 +26,7 @@ import trustme
 from crawler.http.transport.transport import make_transport
 from tests.transport_site import GZIP_TEXT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- servers ---------------------------------------------------------------------------------------------
