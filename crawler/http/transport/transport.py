@@ -20,7 +20,7 @@ from crawler.http.transport.errors import LIBRARY_ERRORS, to_httpx
 from crawler.http.transport.http2 import HTTP2Connection, RetryRequest
 from crawler.http.transport.http11 import StaleConnection, request_content
 from crawler.http.transport.pool import ConnectionPool
-from crawler.http.transport.proxy import ProxyRouter
+from crawler.http.transport.proxy import ProxyRouter, ProxyUnreachable
 
 __all__ = ["CrawlerTransport", "make_transport"]
 
@@ -144,8 +144,9 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                 if conn is None:
                     try:
                         acquired = await pool.acquire(origin, timeouts)
-                    except (httpx.ConnectError, httpx.ConnectTimeout):
-                        # A proxy that cannot be reached: another one of the rotation takes the request.
+                    except (ProxyUnreachable, httpx.ConnectTimeout):
+                        # A proxy that cannot be reached (or a timeout, maybe the proxy's): another one of the
+                        # rotation takes the request.
                         other = None if proxy is None or proxies is None else proxies.choose(
                             url.raw_scheme, url.raw_host, avoid=proxy)  # fmt: skip
                         if other is None or other is proxy or tried_proxies >= _MAX_PROXY_TRIES:
