@@ -43,6 +43,7 @@ _STREAM_WINDOW = 1024 * 1024  # per stream: what a server may send ahead of the 
 _CONNECTION_WINDOW = 16 * 1024 * 1024
 _MAX_STREAMS_BEFORE_SETTINGS = 100
 _MAX_STREAM_ID = 2**31 - 1
+_PRUNE_STREAMS_AT = 256  # closed streams h2 may hold before they are counted out and forgotten
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
@@ -169,6 +170,17 @@ class _H2State(h2.connection.H2Connection):
         for base, quiet in _QUIET_FRAMES.items():
             if base in table:
                 table[quiet] = table[base]
+
+    @property
+    def open_outbound_streams(self) -> int:
+        # h2 counts open streams (and forgets closed ones) by walking all of them, on every new stream:
+        # O(streams) per request. Every stream of a client connection is outbound (push is off), so the
+        # number of streams known bounds the count; walk only when that bound reaches the peer's limit.
+        known = len(self.streams)
+        if known < _PRUNE_STREAMS_AT and known < self.remote_settings.max_concurrent_streams:
+            return known
+        count: int = h2.connection.H2Connection.open_outbound_streams.fget(self)  # type: ignore[attr-defined]
+        return count
 
     def _receive_headers_frame(self, frame: Any) -> tuple[list[Any], list[h2.events.Event]]:
         try:
