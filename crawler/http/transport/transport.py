@@ -1,13 +1,13 @@
 """The transport under the shared client: turns an `httpx.Request` into an `httpx.Response`, fast.
 
 Users configure an `httpx.AsyncClient` with `httpx.Limits` and `httpx.Timeout`; `make_transport` builds
-what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`_http1.py`), pooled per origin
-with O(1) acquire/release under one connection budget (`_transport_pool.py`), and HTTP/2 (the `h2` state
-machine on one asyncio Protocol, `_transport_h2.py`) for TLS origins that choose h2 via ALPN. Bodies stream
-both ways; httpx decodes content on top. Proxies (`proxy.py`) go through the same pool and connections:
-absolute-form requests for http:// origins, CONNECT tunnels for https:// ones. Nothing falls back to httpx's
-own transport.
-"""
+what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`http11.py`), pooled per origin
+with O(1) acquire/release under one connection budget (`pool.py`), and HTTP/2 (the `h2` state machine on
+one asyncio Protocol with our own HPACK coding, `http2.py`) for TLS origins that choose h2 via ALPN or
+cleartext ones by prior knowledge. Bodies stream both ways; httpx decodes content on top. Proxies
+(`proxy.py`) go through the same pool and connections: absolute-form requests for http:// origins, CONNECT
+tunnels for https:// ones. Nothing falls back to httpx's own transport, and nothing but httpx's exceptions
+leaves it (`errors.py`); response heads are capped (`HeaderTooLarge`)."""
 
 from __future__ import annotations
 
