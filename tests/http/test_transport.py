@@ -849,3 +849,14 @@ async def test_connection_reset_mid_body_is_a_read_error() -> None:
     async with RawServer(reset) as server, client() as c:
         with pytest.raises(httpx.ReadError):
             await c.get(server.url())
+
+
+async def test_http2_forgets_closed_streams(tls_site: str, certs: Certs) -> None:
+    async with client(http2=True, verify=certs.client_context()) as c:
+        for _ in range(12):
+            responses = await asyncio.gather(*(c.get(f"{tls_site}/bytes/10") for _ in range(50)))
+            assert {r.status_code for r in responses} == {200}
+        pool = c._transport._pool  # type: ignore[attr-defined]
+        (h2,) = [o.h2 for o in pool._origins.values() if o.h2 is not None]
+        assert h2._h2.highest_outbound_stream_id >= 2 * 600 - 1  # one connection carried all 600
+        assert len(h2._h2.streams) <= 256

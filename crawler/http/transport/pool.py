@@ -22,7 +22,7 @@ import httpx
 
 from crawler.http.transport.http2 import HTTP2Connection
 from crawler.http.transport.http11 import HTTP1Connection
-from crawler.http.transport.proxy import Proxy
+from crawler.http.transport.proxy import Proxy, ProxyUnreachable
 
 __all__ = ["ConnectionPool", "Origin"]
 
@@ -333,7 +333,7 @@ class ConnectionPool:
             transport, _ = await loop.create_connection(factory, proxy.host, proxy.port)
         except OSError as exc:
             proxy.connect_failed(loop.time())
-            raise httpx.ConnectError(f"could not connect to proxy {proxy.label}: {exc}") from exc
+            raise ProxyUnreachable(f"could not connect to proxy {proxy.label}: {exc}") from exc
         except asyncio.CancelledError:  # the connect timeout (or the caller) gave up on the proxy
             proxy.connect_failed(loop.time())
             raise

@@ -29,12 +29,18 @@ from collections.abc import Mapping, Sequence
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
-__all__ = ["Proxy", "ProxyRouter", "parse_no_proxy", "proxy_from_env"]
+import httpx
+
+__all__ = ["Proxy", "ProxyRouter", "ProxyUnreachable", "parse_no_proxy", "proxy_from_env"]
 
 log = logging.getLogger("crawler.http")
 
 Rotation = Literal["per_host", "per_request"]
 _DEFAULT_PROXY_PORT = 1080  # curl's
+
+
+class ProxyUnreachable(httpx.ConnectError):
+    """The TCP connection to the proxy itself failed (not the origin behind it): another proxy may serve."""
 
 
 class Proxy:

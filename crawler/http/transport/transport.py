@@ -1,13 +1,13 @@
 """The transport under the shared client: turns an `httpx.Request` into an `httpx.Response`, fast.
 
 Users configure an `httpx.AsyncClient` with `httpx.Limits` and `httpx.Timeout`; `make_transport` builds
-what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`_http1.py`), pooled per origin
-with O(1) acquire/release under one connection budget (`_transport_pool.py`), and HTTP/2 (the `h2` state
-machine on one asyncio Protocol, `_transport_h2.py`) for TLS origins that choose h2 via ALPN. Bodies stream
-both ways; httpx decodes content on top. Proxies (`proxy.py`) go through the same pool and connections:
-absolute-form requests for http:// origins, CONNECT tunnels for https:// ones. Nothing falls back to httpx's
-own transport.
-"""
+what carries the bytes: HTTP/1.1 on asyncio Protocols parsed by httptools (`http11.py`), pooled per origin
+with O(1) acquire/release under one connection budget (`pool.py`), and HTTP/2 (the `h2` state machine on
+one asyncio Protocol with our own HPACK coding, `http2.py`) for TLS origins that choose h2 via ALPN or
+cleartext ones by prior knowledge. Bodies stream both ways; httpx decodes content on top. Proxies
+(`proxy.py`) go through the same pool and connections: absolute-form requests for http:// origins, CONNECT
+tunnels for https:// ones. Nothing falls back to httpx's own transport, and nothing but httpx's exceptions
+leaves it (`errors.py`); response heads are capped (`HeaderTooLarge`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from crawler.http.transport.errors import LIBRARY_ERRORS, to_httpx
 from crawler.http.transport.http2 import HTTP2Connection, RetryRequest
 from crawler.http.transport.http11 import StaleConnection, request_content
 from crawler.http.transport.pool import ConnectionPool
-from crawler.http.transport.proxy import ProxyRouter
+from crawler.http.transport.proxy import ProxyRouter, ProxyUnreachable
 
 __all__ = ["CrawlerTransport", "make_transport"]
 
@@ -144,8 +144,9 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                 if conn is None:
                     try:
                         acquired = await pool.acquire(origin, timeouts)
-                    except (httpx.ConnectError, httpx.ConnectTimeout):
-                        # A proxy that cannot be reached: another one of the rotation takes the request.
+                    except (ProxyUnreachable, httpx.ConnectTimeout):
+                        # A proxy that cannot be reached (or a timeout, maybe the proxy's): another one of the
+                        # rotation takes the request.
                         other = None if proxy is None or proxies is None else proxies.choose(
                             url.raw_scheme, url.raw_host, avoid=proxy)  # fmt: skip
                         if other is None or other is proxy or tried_proxies >= _MAX_PROXY_TRIES:
