@@ -6,7 +6,17 @@ Run by the parent (`crawler/engine/processes.py`) as
 
 from __future__ import annotations
 
+import gc
 import sys
+
+# The same lean start-up as the command line (crawler/cli/__init__.py): no pydantic plugin scan, no httpx
+# command line, no garbage collection until `run_async` starts the loop. Set before the imports below.
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    gc.disable()
 
 import orjson
 

@@ -9,8 +9,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import aiofiles
-
 from crawler.fetch.names import safe_relative_path
 
 if TYPE_CHECKING:
@@ -51,6 +49,8 @@ class FileSaver:
         part = final.with_name(final.name + ".part")
         size = 0
         try:
+            import aiofiles  # only jobs that save files pay for its import
+
             async with aiofiles.open(part, "wb") as f:
                 batch: list[bytes] = []
                 pending = 0
