@@ -818,6 +818,10 @@ CAVEATS = [
     "JSON lines at the end, inside the timed run; over TLS its certificate check is off (impit has no CA option).",
     "The ceilings fetch the known URL list once, with no parsing and no dedup; their own-timer rate excludes "
     "interpreter start-up and is the figure to compare with the bare-client micro-benchmarks.",
+    "Real pages: Scrapy is kept to the start page's host with `allowed_domains` (the docs link to python.org and "
+    "GitHub, and there is no network); our crawler and Crawlee stay on the host by default.",
+    "Start-up rows run against an http:// server: our certifi CA bundle is read by the first TLS connection, "
+    "so an https:// crawl's first request costs ~20-30 ms more.",
     "A 2-core machine shared with other work: the load average is in the header, and per-run loads are in the "
     "run's JSON (benchmarks/_work/results.json). Runs are interleaved so drift hits every tool alike.",
 ]
@@ -1037,7 +1041,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         for fn, pf in p["self_by_function"][:15]:
             lines.append(f"| `{_md_escape(fn)}` | {pf:.1f} |")
         lines.append("")
-    if results.get("crawl") is not None:
+    if results.get("crawl") is not None or results.get("real") is not None:
         lines += ["## Caveats", "", *(f"- {n}" for n in CAVEATS), ""]
     if results.get("downloads") is not None:
         d = meta["downloads"]
