@@ -71,8 +71,7 @@ def draw(results: dict[str, Any], png: str) -> None:
                       for r in real]  # fmt: skip
             pages = meta.get("real", {}).get("pages", 0)
             _bars(ax, labels, [r["pages_per_s"] for r in real], colors, ",.0f",
-                  f"Real pages: the Python docs x{meta.get('real', {}).get('mounts', '?')}, {pages:,} pages "
-                  "(median 54 KB, ~310 links each), HTTP/1.1",
+                  f"Real pages: Python docs x{meta.get('real', {}).get('mounts', '?')}, {pages:,} pages, 64 concurrent",
                   "pages/s (wall time, start-up included; median).  Grey: fetch loops (the parse loop parses)")  # fmt: skip
         elif panel == "downloads":
             labels = [f"{r['tool']} ({r['case']})" for r in downloads]
