@@ -92,9 +92,11 @@ def _reachable(docs: Path) -> tuple[list[str], dict[str, int], float]:
     return pages, sizes, links / max(1, len(pages))
 
 
-def build_real_site(workdir: Path, *, mounts: int = MOUNTS, log: Callable[[str], None] = print) -> RealSite:
-    """The nginx root under `workdir/www` (reused when already built from the same docs)."""
-    docs = ensure_python_docs(log)
+def build_real_site(workdir: Path, *, mounts: int = MOUNTS, log: Callable[[str], None] = print,
+                    docs: Path | None = None) -> RealSite:  # fmt: skip
+    """The nginx root under `workdir/www` (reused when already built from the same docs). `docs` is an HTML
+    folder with an index.html; by default the installed Python docs (installed when missing)."""
+    docs = docs.resolve() if docs is not None else ensure_python_docs(log)
     www = workdir / "www"
     manifest = workdir / "pages.json"
     if manifest.exists():

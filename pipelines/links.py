@@ -66,16 +66,18 @@ class LinkExtractor:
         """The page's URL, or its first `<base href>` resolved against it."""
         tree = page.html
         base = canonicalize(page.url)
-        # Only <head> is searched: a <base> elsewhere is not conforming HTML (w3lib, Scrapy's, reads only the
-        # first 4 KB), and searching the whole tree, or the raw body, costs ~0.2 ms a page on real pages.
+        # Only the children of <head> are looked at: a <base> elsewhere is not conforming HTML (w3lib, Scrapy's,
+        # reads only the first 4 KB). A whole-tree search costs ~0.2 ms a page on real pages, a CSS search of
+        # <head> ~15 µs, this loop over its few children ~1-4 µs.
         head = tree.head
-        node = head.css_first("base[href]") if head is not None else None
-        if node is not None:
-            href = node.attrs.get("href")
-            if href:
-                resolved = join_url(base, href)
-                if resolved is not None:
-                    base = resolved
+        for node in head.iter() if head is not None else ():
+            if node.tag == "base":
+                href = node.attrs.get("href")
+                if href:
+                    resolved = join_url(base, href)
+                    if resolved is not None:
+                        base = resolved
+                    break
         return BaseURL(base)
 
     def _nodes(self, page: Page) -> list[Any]:

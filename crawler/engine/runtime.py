@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -40,7 +41,11 @@ def mask_secrets_in_logs(secrets: frozenset[str]) -> None:
 
 
 def run_async(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run `main()` on uvloop where installed, else asyncio's default loop."""
+    """Run `main()` on uvloop where installed, else asyncio's default loop. The command line turns the garbage
+    collector off while it starts up: it goes back on here, with what start-up built moved out of its way."""
+    if not gc.isenabled():
+        gc.freeze()
+        gc.enable()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - non-CPython or Windows

@@ -11,10 +11,20 @@ and everywhere the end of file on its pipe makes it write out the whole lines it
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
 import sys
+
+# The same lean start-up as the command line (crawler/cli/__init__.py): no pydantic plugin scan, no httpx
+# command line, no garbage collection until `run_async` starts the loop. Set before the imports below.
+if __name__ == "__main__":
+    import os
+
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    gc.disable()
 
 import orjson
 

@@ -30,16 +30,45 @@ def build_timeout(config: HttpConfig) -> httpx.Timeout:
     return httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
 
 
+class _DeferredCAContext(ssl.SSLContext):
+    """A TLS client context (as `ssl.create_default_context()` builds one) whose CA bundle is read by the first
+    TLS connection, not at start-up: parsing certifi's ~150 certificates is ~30 ms, the largest single cost
+    before a crawl's first request, and a crawl of http:// sites never needs it."""
+
+    _cafile: str
+    _ca_loaded: bool
+
+    def _load_ca(self) -> None:
+        self._ca_loaded = True
+        self.load_verify_locations(cafile=self._cafile)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> ssl.SSLObject:
+        if not self._ca_loaded:
+            self._load_ca()
+        return super().wrap_bio(*args, **kwargs)
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        if not self._ca_loaded:
+            self._load_ca()
+        return super().wrap_socket(*args, **kwargs)
+
+
 def build_ssl_context(config: HttpConfig) -> ssl.SSLContext | bool:
-    """The TLS context: certifi's CA bundle (as httpx does), or the configured bundle; one load only."""
+    """The one TLS context: certifi's CA bundle (as httpx does), read once by the first TLS connection; or the
+    configured bundle, read now."""
     verify = config.verify
     if verify is False:
         return False
     if isinstance(verify, str):
+        # A configured bundle (usually small) is read now, so that a bad one is a start-up error.
         return ssl.create_default_context(cafile=str(Path(verify).expanduser()))
     import certifi
 
-    return ssl.create_default_context(cafile=certifi.where())
+    cafile = certifi.where()
+    context = _DeferredCAContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies certificates and host names
+    context._cafile = cafile
+    context._ca_loaded = False
+    return context
 
 
 # What httpx accepts as cookies (its own alias lives in a private module).

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.nginx import Nginx, find_nginx
+from benchmarks.realpages import build_real_site
 from benchmarks.run import (
+    BenchSite,
     Peers,
     measure,
     render_markdown,
@@ -20,6 +22,7 @@ from benchmarks.run import (
     targets,
 )
 from benchmarks.site import LINKS_PER_PAGE, generate_site
+from benchmarks.startup import measure_startup
 
 PAGES = 50
 HREF = re.compile(rb'href="/p/(\d+)\.html"')
@@ -115,3 +118,52 @@ def test_profile_summary_groups_self_time_by_area() -> None:
     assert s["self_by_area"][0] == ("crawler/http/transport/http11", 60.0)
     assert ("importlib (start-up imports)", 20.0) in s["self_by_area"]
     assert dict(s["inclusive_by_area"])["crawler/engine/crawler"] == 80.0
+
+
+def _tiny_docs(root: Path) -> Path:
+    """Three linked pages in two folders, one orphan, and links the crawl must not follow."""
+    (root / "lib").mkdir(parents=True)
+    page = '<html><head><title>{t}</title></head><body>{links}</body></html>'
+    (root / "index.html").write_text(page.format(t="Index", links='<a href="lib/a.html#x">a</a>'
+                                                 '<a href="https://www.python.org/">out</a><a href="#top">top</a>'))
+    (root / "lib" / "a.html").write_text(page.format(t="A", links='<a href="./b.html">b</a><a href="../index.html">i</a>'))
+    (root / "lib" / "b.html").write_text(page.format(t="B", links='<a href="../lib/a.html?">a</a>'))
+    (root / "orphan.html").write_text(page.format(t="Orphan", links=""))
+    return root
+
+
+def test_real_page_site_mounts_the_docs_and_knows_the_reachable_pages(tmp_path: Path) -> None:
+    docs = _tiny_docs(tmp_path / "docs")
+    real = build_real_site(tmp_path / "real", mounts=3, docs=docs, log=lambda _: None)
+    assert real.start == "/index.html"
+    expected = {"/index.html"} | {f"/m{i:02d}/{p}" for i in range(3) for p in ("index.html", "lib/a.html", "lib/b.html")}
+    assert set(real.paths) == expected  # the orphan is not reachable; external and fragment links are not pages
+    assert all((real.www / p.lstrip("/")).is_file() for p in real.paths)
+    assert real.sizes["/m01/lib/a.html"] == (docs / "lib" / "a.html").stat().st_size
+    again = build_real_site(tmp_path / "real", mounts=3, docs=docs, log=lambda _: pytest.fail("rebuilt"))
+    assert again.paths == real.paths
+
+
+def test_our_crawl_of_the_real_page_site_reaches_every_page(tmp_path: Path) -> None:
+    if find_nginx() is None:
+        message = "nginx is not installed (apt-get install nginx-light; .ci/run does)"
+        if os.environ.get("CI") or os.environ.get("CRAWLER_REQUIRE_NGINX"):
+            pytest.fail(message)
+        pytest.skip(message)
+    real = build_real_site(tmp_path / "real", mounts=2, docs=_tiny_docs(tmp_path / "docs"), log=lambda _: None)
+    site = BenchSite("real", real.www, real.start, real.paths, real.sizes)
+    with Nginx(real.www, tmp_path / "nginx") as server:
+        rows = run_crawls(server, site, tools=["ours-h1"], repeats=1, peers=Peers(None), workdir=tmp_path,
+                          timeout=60, log=lambda _: None)  # fmt: skip
+    assert rows[0]["ok"], rows[0]["error"]
+    assert rows[0]["pages"] == len(real.paths) == 7
+    assert rows[0]["cpu_ms_per_page"] > 0
+
+
+def test_start_up_is_measured_to_the_first_request() -> None:
+    rows = {r["case"]: r for r in measure_startup(1, log=lambda _: None)}
+    for case in ("crawler run JOB", "crawler download URL"):
+        row = rows[case]
+        assert row["error"] is None and row["runs"] == 1
+        floor = rows["python -c pass (the floor)"]["best_ms"]
+        assert floor < row["best_ms"] < 30_000 and 0 < row["cpu_ms"] < 30_000
