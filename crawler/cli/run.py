@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
     except JobError as exc:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
-    if not job.output.items and not job.output.failures:
+    if not (job.output.items or job.output.failures or job.output.warc):
         log.warning(NO_ITEMS_WARNING)
     if args.fresh:
         try:
