@@ -157,7 +157,7 @@ class Crawler:
             resuming = checkpoint is not None and "items_offset" in checkpoint
             writer = open_writer(items, columns=job.item_columns,
                                  overwrite=job.output.overwrite and not resuming,
-                                 flush_every=job.output.flush_every)  # fmt: skip
+                                 flush_every=job.output.flush_every, on_closed=self.stop)  # fmt: skip
             if resuming:
                 assert checkpoint is not None
                 writer.truncate(int(checkpoint["items_offset"]))

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +63,12 @@ class ItemWriter:
     A page normally makes one record. A stage that finds several items on one page (a JSON list) puts
     them in `page.items`: one record each, carrying the page's url, status, depth and fetched_at."""
 
-    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5,
+                 on_closed: Callable[[], None] | None = None) -> None:  # fmt: skip
+        # `-` is standard output: when its reader goes away (`| head`), lines are dropped from then on and
+        # `on_closed()` is called once (the engine stops the crawl).
+        self._on_closed = on_closed
+        self.reader_gone = False
         # `-` is standard output: a stream, so nothing is truncated or repaired, and `offset` counts bytes sent.
         self.to_stdout = str(path) == STDOUT
         self.path = Path(path)
@@ -158,12 +163,23 @@ class ItemWriter:
             return
         data = b"".join(self._pending)
         self._pending.clear()
+        if self.reader_gone:
+            return
         if self.compressed:
             data = gzip.compress(data, compresslevel=6, mtime=0)
         view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except BrokenPipeError:
+            if not self.to_stdout:
+                raise
+            self.reader_gone = True
+            log.warning("standard output was closed by its reader: no more items are written")
+            if self._on_closed is not None:
+                self._on_closed()
+            return
         self.offset += len(data)
 
     def close(self) -> None:
@@ -285,13 +301,14 @@ def _whole_gzip_members(path: Path) -> int:
 
 
 def open_writer(path: str | os.PathLike[str], *, columns: list[str] | None = None, overwrite: bool = True,
-                flush_every: float = 0.5) -> ItemWriter:  # fmt: skip
+                flush_every: float = 0.5, on_closed: Callable[[], None] | None = None) -> ItemWriter:  # fmt: skip
+    """The writer for `path`'s format; `on_closed` is called when standard output (`-`) loses its reader."""
     fmt = writer_format(path)
     if fmt == "csv":
         return CsvWriter(path, columns=columns, overwrite=overwrite, flush_every=flush_every)
     if fmt == "json":
         return JsonArrayWriter(path, overwrite=overwrite, flush_every=flush_every)
-    return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
+    return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every, on_closed=on_closed)
 
 
 class FailureLog:
