@@ -77,6 +77,7 @@ def main(args: argparse.Namespace) -> int:
                 print(f"# {path}")
             print(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), end="")
             print(f"{path}: ok", file=sys.stderr)
-        if not job.output.items and not job.output.failures:  # even with -q: the job runs, but its items go nowhere
+        # Even with -q: the job runs, but what it extracts goes nowhere.
+        if not (job.output.items or job.output.failures or job.output.warc):
             print(f"{path}: warning: {NO_ITEMS_WARNING}", file=sys.stderr)
     return code

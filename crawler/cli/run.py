@@ -129,7 +129,7 @@ def main(args: argparse.Namespace) -> int:
         print(exc.render(), file=sys.stderr)
         return EXIT_USAGE
     mask_secrets_in_logs(job.secrets())
-    if not job.output.items and not job.output.failures:
+    if not (job.output.items or job.output.failures or job.output.warc):
         log.warning(NO_ITEMS_WARNING)
     if args.fresh:
         try:

@@ -451,9 +451,21 @@ class OutputConfig(_Section):
     items: str | None = None
     # JSON lines, one per failed request (url, kind, status, referer, ...): a broken-link report.
     failures: str | None = None
+    # WARC archive of every fetched page (request + response records, WARC/1.1); `.warc.gz` compresses
+    # each record; a new numbered file (`NAME-00001.warc.gz`) starts once a file reaches warc_max_size.
+    warc: str | None = None
+    warc_max_size: SizeValue = Field(default=None)
+    warc_compression_level: int = Field(default=6, ge=1, le=9)
     overwrite: bool = True
     stats: str | None = None
     flush_every: float = Field(default=0.5, gt=0)
+
+    @field_validator("warc")
+    @classmethod
+    def _warc_name(cls, warc: str | None) -> str | None:
+        if warc is not None and not warc.endswith((".warc", ".warc.gz")):
+            raise ValueError(f"{warc!r}: a WARC file name ends in .warc.gz (compressed) or .warc")
+        return warc
 
     @field_validator("items")
     @classmethod
@@ -595,6 +607,8 @@ class Job(_Section):
         if items and self.concurrency.processes > 1 and writer_format(items) == "json" and "{worker}" not in items:
             raise ValueError("a .json array cannot be shared by several processes: use .jsonl, or put "
                              "{worker} in output.items")  # fmt: skip
+        if self.output.warc and self.concurrency.processes > 1:
+            raise ValueError("output.warc is written by one process: run it with concurrency.processes: 1")
         return self
 
     @classmethod

@@ -42,6 +42,7 @@ from crawler.model.page import Page
 from crawler.model.request import Request
 from crawler.model.url import host_key
 from crawler.output.stats import Stats
+from crawler.output.warc import WarcArchive
 from crawler.output.writers import open_writer
 from crawler.politeness.limiter import HostLimiter
 from crawler.politeness.retry import HOST_PAUSE_STATUSES, RetryPolicy
@@ -84,6 +85,7 @@ class Crawler:
         self._recrawl = recrawl
         self._page_memory: PageMemory | None = None
         self._fetched: list[KnownPage] = []
+        self._warc: WarcArchive | None = None
         self._client = client
         self._owns_client = client is None
         self._frontier = frontier
@@ -159,7 +161,7 @@ class Crawler:
             resuming = checkpoint is not None and "items_offset" in checkpoint
             writer = open_writer(items, columns=job.item_columns,
                                  overwrite=job.output.overwrite and not resuming,
-                                 flush_every=job.output.flush_every)  # fmt: skip
+                                 flush_every=job.output.flush_every, on_closed=self.stop)  # fmt: skip
             if resuming:
                 assert checkpoint is not None
                 writer.truncate(int(checkpoint["items_offset"]))
@@ -169,8 +171,9 @@ class Crawler:
                 await self._frontier.ack([], {"items_offset": writer.offset})
             self._writer = writer
         self._stages = stages
+        self._warc = self._open_warc(checkpoint is not None)
         # The item writer is not a stage: `_process` calls it right before marking the page for ack.
-        extras = [self._writer] if self._writer is not None else []
+        extras = [w for w in (self._warc, self._writer) if w is not None]
         self._closers = [s for s in [*stages, *self._error_hooks, *extras] if callable(getattr(s, "close", None))]
         self._flushers = [s for s in [*stages, *self._error_hooks] if callable(getattr(s, "flush", None))]
         self._stage_is_async = [is_async_stage(s) for s in stages]
@@ -587,6 +590,8 @@ class Crawler:
         stats.hosts[req.host] += 1
         stats.http_versions[page.http_version] += 1
         stats.bytes += len(page.body) or page.saved_bytes
+        if self._warc is not None:
+            await self._warc.write(page)  # every response that became a page, before any stage can drop it
         if status >= 400:
             stats.error(f"http_{status}", req.url)
             log.info("%s answered HTTP %d", req.url, status)
@@ -700,6 +705,16 @@ class Crawler:
             self._reserved -= 1
         self._pending_acks.append(req)
         self._report_failure(Failure.of(req, kind, message=message))
+
+    def _open_warc(self, resuming: bool) -> WarcArchive | None:
+        """`output.warc`: the archive every fetched page is written to (`{worker}` as for items)."""
+        out = self.job.output
+        if not out.warc:
+            return None
+        path = out.warc.replace("{worker}", self.frontier.worker or "0")
+        return WarcArchive(path, request_headers=dict(self.client.headers), max_size=out.warc_max_size,
+                           overwrite=out.overwrite and not resuming, compression_level=out.warc_compression_level,
+                           max_record_body=self.job.http.max_body)  # fmt: skip
 
     # -- recrawls ------------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,12 @@ class ItemWriter:
     A page normally makes one record. A stage that finds several items on one page (a JSON list) puts
     them in `page.items`: one record each, carrying the page's url, status, depth and fetched_at."""
 
-    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, overwrite: bool = True, flush_every: float = 0.5,
+                 on_closed: Callable[[], None] | None = None) -> None:  # fmt: skip
+        # `-` is standard output: when its reader goes away (`| head`), lines are dropped from then on and
+        # `on_closed()` is called once (the engine stops the crawl).
+        self._on_closed = on_closed
+        self.reader_gone = False
         # `-` is standard output: a stream, so nothing is truncated or repaired, and `offset` counts bytes sent.
         self.to_stdout = str(path) == STDOUT
         self.path = Path(path)
@@ -161,6 +166,9 @@ class ItemWriter:
         if not self._pending or self._fd is None:
             return
         data = b"".join(self._pending)
+        if self.reader_gone:  # stdout's reader is gone: nothing more can be written, nothing is lost on disk
+            self._pending.clear()
+            return
         if self.compressed:
             data = gzip.compress(data, compresslevel=6, mtime=0)
         view = memoryview(data)
@@ -168,6 +176,16 @@ class ItemWriter:
             while view:
                 n = os.write(self._fd, view)
                 view = view[n:]
+        except BrokenPipeError as exc:
+            if not self.to_stdout:
+                self._cut_back()
+                raise OutputError(f"cannot write items to {self.path}: {exc.strerror or exc}") from exc
+            self._pending.clear()
+            self.reader_gone = True
+            log.warning("standard output was closed by its reader: no more items are written")
+            if self._on_closed is not None:
+                self._on_closed()
+            return
         except OSError as exc:
             self._cut_back()
             raise OutputError(f"cannot write items to {self.path}: {exc.strerror or exc}") from exc
@@ -301,13 +319,14 @@ def _whole_gzip_members(path: Path) -> int:
 
 
 def open_writer(path: str | os.PathLike[str], *, columns: list[str] | None = None, overwrite: bool = True,
-                flush_every: float = 0.5) -> ItemWriter:  # fmt: skip
+                flush_every: float = 0.5, on_closed: Callable[[], None] | None = None) -> ItemWriter:  # fmt: skip
+    """The writer for `path`'s format; `on_closed` is called when standard output (`-`) loses its reader."""
     fmt = writer_format(path)
     if fmt == "csv":
         return CsvWriter(path, columns=columns, overwrite=overwrite, flush_every=flush_every)
     if fmt == "json":
         return JsonArrayWriter(path, overwrite=overwrite, flush_every=flush_every)
-    return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every)
+    return JsonLinesWriter(path, overwrite=overwrite, flush_every=flush_every, on_closed=on_closed)
 
 
 class FailureLog:

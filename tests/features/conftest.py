@@ -24,8 +24,12 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 class StaticSite(NginxServer):
     """nginx over `root`. Besides the files: `/cached/...` is served with `Cache-Control: max-age=3600`,
-    `/gone` answers 410 and `/down` 503. The access log records uri, status, If-None-Match,
-    If-Modified-Since, Referer and the request method of every request."""
+    `/gone` answers 410 and `/down` 503; `gzip=True` compresses HTML (`Content-Encoding: gzip`). The access
+    log records uri, status, If-None-Match, If-Modified-Since, Referer and the request method."""
+
+    def __init__(self, root: Path, *, gzip: bool = False) -> None:
+        super().__init__(root)
+        self.gzip = gzip
 
     def _config(self, port: int) -> str:
         conf = super()._config(port)
@@ -35,10 +39,12 @@ class StaticSite(NginxServer):
             "\\t$http_referer\\t$request_method';",
         )
         extra = """
+        gzip %s; gzip_min_length 1; gzip_types text/html;
         location /cached/ { expires 1h; }
         location = /gone { return 410; }
         location = /down { return 503; }
 """
+        extra = extra % ("on" if self.gzip else "off")
         return conf.replace("        location /slow/ {", extra + "        location /slow/ {")
 
     def requests(self) -> list[dict[str, str]]:  # type: ignore[override]
@@ -77,12 +83,12 @@ def write_page(root: Path, path: str, title: str, links: list[str] = (), body: s
     return file
 
 
-SiteFactory = Callable[[Path], StaticSite]
+SiteFactory = Callable[..., StaticSite]
 
 
 @pytest.fixture
 def static_site() -> Iterator[SiteFactory]:
-    """`static_site(root)` starts nginx over `root` for this test; stopped when the test ends."""
+    """`static_site(root, gzip=False)` starts nginx over `root` for this test; stopped when the test ends."""
     if find_nginx() is None:
         message = "nginx is not installed (apt-get install nginx-light; .ci/run does)"
         if os.environ.get("CI") or os.environ.get("CRAWLER_REQUIRE_NGINX"):
@@ -90,8 +96,8 @@ def static_site() -> Iterator[SiteFactory]:
         pytest.skip(message)
     started: list[StaticSite] = []
 
-    def start(root: Path) -> StaticSite:
-        site = StaticSite(root)
+    def start(root: Path, *, gzip: bool = False) -> StaticSite:
+        site = StaticSite(root, gzip=gzip)
         site.start()
         started.append(site)
         return site

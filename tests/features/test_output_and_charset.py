@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from crawler import Crawler, ExtractConfig, HttpConfig, Job, OutputConfig, ScopeConfig
+from tests.cli.conftest import crawler_command
 from tests.features.conftest import Cli, SiteFactory, job_yaml, jsonl, write_page
 
 pytestmark = pytest.mark.timeout(90)
@@ -150,3 +151,20 @@ async def test_unlabelled_pages_decode_in_the_library(tmp_path: Path, static_sit
             seen[page.url.rsplit("/", 1)[1]] = (page.encoding, page.text)
     assert seen["ru.html"][0] == "cp1251" and RUSSIAN in seen["ru.html"][1]
     assert seen["ja.html"][0] == "cp932" and JAPANESE in seen["ja.html"][1]
+
+
+def test_dash_output_stops_the_crawl_quietly_when_the_reader_goes_away(tmp_path: Path,
+                                                                        static_site: SiteFactory) -> None:  # fmt: skip
+    _small_site(tmp_path / "www", pages=200)
+    site = static_site(tmp_path / "www")
+    job_yaml(tmp_path, _job(site.url).replace("per_host: unlimited", "per_host: 40/s"))
+    command = " ".join([*crawler_command(), "run", "job.yaml", "-o", "-", "--progress", "off"])
+    proc = subprocess.run(["bash", "-c", f"{command} 2>err.txt | head -n 2; echo ${{PIPESTATUS[0]}} > code.txt"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert len(proc.stdout.splitlines()) == 2
+    err = (tmp_path / "err.txt").read_text()
+    assert "standard output was closed by its reader" in err
+    assert "crawl aborted" not in err and "Traceback" not in err
+    pages = int(re.search(r"^pages (\d+)", err, re.M).group(1))  # type: ignore[union-attr]
+    assert pages < 200  # it stopped instead of crawling the rest for nobody
+    assert (tmp_path / "code.txt").read_text().strip() == "130"  # stopped early, as with Ctrl-C
