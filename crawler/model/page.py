@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from crawler.model.errors import FetchError
 from crawler.model.request import Request
 from crawler.model.url import fingerprint, host_key, join_url
 
@@ -144,6 +145,7 @@ class Page:
         if self._html is None:
             from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
+            _check_nesting(self.body)
             self._html = HTMLParser(self.body) if self.encoding.lower() in ("utf-8", "utf8") else HTMLParser(self.text)
         return self._html
 
@@ -175,3 +177,29 @@ class Page:
 
     def __repr__(self) -> str:
         return f"<Page {self.status} {self.url}>"
+
+
+# The HTML parser's time grows with the square of the element nesting (each end tag searches the stack of
+# open elements): 20,000 nested <div>s take a second, 100,000 half a minute. Browsers cap the tree depth
+# (Chromium at 512). A page is scanned only when it has many end tags; real pages nest a few dozen deep.
+_SCAN_END_TAGS = 20_000
+MAX_HTML_DEPTH = 2_000
+_TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
+_VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
+
+
+def _check_nesting(body: bytes) -> None:
+    """Refuse a document nested deeper than MAX_HTML_DEPTH before the parser spends minutes on it."""
+    if body.count(b"</") < _SCAN_END_TAGS:
+        return
+    depth = deepest = 0
+    for m in _TAG.finditer(body):
+        if m.group(1):
+            depth = max(0, depth - 1)
+        elif not m.group(3) and m.group(2).lower() not in _VOID:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_HTML_DEPTH:
+                    raise FetchError(f"HTML nested more than {MAX_HTML_DEPTH} elements deep: not parsed",
+                                     kind="html_too_deep")

@@ -1,0 +1,35 @@
+"""A document nested too deep for the HTML parser's quadratic end-tag search is refused before parsing."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from crawler.model.errors import FetchError
+from crawler.model.page import MAX_HTML_DEPTH, Page
+from crawler.model.request import Request
+
+
+def _page(body: str) -> Page:
+    headers = httpx.Headers({"content-type": "text/html"})
+    return Page(Request.make("http://a.test/"), "http://a.test/", 200, "HTTP/1.1", headers, body.encode())
+
+
+def test_a_hundred_thousand_nested_divs_are_refused_at_once() -> None:
+    n = 100_000
+    page = _page("<html><body>" + "<div>" * n + "x" + "</div>" * n + "</body></html>")
+    started = time.perf_counter()
+    with pytest.raises(FetchError) as caught:
+        page.html  # noqa: B018 - parsing is the point
+    assert caught.value.kind == "html_too_deep"
+    assert time.perf_counter() - started < 1.0  # the parser alone needs about 30 s
+
+
+def test_a_large_flat_page_and_a_moderately_deep_one_still_parse() -> None:
+    flat = _page("<html><body>" + "<p>x</p>" * 30_000 + "</body></html>")
+    assert len(flat.html.css("p")) == 30_000
+    depth = MAX_HTML_DEPTH // 2
+    deep = _page("<html><body>" + "<div>" * depth + "<a href=/x>x</a>" + "</div>" * depth + "</body></html>")
+    assert deep.html.css_first("a") is not None
