@@ -17,7 +17,7 @@ from warcio.archiveiterator import ArchiveIterator
 
 from crawler import Crawler, HttpConfig, Job, OutputConfig, ScopeConfig
 from tests.features.conftest import Cli, SiteFactory, job_yaml, write_page
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer
 
 pytestmark = pytest.mark.timeout(120)
 
