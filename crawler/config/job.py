@@ -73,7 +73,7 @@ class RobotsConfig(_Section):
     max_crawl_delay: float = Field(default=60.0, ge=0, le=86_400)
     # How long a host whose robots.txt answers 5xx or cannot be reached waits (retried with a backoff)
     # before its requests fail with robots_unavailable.
-    unavailable_wait: float = Field(default=120.0, ge=0, le=30 * 86_400)
+    unavailable_wait: float = Field(default=30.0, ge=0, le=30 * 86_400)
     # Whole-request deadline for one robots.txt fetch, redirects included.
     timeout: float = Field(default=30.0, gt=0, le=3_600)
 

@@ -413,6 +413,8 @@ class Crawler:
                 return
         if robots is not None and (refusal := robots.refusal(req.url, req.host)) is not None:
             if refusal != "robots_denied":  # robots_unavailable, crawl_delay_too_long
+                log.warning("%s failed: %s", req.url, robots.explain(req.host, refusal))
+                stats.requests += 1  # an outcome for the error rate, as a failed fetch would be
                 self._fail(req, refusal)
                 return
             stats.robots_denied += 1

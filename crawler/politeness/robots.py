@@ -42,6 +42,7 @@ log = logging.getLogger("crawler.robots")
 _REFRESH_SECONDS = 24 * 3600.0  # RFC 9309 §2.4
 _RETRY_FIRST = 1.0
 _RETRY_MAX = 60.0
+_now = time.monotonic  # one name for the clock, so tests can move it without moving the event loop's
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +73,7 @@ class _Host:
     failures: int = 0
     unreachable_since: float | None = None
     given_up: bool = False
+    last_failure: str = ""  # "answered 503", "failed (connect_error)"
     delay: float | None = None  # an accepted Crawl-delay
     delay_too_long: float | None = None  # a Crawl-delay above the cap: the host is skipped
     refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -91,14 +93,14 @@ class RobotsCache:
         st = self._hosts.get(host)
         if st is None:
             return False
-        if st.loaded and time.monotonic() - st.fetched_at > _REFRESH_SECONDS:
+        if st.loaded and _now() - st.fetched_at > _REFRESH_SECONDS:
             self._refresh(host, st)
         return st.loaded or st.given_up
 
     def retry_in(self, host: str) -> float:
         """Seconds until robots.txt of `host` may be fetched (again); 0 when it may be now."""
         st = self._hosts.get(host)
-        return 0.0 if st is None else max(0.0, st.next_try - time.monotonic())
+        return 0.0 if st is None else max(0.0, st.next_try - _now())
 
     async def load(self, scheme: str, host: str) -> Protego | None:
         """Fetch and parse robots.txt for `host` (see the module docstring for what each answer means).
@@ -108,7 +110,7 @@ class RobotsCache:
             st = self._hosts[host] = _Host(scheme)
         url = f"{scheme}://{host}/robots.txt"
         resp = await self._fetch(url, deadline=self.config.timeout)
-        now = time.monotonic()
+        now = _now()
         status = resp.status
         if 200 <= status < 300:
             text = resp.body.decode("utf-8", "replace").lstrip("\ufeff")
@@ -142,6 +144,7 @@ class RobotsCache:
 
     def _unreachable(self, host: str, st: _Host, status: int, error: str | None, now: float) -> None:
         why = f"answered {status}" if status else f"failed ({error or 'unreachable'})"
+        st.last_failure = why
         st.failures += 1
         if st.unreachable_since is None:
             st.unreachable_since = now
@@ -167,7 +170,7 @@ class RobotsCache:
         """Refetch a copy older than 24 hours in the background; the cached copy serves meanwhile."""
         if st.refreshing is not None and not st.refreshing.done():
             return
-        if time.monotonic() < st.next_try:
+        if _now() < st.next_try:
             return
         with contextlib.suppress(RuntimeError):  # no running loop: refreshed on the next call from one
             st.refreshing = asyncio.get_running_loop().create_task(self._refetch(st.scheme, host))
@@ -191,6 +194,19 @@ class RobotsCache:
         if st.rules is not None and not st.rules.can_fetch(url, self._agent):
             return "robots_denied"
         return None
+
+    def explain(self, host: str, refusal: str) -> str:
+        """A sentence for the log line of a URL refused with `refusal`."""
+        st = self._hosts.get(host)
+        if st is None:
+            return refusal
+        if refusal == "robots_unavailable":
+            return (f"robots.txt of {host} {st.last_failure} and stayed unreachable for robots.unavailable_wait "
+                    f"{self.config.unavailable_wait:g}s ({refusal})")
+        if refusal == "crawl_delay_too_long":
+            return (f"{host} asks for Crawl-delay {st.delay_too_long:g}s, above robots.max_crawl_delay "
+                    f"{self.config.max_crawl_delay:g}s ({refusal})")
+        return f"robots.txt of {host} forbids it ({refusal})"
 
     def allowed(self, url: str, host: str) -> bool:
         return self.refusal(url, host) is None
