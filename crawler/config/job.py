@@ -49,6 +49,13 @@ class ScopeConfig(_Section):
     robots_txt: bool = True
     sitemaps: bool = False
     keep_query_order: bool = True
+    # Trap defences (crawler.politeness.scope): null turns one off. Each is logged once per host when it
+    # triggers and counted in the stats under its kind.
+    max_url_length: int | None = Field(default=2048, ge=16, le=1_000_000)  # url_too_long
+    max_repeated_segments: int | None = Field(default=3, ge=1, le=1_000)  # repeated_segments: /a/b/a/b/a/b/a
+    max_query_params: int | None = Field(default=32, ge=0, le=10_000)  # too_many_params
+    max_pages_per_host: int | None = Field(default=None, ge=0)  # host_budget: pages fetched per host
+    max_sitemap_depth: int | None = Field(default=5, ge=0, le=1_000)  # sitemap_depth: index -> index -> ...
 
     @field_validator("allow", "deny")
     @classmethod

@@ -423,6 +423,11 @@ class Crawler:
             self._pending_acks.append(req)
             log.debug("robots.txt forbids %s", req.url)
             return
+        if req.retries == 0 and not _is_sitemap(req) and not self.scope.admit(req.host):
+            stats.skipped["host_budget"] += 1  # scope.max_pages_per_host
+            self._reserved -= 1
+            self._pending_acks.append(req)
+            return
         stats.requests += 1
         try:
             page = await self._fetcher.fetch(req)
@@ -505,6 +510,14 @@ class Crawler:
         scope = self.scope
         fresh = [r for r in requests if r.fingerprint or _fill_identity(r)]
         fresh = [r for r in fresh if scope.allows(r.url, r.host, r.depth)]
+        kept = []
+        for r in fresh:  # trap defences: logged once per host by the scope, counted here
+            kind = scope.trap(r.url, r.host, r.meta)
+            if kind is None:
+                kept.append(r)
+            else:
+                self.stats.skipped[kind] += 1
+        fresh = kept
         if fresh:
             await self.frontier.push_many(fresh)
             self._wake.set()

@@ -45,6 +45,8 @@ class Canned:
 class RawServer:
     def __init__(self) -> None:
         self.routes: dict[str, Canned | Handler] = {}
+        # Answers every path without a route (a generated site); None: 404.
+        self.fallback: Callable[[str], Canned] | None = None
         self.log: list[Seen] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -60,6 +62,11 @@ class RawServer:
         """Answer `path` with `body`; keyword headers use `_` for `-` (content_encoding=...)."""
         pairs = [(k.replace("_", "-").title(), v) for k, v in headers.items()]
         self.routes[path] = Canned(status, pairs, body)
+
+    @staticmethod
+    def html(body: str | bytes, status: int = 200) -> Canned:
+        data = body.encode() if isinstance(body, str) else body
+        return Canned(status, [("Content-Type", "text/html")], data)
 
     def handle(self, path: str, handler: Handler) -> None:
         self.routes[path] = handler
@@ -106,6 +113,8 @@ class RawServer:
             seen = Seen(method, target, headers)
             self.log.append(seen)
             route = self.routes.get(target) or self.routes.get(target.split("?", 1)[0])
+            if route is None and self.fallback is not None:
+                route = self.fallback(target)
             if route is None:
                 route = Canned(404, [("Content-Type", "text/plain")], b"not found")
             if isinstance(route, Canned):
