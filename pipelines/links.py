@@ -56,7 +56,10 @@ class LinkExtractor:
         if base_node is not None:
             href = base_node.attributes.get("href")
             if href:
-                base = urljoin(page.url, href.strip())
+                try:
+                    base = urljoin(page.url, href.strip())
+                except ValueError:
+                    base = page.url
         scheme_end = base.find("://")
         path_start = base.find("/", scheme_end + 3)
         origin = base if path_start < 0 else base[:path_start]
@@ -74,7 +77,10 @@ class LinkExtractor:
             elif href[0] == "/" and not href.startswith("//"):
                 absolute = origin + href
             else:
-                absolute = urljoin(base, href)
+                try:
+                    absolute = urljoin(base, href)
+                except ValueError:  # a link no URL parser accepts (`//[::1`): not a link
+                    continue
                 if not absolute.startswith(("http://", "https://")):
                     continue
             hash_at = absolute.find("#")
@@ -94,7 +100,10 @@ class LinkExtractor:
         seen_here: set[int] = set()
         append = page.requests.append
         for absolute in self.links(page):
-            canon, host, fp = self._identify(absolute)
+            try:
+                canon, host, fp = self._identify(absolute)
+            except ValueError:  # `http://[::1`, `http://[x]/`: a server's broken link is skipped, not an error
+                continue
             if fp in seen_here:
                 continue
             seen_here.add(fp)

@@ -133,12 +133,18 @@ class Paginator:
         # listing is a sibling, so it takes that request's place at this page's depth.
         queued = {r.fingerprint: i for i, r in enumerate(page.requests) if r.fingerprint}
         for href in found:
-            url = urljoin(page.url, href)
+            try:
+                url = urljoin(page.url, href)
+            except ValueError:  # a next link no URL parser accepts: no next page
+                continue
             if url in seen or url == page.url or not url.startswith(("http://", "https://")):
                 continue
             seen.add(url)
-            req = Request.make(url, depth=page.depth, referer=page.url, meta=dict(next_meta),
-                               sort_query=self._sort_query)  # fmt: skip
+            try:
+                req = Request.make(url, depth=page.depth, referer=page.url, meta=dict(next_meta),
+                                   sort_query=self._sort_query)  # fmt: skip
+            except ValueError:
+                continue
             at = queued.get(req.fingerprint)
             if at is None:
                 page.requests.append(req)

@@ -47,6 +47,8 @@ class Fetcher:
             return await self._fetch(request)
         except httpx.InvalidURL as exc:  # httpx checks a URL (a request's, a redirect's) as it builds it
             raise FetchError(f"invalid URL: {exc}", kind="invalid_url") from None
+        except OverflowError as exc:  # a port past 65535 (a link's, a redirect's) reaching connect()
+            raise FetchError(f"invalid URL: {exc}", kind="invalid_url") from None
 
     async def _fetch(self, request: Request) -> Page:
         started = time.monotonic()
@@ -60,10 +62,13 @@ class Fetcher:
                 # Nothing of the body is needed to decide a retry; closing drops the connection if unread.
                 return Page(request, str(resp.url), status, resp.http_version, page_headers, b"",
                             elapsed=time.monotonic() - started)  # fmt: skip
-            declared = page_headers.get("content-length")
-            if self.max_body is not None and declared and declared.isdigit() and "content-encoding" not in page_headers:
-                if int(declared) > self.max_body:
-                    raise BodyTooLarge(f"Content-Length {declared} exceeds http.max_body {self.max_body}")
+            declared = page_headers.get("content-length", "")
+            if (self.max_body is not None and declared.isascii() and declared.isdigit()
+                    and "content-encoding" not in page_headers):  # fmt: skip
+                # Compared as text first: int() refuses more than 4,300 digits.
+                if len(declared) > 19 or int(declared) > self.max_body:
+                    shown = declared if len(declared) <= 20 else declared[:17] + "..."
+                    raise BodyTooLarge(f"Content-Length {shown} exceeds http.max_body {self.max_body}")
             url = str(resp.url)
             saver = self.saver
             if saver is not None and 200 <= status < 300 and saver.matches(url, page_headers.get("content-type", "")):
@@ -112,10 +117,11 @@ class Fetcher:
             yield piece
 
     async def fetch_robots(self, url: str, *, deadline: float) -> RobotsResponse:
-        """GET a robots.txt: redirects followed by hand up to 5 hops (RFC 9309 §2.3.1.2; more is "unavailable",
-        status 0 with error `too_many_redirects`), the body decoded through the chain and cut at
+        """GET a robots.txt: redirects followed by hand up to 5 hops (RFC 9309 §2.3.1.2; more is "unavailable":
+        the last 3xx, with error `too_many_redirects`), the body decoded through the chain and cut at
         `ROBOTS_MAX_BYTES` (what lies beyond is ignored, as §2.5 allows), everything within `deadline`
-        seconds. Never raises for what a server does: a network failure is status 0 with its error kind."""
+        seconds. A redirect that cannot be followed returns its 3xx. Never raises for what a server does: a
+        network failure is status 0 with its error kind."""
         try:
             async with asyncio.timeout(deadline):
                 return await self._fetch_robots(url)
@@ -130,16 +136,21 @@ class Fetcher:
 
     async def _fetch_robots(self, url: str) -> RobotsResponse:
         headers = {"Accept-Encoding": ACCEPT_ENCODING}
+        status = 0
         for hops in range(_ROBOTS_MAX_HOPS + 1):
             async with self.client.stream("GET", url, headers=headers, follow_redirects=False) as resp:
                 status = resp.status_code
                 if status in _REDIRECTS:
+                    # A redirect that cannot be followed (no Location, not http(s), not a URL) leaves the
+                    # 3xx as the answer: "unavailable", like too many hops.
                     location = resp.headers.get("location", "").strip()
-                    if not location:
+                    try:
+                        target = urljoin(url, location) if location else ""
+                    except ValueError:
+                        target = ""
+                    if not target.startswith(("http://", "https://")):
                         return RobotsResponse(status, url=url, hops=hops)
-                    url = urljoin(url, location)
-                    if not url.startswith(("http://", "https://")):
-                        return RobotsResponse(0, url=url, hops=hops, error="unsupported_protocol")
+                    url = target
                     continue
                 body = bytearray()
                 if 200 <= status < 300:
@@ -149,4 +160,4 @@ class Fetcher:
                     except BodyTooLarge:
                         pass  # the chain yielded exactly the first ROBOTS_MAX_BYTES: parse those
                 return RobotsResponse(status, bytes(body), url, hops)
-        return RobotsResponse(0, url=url, hops=_ROBOTS_MAX_HOPS, error="too_many_redirects")
+        return RobotsResponse(status, url=url, hops=_ROBOTS_MAX_HOPS, error="too_many_redirects")

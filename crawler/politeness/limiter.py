@@ -6,6 +6,7 @@ dispatcher only hands a worker a request that can go out at once.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -105,18 +106,21 @@ class HostLimiter:
         time to the reset. Reset is delta-seconds or, when larger than a day, a Unix timestamp.
         """
         try:
-            left = int(float(remaining))
+            remaining_value = float(remaining)
         except ValueError:
             return
+        if not math.isfinite(remaining_value):  # "inf", "nan", "1e400": a header a server may send, no quota
+            return
+        left = int(remaining_value)
         seconds: float | None = None
         if reset:
             try:
                 value = float(reset)
             except ValueError:
                 value = -1.0
-            if value >= 0:
+            if value >= 0 and math.isfinite(value):
                 seconds = value - time.time() if value > 86_400 else value
-        if seconds is None or seconds <= 0:
+        if seconds is None or not seconds > 0:
             return
         seconds = min(seconds, cap)
         if left <= 0:

@@ -3,7 +3,8 @@ with protego, cached, and turned into one verdict per URL.
 
 What each answer means (RFC 9309 §2.3.1):
 - 2xx: the rules apply (the first 500 KiB of the file; §2.5).
-- 3xx: followed up to 5 hops by the fetcher (§2.3.1.2); more hops count as "unavailable".
+- 3xx: followed up to 5 hops by the fetcher (§2.3.1.2); more hops, or a redirect that cannot be followed
+  (no Location, not http(s)), count as "unavailable".
 - 4xx ("unavailable", §2.3.1.3): no rules, everything is allowed. Except 429, which says "too fast", not
   "absent": it is treated like a 5xx, as Google does.
 - 5xx, a network failure, a timeout or an undecodable body ("unreachable", §2.3.1.4): complete disallow.
@@ -115,7 +116,7 @@ class RobotsCache:
         if 200 <= status < 300:
             text = resp.body.decode("utf-8", "replace").lstrip("\ufeff")
             self._accept(host, st, Protego.parse(text), now)
-        elif (400 <= status < 500 and status != 429) or 300 <= status < 400 or resp.error == "too_many_redirects":
+        elif (400 <= status < 500 and status != 429) or 300 <= status < 400:  # a 3xx: a redirect not followed
             if st.failures:
                 log.info("robots.txt for %s answered %d after %d failed attempts: crawling it as allowed",
                          host, status, st.failures)  # fmt: skip

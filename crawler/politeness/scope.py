@@ -21,13 +21,14 @@ import re
 from typing import Any
 
 from crawler.config.job import Job, ScopeConfig
+from crawler.model.errors import SKIPPED_KINDS
 from crawler.model.url import canonicalize, host_key
 
 __all__ = ["TRAP_KINDS", "Scope"]
 
 log = logging.getLogger("crawler.scope")
 
-TRAP_KINDS = ("url_too_long", "repeated_segments", "too_many_params", "host_budget", "sitemap_depth")
+TRAP_KINDS = SKIPPED_KINDS
 _SETTING = {"url_too_long": "max_url_length", "repeated_segments": "max_repeated_segments",
             "too_many_params": "max_query_params", "host_budget": "max_pages_per_host",
             "sitemap_depth": "max_sitemap_depth"}  # fmt: skip
