@@ -110,6 +110,18 @@ class Fetcher:
         sitemap = request is not None and bool(request.meta and request.meta.get("sitemap"))
         chain = DecodingChain(resp.headers.get("content-encoding", ""), limit=limit, sniff_gzip=sitemap,
                               what="sitemap" if sitemap else "body", setting=setting)  # fmt: skip
+        if chain.passthrough:
+            # The common identity body: no generator per chunk, the same cap (this is the hot path).
+            total = 0
+            async for raw in resp.aiter_raw():
+                total += len(raw)
+                if limit is not None and total > limit:
+                    room = limit - (total - len(raw))
+                    if room > 0:
+                        yield raw[:room]  # exactly the bytes up to the cap, as the chain does
+                    raise BodyTooLarge(f"decoded {chain.what} exceeds {setting} {limit} bytes")
+                yield raw
+            return
         async for raw in resp.aiter_raw():
             for piece in chain.feed(raw):
                 yield piece

@@ -81,17 +81,3 @@ async def test_an_endless_site_is_cut_by_the_defences_and_each_is_counted(
     kinds = [re.search(r"trap defence (\w+)", r.getMessage()).group(1) for r in caplog.records]  # type: ignore[union-attr]
     assert sorted(kinds) == sorted(set(kinds)), "each kind logged once for the one host"
     assert stats.errors == {}, "a trap is not an error"
-
-
-async def test_an_endless_chain_of_sitemap_indexes_ends_at_the_nesting_depth(tmp_path: Path) -> None:
-    def index(path: str) -> Canned:
-        n = int(re.match(r"/s/(\d+)\.xml", path).group(1))  # type: ignore[union-attr]
-        body = f"<sitemapindex><sitemap><loc>{srv.url}/s/{n + 1}.xml</loc></sitemap></sitemapindex>"
-        return Canned(200, [("Content-Type", "application/xml")], body.encode())
-
-    with RawServer() as srv:
-        srv.fallback = index
-        stats, _ = await run_job({"start_sitemaps": [srv.url + "/s/0.xml"], "scope": {"robots_txt": False,
-                                  "max_sitemap_depth": 3}}, tmp_path)  # fmt: skip
-        assert srv.paths() == [f"/s/{n}.xml" for n in range(4)], "depths 0..3 are read, depth 4 is refused"
-    assert stats.skipped == {"sitemap_depth": 1}
