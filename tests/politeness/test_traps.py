@@ -81,3 +81,13 @@ async def test_an_endless_site_is_cut_by_the_defences_and_each_is_counted(
     kinds = [re.search(r"trap defence (\w+)", r.getMessage()).group(1) for r in caplog.records]  # type: ignore[union-attr]
     assert sorted(kinds) == sorted(set(kinds)), "each kind logged once for the one host"
     assert stats.errors == {}, "a trap is not an error"
+
+
+def test_the_host_budget_is_split_between_processes_like_max_pages() -> None:
+    from crawler.config.job import Job
+    from crawler.engine.processes import shard_job
+
+    job = Job(start_urls=["http://e.com/"], scope={"max_pages_per_host": 7})
+    shares = [shard_job(job, i, 3).scope.max_pages_per_host for i in range(3)]
+    assert shares == [3, 2, 2] and sum(s or 0 for s in shares) == 7
+    assert shard_job(Job(start_urls=["http://e.com/"]), 0, 2).scope.max_pages_per_host is None
