@@ -133,7 +133,10 @@ class Paginator:
         # listing is a sibling, so it takes that request's place at this page's depth.
         queued = {r.fingerprint: i for i, r in enumerate(page.requests) if r.fingerprint}
         for href in found:
-            url = urljoin(page.url, href)
+            try:
+                url = urljoin(page.url, href)
+            except ValueError:  # a next link no URL parser accepts: no next page
+                continue
             if url in seen or url == page.url or not url.startswith(("http://", "https://")):
                 continue
             seen.add(url)

@@ -39,13 +39,62 @@ __all__ = [
     "ScopeConfig",
     "TimeoutConfig",
     "field_spec",
+    "check_http_url",
     "load_job",
     "load_job_text",
 ]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # No NaN or infinity anywhere: no setting means "forever" by .inf (null does, where it is allowed).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+_DAY = 86_400.0
+_MAX_URL = 8192
+_MAX_PATH = 4096
+_TOKEN_RE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # an HTTP header name (RFC 9110 token)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # control characters but tab
+
+
+def _no_control(value: str, what: str) -> str:
+    """A header value (or one that becomes one): no CR, LF, NUL or other control character."""
+    m = _CONTROL_RE.search(value)
+    if m:
+        raise ValueError(f"{what} contains the control character {m.group()!r} at position {m.start() + 1}; "
+                         "CR/LF in a header would split it")  # fmt: skip
+    return value
+
+
+def _local_path(value: str, what: str) -> str:
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character")
+    if len(value) > _MAX_PATH:
+        raise ValueError(f"{what} is {len(value):,} characters long (at most {_MAX_PATH:,})")
+    return value
+
+
+def check_http_url(url: str, what: str = "URL") -> str:
+    """`url` if it is an absolute http(s) URL with a host and a valid port; ValueError saying why not."""
+    shown = url if len(url) <= 80 else url[:77] + "..."
+    if not isinstance(url, str):
+        raise ValueError(f"{what} must be a string")
+    if len(url) > _MAX_URL:
+        raise ValueError(f"{what} {shown!r} is {len(url):,} characters long (at most {_MAX_URL:,})")
+    if url != url.strip() or re.search(r"[\x00-\x20\x7f]", url):
+        raise ValueError(f"{what} {shown!r} contains whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"{what} {shown!r} is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise ValueError(f"{shown!r} is not an absolute http(s) URL")
+    if not parts.hostname:
+        raise ValueError(f"{what} {shown!r} has no host")
+    if port == 0:
+        raise ValueError(f"{what} {shown!r} has port 0")
+    return url
 
 
 class ScopeConfig(_Section):
@@ -57,6 +106,13 @@ class ScopeConfig(_Section):
     robots_txt: bool = True
     sitemaps: bool = False
     keep_query_order: bool = True
+    # Trap defences (crawler.politeness.scope): null turns one off. Each is logged once per host when it
+    # triggers and counted in the stats under its kind.
+    max_url_length: int | None = Field(default=2048, ge=16, le=1_000_000)  # url_too_long
+    max_repeated_segments: int | None = Field(default=3, ge=1, le=1_000)  # repeated_segments: /a/b/a/b/a/b/a
+    max_query_params: int | None = Field(default=32, ge=0, le=10_000)  # too_many_params
+    max_pages_per_host: int | None = Field(default=None, ge=0)  # host_budget: pages fetched per host
+    max_sitemap_depth: int | None = Field(default=5, ge=0, le=1_000)  # sitemap_depth: index -> index -> ...
 
     @field_validator("allow", "deny")
     @classmethod
@@ -71,7 +127,11 @@ class ScopeConfig(_Section):
     @field_validator("allowed_domains")
     @classmethod
     def _lower_domains(cls, domains: list[str]) -> list[str]:
-        return [d.strip().lower().lstrip(".") for d in domains if d.strip()]
+        out = [d.strip().lower().lstrip(".") for d in domains if d.strip()]
+        for d in out:
+            if re.search(r"[\s/?#@\x00-\x1f]", d) or len(d) > 253:
+                raise ValueError(f"{d[:80]!r} is not a domain name (write 'example.com', not a URL)")
+        return out
 
 
 class RobotsConfig(_Section):
@@ -81,7 +141,7 @@ class RobotsConfig(_Section):
     max_crawl_delay: float = Field(default=60.0, ge=0, le=86_400)
     # How long a host whose robots.txt answers 5xx or cannot be reached waits (retried with a backoff)
     # before its requests fail with robots_unavailable.
-    unavailable_wait: float = Field(default=120.0, ge=0, le=30 * 86_400)
+    unavailable_wait: float = Field(default=30.0, ge=0, le=30 * 86_400)
     # Whole-request deadline for one robots.txt fetch, redirects included.
     timeout: float = Field(default=30.0, gt=0, le=3_600)
 
@@ -103,19 +163,19 @@ class RateLimitConfig(_Section):
 
 
 class TimeoutConfig(_Section):
-    connect: float | None = Field(default=5.0, gt=0)
-    read: float | None = Field(default=30.0, gt=0)
-    write: float | None = Field(default=30.0, gt=0)
-    pool: float | None = Field(default=30.0, gt=0)
+    connect: float | None = Field(default=5.0, gt=0, le=_DAY)
+    read: float | None = Field(default=30.0, gt=0, le=_DAY)
+    write: float | None = Field(default=30.0, gt=0, le=_DAY)
+    pool: float | None = Field(default=30.0, gt=0, le=_DAY)
     # The whole request, body included: a server trickling one byte per read timeout still ends here.
-    total: float | None = Field(default=300.0, gt=0)
+    total: float | None = Field(default=300.0, gt=0, le=_DAY)
 
 
 class LimitsConfig(_Section):
-    max_connections: int | None = Field(default=100, ge=1)
+    max_connections: int | None = Field(default=100, ge=1, le=1_000_000)
     # httpcore counts all connections, not idle ones, against this: keep it equal to max_connections.
-    max_keepalive_connections: int | None = Field(default=100, ge=0)
-    keepalive_expiry: float | None = Field(default=30.0, ge=0)
+    max_keepalive_connections: int | None = Field(default=100, ge=0, le=1_000_000)
+    keepalive_expiry: float | None = Field(default=30.0, ge=0, le=_DAY)
 
 
 class OAuth2Config(_Section):
@@ -124,11 +184,36 @@ class OAuth2Config(_Section):
     client_secret: str
     scope: str | None = None
 
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, url: str) -> str:
+        return check_http_url(url, "token_url")
+
+    @field_validator("client_id", "client_secret", "scope")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        return None if value is None else _no_control(value, "the value")
+
 
 class AuthConfig(_Section):
     basic: tuple[str, str] | None = None
     bearer: str | None = None
     oauth2: OAuth2Config | None = None
+
+    @field_validator("basic")
+    @classmethod
+    def _basic_printable(cls, pair: tuple[str, str] | None) -> tuple[str, str] | None:
+        if pair is not None:
+            for part in pair:
+                _no_control(part, "basic auth")
+            if ":" in pair[0]:
+                raise ValueError("a basic-auth user name cannot contain ':'")
+        return pair
+
+    @field_validator("bearer")
+    @classmethod
+    def _bearer_printable(cls, token: str | None) -> str | None:
+        return None if token is None else _no_control(token, "the bearer token")
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AuthConfig:
@@ -174,7 +259,7 @@ class HttpConfig(_Section):
     max_header_bytes: SizeValue = Field(default=65_536)
     max_headers: int = Field(default=200, ge=1, le=100_000)
     follow_redirects: bool = True
-    max_redirects: int = Field(default=10, ge=0)
+    max_redirects: int = Field(default=10, ge=0, le=1_000)
     # Proxies (http:// URLs, `user:password@` for Basic proxy auth): one, or a list to rotate through.
     proxy: str | None = None
     proxies: list[str] = Field(default_factory=list)
@@ -232,23 +317,72 @@ class HttpConfig(_Section):
     @field_validator("verify")
     @classmethod
     def _ca_bundle_exists(cls, verify: bool | str) -> bool | str:
-        if isinstance(verify, str) and not Path(verify).expanduser().exists():
-            raise ValueError(f"CA bundle {verify!r} does not exist")
+        if isinstance(verify, str):
+            _local_path(verify, "the CA bundle path")
+            shown = verify if len(verify) <= 80 else verify[:77] + "..."
+            try:
+                exists = Path(verify).expanduser().is_file()
+            except (OSError, RuntimeError) as exc:  # a name too long for the filesystem, a bad ~user
+                raise ValueError(f"CA bundle {shown!r} cannot be read: {exc}") from None
+            if not exists:
+                raise ValueError(f"CA bundle {shown!r} does not exist (or is not a file)")
+            import ssl
+
+            try:
+                ssl.create_default_context(cafile=str(Path(verify).expanduser()))
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise ValueError(f"CA bundle {shown!r} holds no usable certificate (PEM): {exc}") from None
         return verify
+
+    @field_validator("headers")
+    @classmethod
+    def _valid_headers(cls, headers: dict[str, str]) -> dict[str, str]:
+        for name, value in headers.items():
+            if not _TOKEN_RE.match(name):
+                raise ValueError(f"{name[:80]!r} is not a valid header name")
+            _no_control(value, f"header {name!r}")
+            if len(value) > 8192:
+                raise ValueError(f"header {name!r} is {len(value):,} characters long (at most 8,192)")
+        return headers
+
+    @field_validator("user_agent")
+    @classmethod
+    def _valid_user_agent(cls, agent: str) -> str:
+        if len(agent) > 1024:
+            raise ValueError(f"the User-Agent is {len(agent):,} characters long (at most 1,024)")
+        return _no_control(agent, "the User-Agent")
+
+    @field_validator("max_body")
+    @classmethod
+    def _positive_max_body(cls, size: int | None) -> int | None:
+        if size is not None and size < 1:
+            raise ValueError("max_body must be at least 1 byte (null for no cap)")
+        return size
+
+    @field_validator("proxy")
+    @classmethod
+    def _valid_proxy(cls, proxy: str | None) -> str | None:
+        if proxy is None:
+            return None
+        scheme = proxy.partition("://")[0].lower()
+        if scheme not in ("http", "https", "socks5", "socks5h"):
+            raise ValueError(f"proxy {proxy[:80]!r} must be an http://, https:// or socks5:// URL")
+        check_http_url("http" + proxy[len(scheme) :], "proxy")
+        return proxy
 
 
 class BackoffConfig(_Section):
-    initial: float = Field(default=0.5, ge=0)
-    max: float = Field(default=30.0, ge=0)
-    multiplier: float = Field(default=2.0, ge=1)
-    jitter: float = Field(default=0.5, ge=0)
+    initial: float = Field(default=0.5, ge=0, le=_DAY)
+    max: float = Field(default=30.0, ge=0, le=_DAY)
+    multiplier: float = Field(default=2.0, ge=1, le=100)
+    jitter: float = Field(default=0.5, ge=0, le=_DAY)
 
 
 class RetryConfig(_Section):
     attempts: int = Field(default=4, ge=1, le=100)
     statuses: list[int] = Field(default_factory=lambda: [429, 500, 502, 503, 504])
     backoff: BackoffConfig = Field(default_factory=BackoffConfig)
-    max_retry_after: float = Field(default=120.0, ge=0)
+    max_retry_after: float = Field(default=120.0, ge=0, le=_DAY)
     unsafe_methods: bool = False
 
     @field_validator("statuses")
@@ -305,7 +439,14 @@ class ExtractConfig(_Section):
     # JSON responses: key paths whose string values are URLs to follow (e.g. `results[*].url`).
     json_links: list[str] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("links")
+    @classmethod
+    def _links_selector_parses(cls, css: str | None) -> str | None:
+        if css is not None:
+            check_css(css)
+        return css
 
     @field_validator("fields")
     @classmethod
@@ -446,6 +587,11 @@ class SaveConfig(_Section):
     def _regexes_compile(cls, patterns: list[str]) -> list[str]:
         return ScopeConfig._regexes_compile(patterns)
 
+    @field_validator("dir")
+    @classmethod
+    def _dir_is_a_path(cls, path: str) -> str:
+        return _local_path(path, "save.dir")
+
 
 class OutputConfig(_Section):
     items: str | None = None
@@ -458,7 +604,7 @@ class OutputConfig(_Section):
     warc_compression_level: int = Field(default=6, ge=1, le=9)
     overwrite: bool = True
     stats: str | None = None
-    flush_every: float = Field(default=0.5, gt=0)
+    flush_every: float = Field(default=0.5, gt=0, le=3_600)
 
     @field_validator("warc")
     @classmethod
@@ -471,8 +617,14 @@ class OutputConfig(_Section):
     @classmethod
     def _known_format(cls, items: str | None) -> str | None:
         if items is not None:
+            _local_path(items, "the items path")
             writer_format(items)  # raises ValueError naming the allowed extensions
         return items
+
+    @field_validator("stats")
+    @classmethod
+    def _stats_is_a_path(cls, path: str | None) -> str | None:
+        return None if path is None else _local_path(path, "the stats path")
 
 
 # Queued requests a frontier holds in memory unless the job says otherwise (`memory_queue`).
@@ -515,7 +667,7 @@ class Job(_Section):
     # wait on disk: in a temporary file that disappears with the process, or in the state database.
     memory_queue: int = Field(default=DEFAULT_MEMORY_QUEUE, ge=1)
     # Seconds between progress lines when stderr is not a terminal.
-    log_every: float = Field(default=5.0, gt=0)
+    log_every: float = Field(default=5.0, gt=0, le=_DAY)
     # `crawler run` exits 1 when failed URLs / fetched URLs is above this (0.5 = more than half failed);
     # null never fails on errors.
     max_error_rate: float | None = Field(default=0.5, ge=0, le=1)
@@ -548,11 +700,22 @@ class Job(_Section):
     @classmethod
     def _absolute_http_urls(cls, urls: list[str]) -> list[str]:
         for u in urls:
-            low = u.lower()
-            if not (low.startswith("http://") or low.startswith("https://")):
-                raise ValueError(f"{u!r} is not an absolute http(s) URL")
+            check_http_url(u)
             canonicalize(u)  # ValueError naming the URL when the WHATWG parser rejects it
         return urls
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, name: str) -> str:
+        # The name keys a Redis crawl (`crawler:{NAME}:`, a hash tag) and appears in file names and logs.
+        if not name or len(name) > 200 or re.search(r"[{}\x00-\x1f\x7f]", name):
+            raise ValueError("a job name is 1 to 200 printable characters, without '{' or '}'")
+        return name
+
+    @field_validator("state")
+    @classmethod
+    def _state_is_a_path(cls, path: str | None) -> str | None:
+        return None if path is None else _local_path(path, "the state directory")
 
     @field_validator("stages", "on_error")
     @classmethod
@@ -577,7 +740,14 @@ class Job(_Section):
     def _known_frontier(cls, frontier: str) -> str:
         if frontier != "memory" and not frontier.startswith(REDIS_SCHEMES):
             raise ValueError("frontier is 'memory' or a redis:// URL")
-        return frontier
+        if frontier.startswith(("redis://", "rediss://")):
+            try:
+                urlsplit(frontier).port  # noqa: B018  (parsing the port validates it)
+            except ValueError as exc:
+                raise ValueError(f"frontier {frontier[:80]!r} is not a valid URL: {exc}") from None
+            if not urlsplit(frontier).hostname:
+                raise ValueError(f"frontier {frontier[:80]!r} has no host")
+        return _no_control(frontier, "frontier")
 
     @property
     def item_columns(self) -> list[str]:

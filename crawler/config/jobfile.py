@@ -1,6 +1,11 @@
 """Loading job files: YAML with positions, `${VAR}` substitution, `--set` overrides, and errors that name
 the key path, the file and line, and what is allowed. Never a traceback for bad input.
 
+Bounded while parsing, not after: a job file is at most `MAX_JOB_BYTES` (checked before it is read
+whole), the YAML composer stops at `MAX_NODES` nodes as it builds them (so a 50 MB list is refused in
+milliseconds, not after gigabytes), expanded aliases count against the same cap, and an integer of more
+than 64 bits is refused at its position (Python would refuse a 5,000-digit one with a traceback).
+
 Generic over the root pydantic model, so this module does not depend on the job model (`crawler.config.job`
 builds `load_job` on it)."""
 
@@ -25,8 +30,11 @@ M = TypeVar("M", bound=BaseModel)
 
 Position = tuple[int, int]  # 1-based line, column
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-# A job file is small: more nodes than this means an alias bomb ("billion laughs"), not a job.
-_MAX_NODES = 100_000
+# A job file is small: more than this is a mistake (a data file named as the job) or an attack.
+MAX_JOB_BYTES = 1024 * 1024
+# More YAML nodes than this, composed or expanded from aliases ("billion laughs"), is not a job either.
+MAX_NODES = 100_000
+_MAX_INT = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +91,12 @@ class _Builder:
 
     def build(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         self.nodes += 1
-        if self.nodes > _MAX_NODES:
-            raise self._problem(path, node, f"the document expands to more than {_MAX_NODES:,} values "
+        if self.nodes > MAX_NODES:
+            raise self._problem(path, node, f"aliases expand the document to more than {MAX_NODES:,} values "
                                             "(an alias bomb?)")  # fmt: skip
         self.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
         if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
-            return self.loader.construct_object(node, deep=True)
+            return self._scalar(path, node)
         if id(node) in self.active:
             raise self._problem(path, node, "a recursive alias (a value that contains itself)")
         self.active.add(id(node))
@@ -115,18 +123,77 @@ class _Builder:
         finally:
             self.active.discard(id(node))
 
+    def _scalar(self, path: tuple[Any, ...], node: yaml.Node) -> Any:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except ValueError:  # an integer of more than 4,300 digits: Python refuses to convert it
+            raise self._problem(path, node, "number too large") from None
+        if isinstance(value, int) and not isinstance(value, bool) and not -_MAX_INT - 1 <= value <= _MAX_INT:
+            raise self._problem(path, node, "integer out of range (more than 64 bits)")
+        return value
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that counts nodes as it composes them and stops at `MAX_NODES`."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.composed += 1
+        if self.composed > MAX_NODES:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _TooManyNodes(mark)
+        return super().compose_node(parent, index)
+
+
+class _TooManyNodes(Exception):
+    def __init__(self, mark: Any) -> None:
+        super().__init__()
+        self.mark = mark
+
+
+# libyaml's parser when installed (about 8x faster); the pure-Python one otherwise, bounded as it composes.
+_CLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_COUNTED = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent, yaml.AliasEvent)
+
+
+def _count_nodes(loader_class: type[yaml.SafeLoader], text: str) -> None:
+    """Stop at the first event past `MAX_NODES`, before anything is composed (libyaml composes in C, where
+    it cannot be counted)."""
+    loader = loader_class(text)
+    try:
+        seen = 0
+        while loader.check_event():
+            event = loader.get_event()  # type: ignore[no-untyped-call]
+            if isinstance(event, _COUNTED):
+                seen += 1
+                if seen > MAX_NODES:
+                    raise _TooManyNodes(event.start_mark)
+    finally:
+        loader.dispose()
+
 
 def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], Position]]:
     positions: dict[tuple[Any, ...], Position] = {}
+    if len(text) > MAX_JOB_BYTES:
+        raise JobError(source, [JobProblem("", _too_big(len(text)))])
     try:
-        loader = yaml.SafeLoader(text)
-    except yaml.reader.ReaderError as exc:  # checked up front: control characters and the like
+        yaml.reader.Reader(text)  # checks every character up front
+    except yaml.reader.ReaderError as exc:  # control characters and the like
         before = text[: exc.position]
         line, col = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character)
         problem = f"character #x{code:04x} ({chr(code)!r}) is not allowed in YAML"
         raise JobError(source, [JobProblem("", problem, line, col)]) from None
+    loader: yaml.SafeLoader | None = None
     try:
+        if _CLoader is not None:
+            _count_nodes(_CLoader, text)
+            loader = _CLoader(text)
+        else:
+            loader = _BoundedLoader(text)
         node = loader.get_single_node()
         if node is None:
             return {}, positions
@@ -140,10 +207,15 @@ def _parse_yaml(text: str, source: str) -> tuple[Any, dict[tuple[Any, ...], Posi
         raise JobError(source, [JobProblem("", f"YAML syntax error: {msg}", *where)]) from None
     except yaml.YAMLError as exc:
         raise JobError(source, [JobProblem("", f"YAML error: {exc}")]) from None
+    except _TooManyNodes as exc:
+        where = (exc.mark.line + 1, exc.mark.column + 1)
+        raise JobError(source, [JobProblem("", f"more than {MAX_NODES:,} values: a job file is not a data file",
+                                           *where)]) from None  # fmt: skip
     except RecursionError:
         raise JobError(source, [JobProblem("", "the document is nested too deeply")]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _dotted(path: tuple[Any, ...]) -> str:
@@ -263,6 +335,8 @@ def _problems_from_validation(root: type[BaseModel], exc: ValidationError, data:
             msg = str(err["msg"])
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
+            if len(msg) > 300:  # a message quoting a hostile value whole: keep its start and its advice
+                msg = msg[:200] + " ... " + msg[-80:]
             if (
                 err["type"] not in {"value_error", "assertion_error"}
                 and "input" in err
@@ -425,10 +499,19 @@ def load_model_text(text: str, root: type[M], source: str = "<job>", overrides: 
     return model
 
 
+def _too_big(size: int) -> str:
+    return f"is {size / 1e6:.1f} MB; a job file is at most {MAX_JOB_BYTES // 1024} KiB"
+
+
 def load_model(path: str | Path, root: type[M], overrides: list[str] | None = None) -> M:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        with p.open("rb") as f:  # read at most one byte past the cap: a huge file is never read whole
+            raw = f.read(MAX_JOB_BYTES + 1)
+        if len(raw) > MAX_JOB_BYTES:
+            size = p.stat().st_size if p.is_file() else len(raw)
+            raise JobError(str(path), [JobProblem("", _too_big(size))])
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise JobError(str(path), [JobProblem("", "no such file")]) from None
     except IsADirectoryError:

@@ -533,9 +533,9 @@ class Crawler:
                 return
         if robots is not None and (refusal := robots.refusal(req.url, req.host)) is not None:
             if refusal != "robots_denied":  # the host is down, robots_unavailable, crawl_delay_too_long
-                stats.requests += 1  # an outcome of its own: it counts towards the error rate
-                message = _REFUSALS.get(refusal, f"{refusal} (its host's robots.txt could not be fetched: the host is down)")
+                message = robots.explain(req.host, refusal)
                 log.warning("%s failed: %s", req.url, message)
+                stats.requests += 1  # an outcome for the error rate, as a failed fetch would be
                 self._fail(req, refusal, message)
                 return
             stats.robots_denied += 1
@@ -543,6 +543,11 @@ class Crawler:
                 self._reserved -= 1
             self._pending_acks.append(req)
             log.debug("robots.txt forbids %s", req.url)
+            return
+        if req.retries == 0 and not _is_sitemap(req) and not self.scope.admit(req.host):
+            stats.skipped["host_budget"] += 1  # scope.max_pages_per_host
+            self._reserved -= 1
+            self._pending_acks.append(req)
             return
         stats.requests += 1
         total = self._total_timeout
@@ -644,6 +649,14 @@ class Crawler:
         scope = self.scope
         fresh = [r for r in requests if r.fingerprint or _fill_identity(r)]
         fresh = [r for r in fresh if scope.allows(r.url, r.host, r.depth)]
+        kept = []
+        for r in fresh:  # trap defences: logged once per host by the scope, counted here
+            kind = scope.trap(r.url, r.host, r.meta)
+            if kind is None:
+                kept.append(r)
+            else:
+                self.stats.skipped[kind] += 1
+        fresh = kept
         if fresh:
             await self.frontier.push_many(fresh)
             self._wake.set()
@@ -792,12 +805,6 @@ class Crawler:
                 await self._frontier.ack(acks, checkpoint)
             except Exception as exc:  # the state cannot be saved (a full disk, a lost Redis): end the crawl
                 raise OutputError(f"cannot save the crawl state: {type(exc).__name__}: {exc}") from exc
-
-
-_REFUSALS = {
-    "robots_unavailable": "robots_unavailable (robots.txt stayed unreachable past robots.unavailable_wait)",
-    "crawl_delay_too_long": "crawl_delay_too_long (robots.txt asks for a Crawl-delay above robots.max_crawl_delay)",
-}
 
 
 def _is_sitemap(req: Request) -> bool:

@@ -63,7 +63,12 @@ def shard_job(job: Job, index: int, count: int) -> Job:
                                             "per_host": math.ceil(c.per_host / count), "processes": 1}),
         "rate_limit": r.model_copy(update={"per_host": _scale(r.per_host, count),
                                            "hosts": {h: _scale(v, count) for h, v in r.hosts.items()}}),
-        "scope": s.model_copy(update={"max_pages": None if s.max_pages is None else _split(s.max_pages, count, index)}),
+        "scope": s.model_copy(update={
+            "max_pages": None if s.max_pages is None else _split(s.max_pages, count, index),
+            # A host's URLs are spread over the shards by fingerprint: its page budget is split too.
+            "max_pages_per_host": (None if s.max_pages_per_host is None
+                                   else _split(s.max_pages_per_host, count, index)),
+        }),
         "output": job.output.model_copy(update={"overwrite": False, "stats": None}),
         "memory_queue": math.ceil(job.memory_queue / count),
     })  # fmt: skip

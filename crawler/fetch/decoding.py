@@ -315,15 +315,20 @@ class DecodingChain:
         self._layers = layers
         self.limit = limit
         self.total = 0  # decoded bytes yielded
-        self._what = what
+        self.what = what
         self._setting = setting
         # An intermediate stream is the compressed form of the final one: allow it the cap plus a margin.
         self._inner_cap = None if limit is None else limit + limit // 16 + 65536
         self._made = [0] * len(layers)
         self._raw = 0
 
+    @property
+    def passthrough(self) -> bool:
+        """No coding to undo: the body is the raw bytes (the caller may skip the chain, keeping the cap)."""
+        return not self._layers
+
     def _too_large(self) -> BodyTooLarge:
-        return BodyTooLarge(f"decoded {self._what} exceeds {self._setting} {self.limit} bytes")
+        return BodyTooLarge(f"decoded {self.what} exceeds {self._setting} {self.limit} bytes")
 
     def feed(self, data: bytes) -> Iterator[bytes]:
         if not data:
@@ -345,7 +350,7 @@ class DecodingChain:
                 elif layer.needs_input or (stalls := stalls + 1) > 2:
                     break
             if not layer.complete():
-                raise _decoding_error(f"the {layer.name} stream of the {self._what} ends early (truncated)")
+                raise _decoding_error(f"the {layer.name} stream of the {self.what} ends early (truncated)")
 
     def _room(self, i: int) -> int:
         if i == len(self._layers) - 1:
@@ -369,7 +374,7 @@ class DecodingChain:
             elif not layer.needs_input:
                 stalls += 1
                 if stalls > 2:
-                    raise _decoding_error(f"the {layer.name} decoder of the {self._what} makes no progress")
+                    raise _decoding_error(f"the {layer.name} decoder of the {self.what} makes no progress")
             if layer.needs_input:
                 return
 

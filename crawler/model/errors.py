@@ -1,15 +1,55 @@
 """The errors a crawl reports, and the one list of error kinds its stats count them under.
 
-Every failure of a request ends as a kind from `ERROR_KINDS` (or `http_<status>`), never as a Python
-exception name, so a summary, `stats.json` and `crawl(include_failures=True)` speak one vocabulary.
+Every failure of a request ends as a kind from `ERROR_KINDS`, or `http_<status>` (a final 4xx/5xx answer)
+or `process_exit_<code>` (a `--processes` child that died), never as a Python exception name: a summary,
+`stats.json` and `crawl(include_failures=True)` speak one vocabulary. The README's "Error kinds" table is
+this list. What a server sends can never produce `stage_error` or `internal_error`: those name a bug in a
+user's stage or in the engine.
+
+| kind | what failed |
+|---|---|
+| `connect_timeout`, `read_timeout`, `write_timeout`, `pool_timeout`, `timeout` | a network wait ran out |
+| `connect_error`, `read_error`, `write_error`, `network_error`, `transport_error`, `proxy_error` | the connection |
+| `protocol_error` | the server broke HTTP/1.1 or HTTP/2 |
+| `too_many_redirects` | more than `http.max_redirects` hops |
+| `unsupported_protocol` | a URL or redirect target that is not http(s) |
+| `invalid_url` | a URL httpx cannot send (too long, bad characters, bad port) |
+| `decoding_error` | an unknown, stacked-too-deep, corrupt or truncated Content-Encoding |
+| `body_too_large` | the decoded body passed `http.max_body` (a sitemap: 50 MB) |
+| `fetch_error` | another failure a retry will not fix |
+| `robots_unavailable` | robots.txt stayed unreachable (5xx, 429, network) for `robots.unavailable_wait` |
+| `crawl_delay_too_long` | robots.txt asks for a Crawl-delay above `robots.max_crawl_delay` |
+| `stage_error` | a stage raised (a bug in user code; the log has the exception) |
+| `internal_error` | anything else (a bug in the crawler: please report it) |
+
+Not failures, counted apart in `stats.skipped` (`SKIPPED_KINDS`): the trap defences of the scope
+(`url_too_long`, `repeated_segments`, `too_many_params`, `host_budget`, `sitemap_depth`).
 """
 
 from __future__ import annotations
 
 import httpx
 
-__all__ = ["BodyTooLarge", "DropPage", "FetchError", "InputError", "OutputError", "StageLoadError", "TotalTimeout",
-           "error_kind"]
+__all__ = ["ERROR_KINDS", "SKIPPED_KINDS", "BodyTooLarge", "DropPage", "FetchError", "InputError", "OutputError",
+           "StageLoadError", "TotalTimeout", "error_kind", "is_error_kind"]  # fmt: skip
+
+ERROR_KINDS: frozenset[str] = frozenset({
+    "connect_timeout", "read_timeout", "write_timeout", "pool_timeout", "timeout",
+    "connect_error", "read_error", "write_error", "network_error", "transport_error", "proxy_error",
+    "protocol_error", "too_many_redirects", "unsupported_protocol", "invalid_url", "decoding_error",
+    "body_too_large", "fetch_error", "robots_unavailable", "crawl_delay_too_long", "stage_error", "internal_error",
+    "total_timeout", "header_too_large", "redirect_bad_target", "redirect_out_of_scope", "html_too_deep",
+})  # fmt: skip
+_KIND_PATTERNS = ("http_", "process_exit_")
+SKIPPED_KINDS = ("url_too_long", "repeated_segments", "too_many_params", "host_budget", "sitemap_depth")
+
+
+def is_error_kind(kind: str) -> bool:
+    """Whether `kind` is in the documented list (the fixed kinds, `http_<status>`, `process_exit_<code>`)."""
+    if kind in ERROR_KINDS:
+        return True
+    prefix = next((p for p in _KIND_PATTERNS if kind.startswith(p)), None)
+    return prefix is not None and kind[len(prefix) :].lstrip("-").isdigit()
 
 
 class FetchError(Exception):
@@ -72,6 +112,9 @@ _HTTPX_KINDS: tuple[tuple[type[BaseException], str], ...] = (
     (httpx.DecodingError, "decoding_error"),
     (httpx.TimeoutException, "timeout"),
     (httpx.NetworkError, "network_error"),
+    (httpx.ProxyError, "proxy_error"),
+    (httpx.InvalidURL, "invalid_url"),
+    (httpx.TransportError, "transport_error"),
 )
 
 
@@ -85,4 +128,4 @@ def error_kind(exc: BaseException) -> str:
     for cls, kind in _HTTPX_KINDS:
         if isinstance(exc, cls):
             return kind
-    return type(exc).__name__
+    return "internal_error"

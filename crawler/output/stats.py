@@ -33,6 +33,8 @@ class Stats:
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     error_examples: dict[str, list[str]] = field(default_factory=dict)
+    # URLs not fetched by a trap defence (url_too_long, host_budget, ...), by kind: not errors.
+    skipped: Counter[str] = field(default_factory=Counter)
     hosts: Counter[str] = field(default_factory=Counter)
     http_versions: Counter[str] = field(default_factory=Counter)
     # Requests per second each throttling host ended at (the adaptive rate learnt from its 429/503s).
@@ -77,6 +79,7 @@ class Stats:
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "errors": dict(self.errors),
             "error_examples": self.error_examples,
+            "skipped": dict(self.skipped),
             "hosts": dict(self.hosts.most_common()),
             "http_versions": dict(self.http_versions),
             "rates": self.rates,
@@ -91,6 +94,7 @@ class Stats:
             setattr(self, name, getattr(self, name) + int(other.get(name, 0)))
         self.statuses.update({int(k): v for k, v in other.get("statuses", {}).items()})
         self.errors.update(other.get("errors", {}))
+        self.skipped.update(other.get("skipped", {}))
         self.hosts.update(other.get("hosts", {}))
         self.http_versions.update(other.get("http_versions", {}))
         for host, rate in other.get("rates", {}).items():  # each process learnt its share of the host's rate
@@ -118,6 +122,8 @@ class Stats:
             lines.append("statuses  " + "  ".join(f"{k}: {v:,}" for k, v in sorted(self.statuses.items())))
         if self.http_versions:
             lines.append("http  " + "  ".join(f"{k}: {v:,}" for k, v in self.http_versions.most_common()))
+        if self.skipped:
+            lines.append("skipped (trap defences)  " + "  ".join(f"{k}: {v:,}" for k, v in self.skipped.most_common()))
         if self.errors:
             by_kind = [(kind, n, self.error_examples.get(kind, [])) for kind, n in self.errors.most_common()]
             lines += failure_lines("errors by kind:", by_kind, examples)

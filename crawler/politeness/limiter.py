@@ -15,6 +15,7 @@ congestion event: answers to requests sent before the decrease do not lower it a
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -128,18 +129,21 @@ class HostLimiter:
         time to the reset. Reset is delta-seconds or, when larger than a day, a Unix timestamp.
         """
         try:
-            left = int(float(remaining))
+            remaining_value = float(remaining)
         except ValueError:
             return
+        if not math.isfinite(remaining_value):  # "inf", "nan", "1e400": a header a server may send, no quota
+            return
+        left = int(remaining_value)
         seconds: float | None = None
         if reset:
             try:
                 value = float(reset)
             except ValueError:
                 value = -1.0
-            if value >= 0:
+            if value >= 0 and math.isfinite(value):
                 seconds = value - time.time() if value > 86_400 else value
-        if seconds is None or seconds <= 0:
+        if seconds is None or not seconds > 0:
             return
         seconds = min(seconds, cap)
         if left <= 0:

@@ -54,17 +54,15 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     value = value.strip()
     if not value:
         return None
-    if value.isdigit():
-        return float(int(value))
     try:
-        seconds = float(value)
+        seconds = float(value)  # "inf" and a 5,000-digit number are infinite: the caller caps them
     except ValueError:
         pass
     else:
         return max(0.0, seconds) if seconds == seconds else None  # NaN guard
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None

@@ -3,7 +3,8 @@ with protego, cached, and turned into one verdict per URL.
 
 What each answer means (RFC 9309 §2.3.1):
 - 2xx: the rules apply (the first 500 KiB of the file; §2.5).
-- 3xx: followed up to 5 hops by the fetcher (§2.3.1.2); more hops count as "unavailable".
+- 3xx: followed up to 5 hops by the fetcher (§2.3.1.2); more hops, or a redirect that cannot be followed
+  (no Location, not http(s)), count as "unavailable".
 - 4xx ("unavailable", §2.3.1.3): no rules, everything is allowed. Except 429, which says "too fast", not
   "absent": it is treated like a 5xx, as Google does.
 - A host that cannot be connected to at all (connection refused, DNS failure, connect timeout) is down, not
@@ -45,6 +46,7 @@ log = logging.getLogger("crawler.robots")
 _REFRESH_SECONDS = 24 * 3600.0  # RFC 9309 §2.4
 _RETRY_FIRST = 1.0
 _RETRY_MAX = 60.0
+_now = time.monotonic  # one name for the clock, so tests can move it without moving the event loop's
 
 
 # Error kinds that mean the host itself is unreachable, not just its robots.txt.
@@ -80,6 +82,7 @@ class _Host:
     unreachable_since: float | None = None
     given_up: bool = False
     down: str | None = None  # the host cannot be connected to: its requests fail with this kind
+    last_failure: str = ""  # "answered 503", "failed (connect_error)"
     delay: float | None = None  # an accepted Crawl-delay
     delay_too_long: float | None = None  # a Crawl-delay above the cap: the host is skipped
     refreshing: asyncio.Task[None] | None = field(default=None, repr=False)
@@ -99,14 +102,14 @@ class RobotsCache:
         st = self._hosts.get(host)
         if st is None:
             return False
-        if st.loaded and time.monotonic() - st.fetched_at > _REFRESH_SECONDS:
+        if st.loaded and _now() - st.fetched_at > _REFRESH_SECONDS:
             self._refresh(host, st)
         return st.loaded or st.given_up
 
     def retry_in(self, host: str) -> float:
         """Seconds until robots.txt of `host` may be fetched (again); 0 when it may be now."""
         st = self._hosts.get(host)
-        return 0.0 if st is None else max(0.0, st.next_try - time.monotonic())
+        return 0.0 if st is None else max(0.0, st.next_try - _now())
 
     async def load(self, scheme: str, host: str) -> Protego | None:
         """Fetch and parse robots.txt for `host` (see the module docstring for what each answer means).
@@ -116,12 +119,12 @@ class RobotsCache:
             st = self._hosts[host] = _Host(scheme)
         url = f"{scheme}://{host}/robots.txt"
         resp = await self._fetch(url, deadline=self.config.timeout)
-        now = time.monotonic()
+        now = _now()
         status = resp.status
         if 200 <= status < 300:
             text = resp.body.decode("utf-8", "replace").lstrip("\ufeff")
             self._accept(host, st, Protego.parse(text), now)
-        elif (400 <= status < 500 and status != 429) or 300 <= status < 400 or resp.error == "too_many_redirects":
+        elif (400 <= status < 500 and status != 429) or 300 <= status < 400:  # a 3xx: a redirect not followed
             if st.failures:
                 log.info("robots.txt for %s answered %d after %d failed attempts: crawling it as allowed",
                          host, status, st.failures)  # fmt: skip
@@ -150,6 +153,7 @@ class RobotsCache:
 
     def _unreachable(self, host: str, st: _Host, status: int, error: str | None, now: float) -> None:
         why = f"answered {status}" if status else f"failed ({error or 'unreachable'})"
+        st.last_failure = why
         if not status and error in _HOST_DOWN and not st.loaded:
             st.down, st.given_up = error, True
             log.warning("robots.txt for %s %s: the host is down, its requests fail with %s", host, why, error)
@@ -179,7 +183,7 @@ class RobotsCache:
         """Refetch a copy older than 24 hours in the background; the cached copy serves meanwhile."""
         if st.refreshing is not None and not st.refreshing.done():
             return
-        if time.monotonic() < st.next_try:
+        if _now() < st.next_try:
             return
         with contextlib.suppress(RuntimeError):  # no running loop: refreshed on the next call from one
             st.refreshing = asyncio.get_running_loop().create_task(self._refetch(st.scheme, host))
@@ -203,6 +207,21 @@ class RobotsCache:
         if st.rules is not None and not st.rules.can_fetch(url, self._agent):
             return "robots_denied"
         return None
+
+    def explain(self, host: str, refusal: str) -> str:
+        """A sentence for the log line of a URL refused with `refusal`."""
+        st = self._hosts.get(host)
+        if st is None:
+            return refusal
+        if st.down is not None and refusal == st.down:
+            return f"{host} cannot be connected to (its robots.txt {st.last_failure or 'failed'}): the host is down ({refusal})"
+        if refusal == "robots_unavailable":
+            return (f"robots.txt of {host} {st.last_failure} and stayed unreachable for robots.unavailable_wait "
+                    f"{self.config.unavailable_wait:g}s ({refusal})")
+        if refusal == "crawl_delay_too_long":
+            return (f"{host} asks for Crawl-delay {st.delay_too_long:g}s, above robots.max_crawl_delay "
+                    f"{self.config.max_crawl_delay:g}s ({refusal})")
+        return f"robots.txt of {host} forbids it ({refusal})"
 
     def allowed(self, url: str, host: str) -> bool:
         return self.refusal(url, host) is None

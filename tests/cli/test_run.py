@@ -84,7 +84,8 @@ def test_a_failed_url_is_one_log_line_with_the_reason(
 ) -> None:
     dead = "http://127.0.0.1:9/nothing-listens-here"
     write_job(tmp_path, f"start_urls: ['{dead}', '{http1_site.url_for('/page/1')}']\nextract: {{links: null}}\n"
-                        "retry: {attempts: 1}\nhttp: {http2: false}\nmax_error_rate: 0.9\n")  # fmt: skip
+                        "retry: {attempts: 1}\nhttp: {http2: false}\nmax_error_rate: 0.9\n"
+                        "robots: {unavailable_wait: 0}\n")  # fmt: skip
     proc = cli("run", "job.yaml")
     assert proc.returncode == 0, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if dead in ln and "e.g." not in ln]

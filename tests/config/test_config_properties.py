@@ -107,3 +107,68 @@ def test_any_set_loads_or_is_a_clean_error(assignments: list[tuple[list[str], st
 def test_nan_and_huge_numbers_are_errors_not_crashes() -> None:
     for value in (math.nan, math.inf, 2**80, -(2**80)):
         assert isinstance(_load({**VALID, "concurrency": {"workers": value}}), JobError)
+
+
+# Raw YAML for values a hostile or careless job file holds: numbers past every range, non-finite floats,
+# huge strings, header injection, selectors and URLs that cannot work.
+HOSTILE = [
+    "9" * 5000, "-" + "9" * 5000, "9" * 25, ".inf", "-.inf", ".nan", "-1", "-1.5", "1.0e+308", "0",
+    "'" + "a" * 5000 + "'", "'" + "a/" * 3000 + "'", "\"a\\r\\nX-Injected: 1\"", "\"\\0\"", "'a[[['",
+    "'http://'", "'http://:99999/'", "'9999999999999/s'", "'1/0.000001ms'", "'" + "9" * 400 + "/s'",
+    "[" + "1," * 2000 + "1]", "{a: {b: {c: {d: {e: 1}}}}}", "'${NOPE:-}'", "'\\t'",
+]  # fmt: skip
+
+
+def _with_raw_value(path: tuple[str, ...], raw: str) -> str:
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    node = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = "__HOSTILE__"
+    return yaml.safe_dump(data, sort_keys=False).replace("__HOSTILE__", raw.replace("\n", " "), 1)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(PATHS), st.sampled_from(HOSTILE))
+def test_hostile_values_at_any_key_are_clean_errors_at_that_key(path: tuple[str, ...], raw: str) -> None:
+    text = _with_raw_value(path, raw)
+    try:
+        job = load_job_text(text, "job.yaml")
+    except JobError as exc:
+        dotted = ".".join(path)
+        assert exc.problems and exc.render().strip()
+        for problem in exc.problems:
+            assert problem.path.startswith(dotted) or dotted.startswith(problem.path), (dotted, problem)
+            assert problem.line is not None, problem
+            assert len(problem.message) < 500, "a hostile value is shortened, not echoed whole"
+        return
+    # Accepted: then every number is finite and every header value is free of CR/LF.
+    dumped = job.model_dump(mode="json", by_alias=True)
+    _assert_sane(dumped)
+
+
+def _assert_sane(node: Any) -> None:
+    if isinstance(node, dict):
+        for v in node.values():
+            _assert_sane(v)
+    elif isinstance(node, list):
+        for v in node:
+            _assert_sane(v)
+    elif isinstance(node, float):
+        assert math.isfinite(node)
+    elif isinstance(node, int) and not isinstance(node, bool):
+        assert -(2**63) <= node < 2**63
+
+
+def test_the_hostile_values_of_the_issue_are_each_refused() -> None:
+    for path, raw in [(("http", "max_body"), "9" * 5000), (("http", "max_body"), ".inf"),
+                      (("http", "verify"), "'" + "a" * 5000 + "'"), (("http", "max_body"), "-1.5"),
+                      (("http", "user_agent"), "\"a\\r\\nX: 1\""), (("extract", "links"), "'a[[['"),
+                      (("start_urls",), "['http://']")]:  # fmt: skip
+        text = _with_raw_value(path, raw)
+        result = None
+        try:
+            result = load_job_text(text, "job.yaml")
+        except JobError as exc:
+            assert exc.problems[0].path.startswith(".".join(path)), exc.render()
+        assert result is None, f"{'.'.join(path)} = {raw[:40]} was accepted"

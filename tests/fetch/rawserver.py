@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +46,8 @@ class Canned:
 class RawServer:
     def __init__(self) -> None:
         self.routes: dict[str, Canned | Handler] = {}
+        # Answers every path without a route (a generated site); None: 404.
+        self.fallback: Callable[[str], Canned] | None = None
         self.log: list[Seen] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -60,6 +63,11 @@ class RawServer:
         """Answer `path` with `body`; keyword headers use `_` for `-` (content_encoding=...)."""
         pairs = [(k.replace("_", "-").title(), v) for k, v in headers.items()]
         self.routes[path] = Canned(status, pairs, body)
+
+    @staticmethod
+    def html(body: str | bytes, status: int = 200) -> Canned:
+        data = body.encode() if isinstance(body, str) else body
+        return Canned(status, [("Content-Type", "text/html")], data)
 
     def handle(self, path: str, handler: Handler) -> None:
         self.routes[path] = handler
@@ -106,6 +114,8 @@ class RawServer:
             seen = Seen(method, target, headers)
             self.log.append(seen)
             route = self.routes.get(target) or self.routes.get(target.split("?", 1)[0])
+            if route is None and self.fallback is not None:
+                route = self.fallback(target)
             if route is None:
                 route = Canned(404, [("Content-Type", "text/plain")], b"not found")
             if isinstance(route, Canned):
@@ -148,40 +158,52 @@ class RunResult:
         return dict(self.stats.get("errors", {}))
 
 
+# Forks and execs the command from a small fresh interpreter, then reports the child's own peak RSS: a
+# child forked straight from pytest would count pytest's pages in its ru_maxrss until it execs.
+_PEAK_WRAPPER = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write("\\n__PEAK_KB__ %d\\n" % usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def run_measured(cmd: list[str], *, timeout: float, cwd: Path | None = None) -> tuple[int, str, str, float, float]:
+    """Run `cmd`: (exit code, stdout, stderr, peak RSS in MB of that process alone, seconds)."""
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _PEAK_WRAPPER, *cmd], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=cwd, start_new_session=True, text=True,
+                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{cmd[1:3]} did not end within {timeout}s: {err[-2000:]}") from None
+    seconds = time.monotonic() - started
+    peak = 0.0
+    if "__PEAK_KB__" in err:
+        err, _, tail = err.rpartition("__PEAK_KB__")
+        peak = int(tail.split()[0]) / 1024
+    return proc.returncode, out, err, peak, seconds
+
+
 def crawler_run(job: dict[str, Any], tmp_path: Path, *, timeout: float = 60, args: list[str] | None = None) -> RunResult:
-    """Run `crawler run` on `job` in a subprocess (items and stats.json under tmp_path); the peak RSS is
-    the child's own, from wait4 (ru_maxrss, the same figure as VmHWM)."""
+    """Run `crawler run` on `job` in a subprocess (items and stats.json under tmp_path), measuring the
+    process's own peak RSS (ru_maxrss after exec: the same figure as its VmHWM)."""
     job = {"output": {"items": str(tmp_path / "items.jsonl"), "stats": str(tmp_path / "stats.json")},
            "http": {"http2": False}, **job}  # fmt: skip
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump(job))
     exe = Path(sys.executable).with_name("crawler")
-    cmd = [str(exe), "run", str(path), "--progress", "off", *(args or [])]
-    started = time.monotonic()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "200"})
-    deadline = started + timeout
-    status = None
-    rusage = None
-    while status is None:
-        pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            status, rusage = st, ru
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            _, status, rusage = os.wait4(proc.pid, 0)
-            raise AssertionError(f"crawler run did not end within {timeout}s: {proc.stderr.read().decode()[-2000:] if proc.stderr else ''}")
-        time.sleep(0.02)
-    seconds = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    stderr = proc.stderr.read().decode("utf-8", "replace") if proc.stderr else ""
-    if proc.stdout:
-        proc.stdout.close()
-    if proc.stderr:
-        proc.stderr.close()
+    code, _, stderr, peak, seconds = run_measured([str(exe), "run", str(path), "--progress", "off", *(args or [])],
+                                                  timeout=timeout)  # fmt: skip
     stats_path = tmp_path / "stats.json"
     stats = json.loads(stats_path.read_text()) if stats_path.exists() else {}
-    result = RunResult(proc.returncode, stats, rusage.ru_maxrss / 1024, seconds, stderr)
+    result = RunResult(code, stats, peak, seconds, stderr)
     # The figures a report quotes: visible with `pytest -s` (or -rP).
     print(f"crawler run: exit {result.code}, errors {result.errors}, peak RSS {result.peak_rss_mb:.0f} MB, "
           f"{seconds:.2f}s")
