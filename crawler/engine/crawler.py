@@ -34,7 +34,7 @@ from crawler.engine.stages import Stage, build_stages, is_async_stage
 from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.saver import FileSaver
 from crawler.frontier.backends import open_frontier
-from crawler.frontier.base import FrontierBackend
+from crawler.frontier.base import FrontierBackend, FrontierUnavailable
 from crawler.http.client import build_client
 from crawler.model.errors import DropPage, FetchError, error_kind
 from crawler.model.page import Page
@@ -79,6 +79,7 @@ class Crawler:
         self._flushers: list[Any] = []
         self._writer: Any = None
         self._stopping = False
+        self._fatal: FrontierUnavailable | None = None  # the frontier gave up: crawl() raises it at the end
         self._opened = False
         self._emit_pages = True
         self._wake = asyncio.Event()
@@ -246,6 +247,8 @@ class Crawler:
             await self._stop_workers(cancel=True)
             await self._commit()
             self.stats.finished = time.monotonic()
+        if self._fatal is not None:
+            raise self._fatal
 
     async def run(self) -> Stats:
         """Crawl to the end, discarding the pages (the stages and writers keep what matters)."""
@@ -385,6 +388,11 @@ class Crawler:
                 await self._process(req)
             except asyncio.CancelledError:
                 raise
+            except FrontierUnavailable as exc:  # no frontier, no crawl: end it with this one error
+                if self._fatal is None:
+                    self._fatal = exc
+                    self._stopping = True
+                    self._wake.set()
             except Exception as exc:  # a bug in a stage must not kill the crawl
                 log.error("%s failed in a stage: %s: %s", req.url, type(exc).__name__, exc)
                 log.debug("traceback", exc_info=True)

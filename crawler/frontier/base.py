@@ -28,6 +28,10 @@ one process):
   limit lets a host go again, another process may push), or None.
 - `worker`: the process's stable identity in a shared crawl (`{worker}` in `output.items`), or None.
 - `close()`: release what the backend holds (connections, locks, leases of unacked requests stay leased).
+
+A shared backend rides out an outage of its server itself: its verbs wait and retry (the crawl pauses) and,
+past its limit, raise `FrontierUnavailable`, except `ack`, which then drops the acks: those pages are
+fetched again after a restart, as after a crash.
 """
 
 from __future__ import annotations
@@ -37,7 +41,12 @@ from typing import Any, Protocol, runtime_checkable
 
 from crawler.model.request import Request
 
-__all__ = ["FrontierBackend", "FrontierBase"]
+__all__ = ["FrontierBackend", "FrontierBase", "FrontierUnavailable"]
+
+
+class FrontierUnavailable(RuntimeError):
+    """The frontier cannot be reached and has stopped waiting for it (a shared backend down past its outage
+    limit): the crawl cannot go on. The message says what happened and what a rerun will do."""
 
 
 @runtime_checkable

@@ -19,6 +19,11 @@ a crawl lives in one slot and the Lua scripts below may touch any of them):
     stats                HASH    queued, pushed, seen, acked, requeued, lost_leases
     done                 HASH    host -> pages acked
 
+Outages: every call rides out a Redis outage (connection refused or reset, a timeout, a server still loading
+its AOF) by waiting and retrying with backoff for up to `?outage=SECONDS` (default 60): the crawl pauses.
+When Redis answers again, this worker's leases are renewed before anything else, so no process reclaims them;
+past the limit, or if Redis came back without the crawl's data, the calls raise `FrontierUnavailable`.
+
 Every state change is one Lua script (`crawler/frontier/lua/*.lua`, read once at import and shipped in the
 wheel), so it is atomic across processes: push (dedup + enqueue), pop (token bucket + lease), ack (release +
 checkpoint), renew, and reclaim (expired leases back to their host's queue, run by every process as part of
@@ -35,23 +40,31 @@ import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
 
-from crawler.frontier.base import FrontierBase
+from crawler.frontier.base import FrontierBase, FrontierUnavailable
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
 
 __all__ = ["RedisFrontier", "WorkerBusy"]
 
+T = TypeVar("T")
+
 log = logging.getLogger("crawler.frontier")
 
 DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_OUTAGE_SECONDS = 60.0
+# What an outage looks like from here (BusyLoadingError, a server still loading its AOF, is a ConnectionError).
+_OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+_BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
+_SOCKET_TIMEOUT, _CONNECT_TIMEOUT = 10.0, 5.0
 # A worker's liveness key outlives it by at most this: a restarted worker waits this long for its identity.
 _ALIVE_SECONDS = 15.0
 _SEEN_BUCKET_BITS = 16
@@ -90,12 +103,12 @@ def key_prefix(job_name: str) -> str:
 
 
 def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """Separate our options (`?lease=SECONDS`) from the URL handed to redis-py."""
+    """Separate our options (`?lease=SECONDS`, `?outage=SECONDS`) from the URL handed to redis-py."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     rest = []
     for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        if k in ("lease",):
+        if k in ("lease", "outage"):
             ours[k] = v
         else:
             rest.append((k, v))
@@ -112,12 +125,19 @@ class RedisFrontier(FrontierBase):
     """
 
     def __init__(self, client: aioredis.Redis, job_name: str, worker: str, *, lease_timeout: float,
-                 items: str | None = None) -> None:  # fmt: skip
+                 items: str | None = None, outage_limit: float = DEFAULT_OUTAGE_SECONDS) -> None:  # fmt: skip
         self.job_name = job_name
         self.worker: str = worker
         self.items = items
         self.lease_timeout = lease_timeout
+        self.outage_limit = outage_limit
         self._r = client
+        kwargs = client.connection_pool.connection_kwargs
+        self._where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        self._outage_since: float | None = None  # monotonic time of the first failure of the current outage
+        self._outage_error = ""
+        self._gave_up: FrontierUnavailable | None = None
+        self._reconnect_lock = asyncio.Lock()
         p = self._prefix = key_prefix(job_name)
         self._k_seq, self._k_req, self._k_ready = p + "seq", p + "req", p + "ready"
         self._k_tat, self._k_leased, self._k_owner = p + "tat", p + "leased", p + "owner"
@@ -133,6 +153,7 @@ class RedisFrontier(FrontierBase):
         self._renew_script = client.register_script(_SCRIPTS["renew"])
         self._release_script = client.register_script(_SCRIPTS["release"])
         self._outstanding: dict[int, Request] = {}
+        self._acking: set[int] = set()  # ids whose ack is on its way: a renewal racing it may not find them
         self._ack_lock = asyncio.Lock()
         self._rate_of: Callable[[str], float | None] | None = None
         # Hosts with queued work and when each may start (local monotonic time), from the last reply.
@@ -151,17 +172,20 @@ class RedisFrontier(FrontierBase):
         """Connect, claim a worker identity, and put back what a previous run under it left leased.
 
         `url` is a redis-py URL; `?lease=SECONDS` sets the lease timeout (default 60 s): how long the
-        work of a crashed process stays leased before others take it. `wait` bounds how long to wait for
-        the identity's previous holder to expire (default: its liveness timeout, at most 15 s).
+        work of a crashed process stays leased before others take it; `?outage=SECONDS` how long to wait
+        out a Redis outage before giving up (default 60 s). `wait` bounds how long to wait for the identity's
+        previous holder to expire (default: its liveness timeout, at most 15 s).
         """
         redis_url, opts = _split_url(url)
         lease = float(opts.get("lease", lease_timeout or DEFAULT_LEASE_SECONDS))
-        client = aioredis.from_url(redis_url, decode_responses=True)
+        outage = float(opts.get("outage", DEFAULT_OUTAGE_SECONDS))
+        client = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT,
+                                   socket_connect_timeout=_CONNECT_TIMEOUT)  # fmt: skip
         try:
             await client.ping()
             identity = await _claim_identity(client, job_name, worker, items, lease,
                                              _alive_seconds(lease) + 1.0 if wait is None else wait)  # fmt: skip
-            self = cls(client, job_name, identity, lease_timeout=lease, items=items)
+            self = cls(client, job_name, identity, lease_timeout=lease, items=items, outage_limit=outage)
             await self._start()
         except BaseException:
             await client.aclose()
@@ -188,14 +212,87 @@ class RedisFrontier(FrontierBase):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._keepalive
         try:
-            if self._outstanding:
-                # Popped but not finished (stopped mid-crawl): let the other processes have them now.
-                await self._release_script(keys=self._release_keys(),
-                                           args=[self._prefix, self.worker, *self._outstanding])  # fmt: skip
-                self._outstanding.clear()
-            await self._r.delete(self._k_alive)
+            if self._gave_up is None and self._outage_since is None:
+                if self._outstanding:
+                    # Popped but not finished (stopped mid-crawl): let the other processes have them now.
+                    await self._release_script(keys=self._release_keys(),
+                                               args=[self._prefix, self.worker, *self._outstanding])  # fmt: skip
+                    self._outstanding.clear()
+                await self._r.delete(self._k_alive)
+        except _OUTAGE_ERRORS as exc:
+            log.warning("worker %s: could not hand back its leases (%s): they expire within %gs",
+                        self.worker, _describe(exc), self.lease_timeout)  # fmt: skip
         finally:
             await self._r.aclose()
+
+    # -- outages -----------------------------------------------------------------------------------
+
+    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one Redis operation, riding out an outage: wait and retry with backoff (the caller, and so the
+        crawl, pauses) until Redis answers or `outage_limit` passes; then raise `FrontierUnavailable`."""
+        delay = _BACKOFF_FIRST
+        while True:
+            if self._gave_up is not None:
+                raise self._gave_up
+            if self._outage_since is not None:
+                await self._reconnect()
+                if self._outage_since is not None:  # still down
+                    left = self.outage_limit - (time.monotonic() - self._outage_since)
+                    await asyncio.sleep(max(0.0, min(delay, left + 0.01)))
+                    delay = min(delay * 2, _BACKOFF_MAX)
+                    continue
+            try:
+                return await operation()
+            except _OUTAGE_ERRORS as exc:
+                self._outage_began(exc)
+
+    def _outage_began(self, exc: BaseException) -> None:
+        self._outage_error = _describe(exc)
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("Redis at %s is unreachable (%s): the crawl pauses; retrying for up to %gs",
+                        self._where, self._outage_error, self.outage_limit)  # fmt: skip
+
+    async def _reconnect(self) -> None:
+        """One attempt (one task at a time) to end the outage: the crawl's data must be there, and this worker's
+        leases are renewed before any other call may reclaim them."""
+        async with self._reconnect_lock:
+            if self._outage_since is None or self._gave_up is not None:
+                return
+            down = time.monotonic() - self._outage_since
+            if down > self.outage_limit:
+                self._give_up(f"Redis at {self._where} has been unreachable for {down:.0f}s "
+                              f"({self._outage_error}), past the outage limit of {self.outage_limit:g}s "
+                              "(?outage=SECONDS in the frontier URL)")  # fmt: skip
+            try:
+                known = await self._r.hexists(self._k_workers, self.worker)
+                if not known:
+                    self._give_up(f"Redis at {self._where} came back without this crawl's data (restarted "
+                                  "without persistence, or the keys were deleted)")  # fmt: skip
+                await self.renew()
+                orphans = await self._release_orphans()
+            except _OUTAGE_ERRORS as exc:
+                self._outage_error = _describe(exc)
+                return
+            log.warning("Redis at %s is back after %.1fs: leases renewed%s, the crawl goes on", self._where, down,
+                        f", {orphans} popped but never received queued again" if orphans else "")  # fmt: skip
+            self._outage_since = None
+
+    async def _release_orphans(self) -> int:
+        """Requests leased to this worker that it never received (a pop whose reply was lost with the
+        connection): back on their queues now, not when their lease expires."""
+        leased = await self._r.smembers(self._k_my_leases)
+        orphans = [rid for rid in leased if int(rid) not in self._outstanding]
+        if not orphans:
+            return 0
+        return int(await self._release_script(keys=self._release_keys(), args=[self._prefix, self.worker, *orphans]))
+
+    def _give_up(self, why: str) -> None:
+        self._gave_up = FrontierUnavailable(
+            f"{why}: giving up. Pages this worker did not finish go back to the queue when its leases expire "
+            f"({self.lease_timeout:g}s); rerun it to continue the crawl"
+        )
+        raise self._gave_up
 
     @staticmethod
     async def discard(url: str, job_name: str, *, force: bool = False) -> int:
@@ -272,7 +369,7 @@ class RedisFrontier(FrontierBase):
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
             args += (seen_idx, member, key_index(f"{prefix}q:{req.host}"), req.host, priority,
                      orjson.dumps(req.to_dict()).decode())  # fmt: skip
-        added = int(await self._push_script(keys=keys, args=args))
+        added = int(await self._call(lambda: self._push_script(keys=keys, args=args)))
         for fp in sent:
             self._known.add(fp)
         return added
@@ -297,7 +394,7 @@ class RedisFrontier(FrontierBase):
         for host, allowance, interval, tau in picks:
             keys.append(f"{self._prefix}q:{host}")
             args += (host, allowance, interval, tau)
-        reply = await self._pop_script(keys=keys, args=args)
+        reply = await self._call(lambda: self._pop_script(keys=keys, args=args))
         n = int(reply[1])
         self._take_ready(reply, 2 + n)
         out: list[Request] = []
@@ -318,9 +415,9 @@ class RedisFrontier(FrontierBase):
         return out
 
     async def _refresh_ready(self) -> None:
-        reply = await self._ready_script(keys=[self._k_ready, self._k_leased, self._k_owner, self._k_req,
-                                               self._k_stats],
-                                         args=[self._prefix, _MAX_READY_HOSTS, _READY_HORIZON_MS])  # fmt: skip
+        keys = [self._k_ready, self._k_leased, self._k_owner, self._k_req, self._k_stats]
+        args: list[Any] = [self._prefix, _MAX_READY_HOSTS, _READY_HORIZON_MS]
+        reply = await self._call(lambda: self._ready_script(keys=keys, args=args))
         self._take_ready(reply, 2)
 
     def _take_ready(self, reply: list[Any], start: int) -> None:
@@ -359,12 +456,20 @@ class RedisFrontier(FrontierBase):
         payload = orjson.dumps(checkpoint).decode() if checkpoint is not None else ""
         if not ids and not payload:
             return
+        keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_stats,
+                self._k_checkpoint, self._k_done]  # fmt: skip
+        args = [self.worker, payload, self._prefix, *ids]
         # Serialised: a later checkpoint (a larger offset) must never be overwritten by an earlier one.
         async with self._ack_lock:
-            lost = await self._ack_script(keys=[self._k_ready, self._k_req, self._k_leased, self._k_owner,
-                                                self._k_my_leases, self._k_stats, self._k_checkpoint,
-                                                self._k_done],
-                                          args=[self.worker, payload, self._prefix, *ids])  # fmt: skip
+            self._acking.update(ids)
+            try:
+                lost = await self._call(lambda: self._ack_script(keys=keys, args=args))
+            except FrontierUnavailable:
+                # Nothing acked: these pages are fetched again after a restart, as after a crash (the items
+                # past the checkpoint are cut off then). The error itself reaches the engine once, elsewhere.
+                return
+            finally:
+                self._acking.difference_update(ids)
         for rid in ids:
             self._outstanding.pop(rid, None)
         if lost:
@@ -374,14 +479,18 @@ class RedisFrontier(FrontierBase):
 
     async def size(self) -> int:
         """Requests queued or leased by any process: 0 only when the whole crawl is done."""
-        async with self._r.pipeline(transaction=False) as pipe:
-            pipe.hget(self._k_stats, "queued")
-            pipe.zcard(self._k_leased)
-            queued, leased = await pipe.execute()
+
+        async def read() -> list[Any]:
+            async with self._r.pipeline(transaction=False) as pipe:
+                pipe.hget(self._k_stats, "queued")
+                pipe.zcard(self._k_leased)
+                return await pipe.execute()
+
+        queued, leased = await self._call(read)
         return int(queued or 0) + int(leased)
 
     async def checkpoint(self) -> dict[str, Any] | None:
-        raw = await self._r.hget(self._k_checkpoint, self.worker)
+        raw = await self._call(lambda: self._r.hget(self._k_checkpoint, self.worker))
         return orjson.loads(raw) if raw else None
 
     def next_wakeup(self) -> float | None:
@@ -404,22 +513,25 @@ class RedisFrontier(FrontierBase):
         return [self._k_ready, self._k_leased, self._k_owner, self._k_req, self._k_stats, self._k_my_leases]
 
     async def _renew_forever(self) -> None:
-        """Renew this worker's leases (in flight or waiting for a retry) and its liveness key."""
+        """Renew this worker's leases (in flight or waiting for a retry) and its liveness key; through an
+        outage, `_call` waits (and renews first thing when Redis is back)."""
         period = _alive_seconds(self.lease_timeout) / 3
         while True:
             await asyncio.sleep(period)
             try:
-                await self.renew()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # keep renewing: a blip must not end the crawl
-                log.warning("worker %s: renewing leases failed: %s", self.worker, exc)
+                await self._call(self.renew)
+            except FrontierUnavailable:
+                return  # the engine hears of it from its own calls
+            except redis_errors.RedisError as exc:  # anything else: keep renewing, a blip must not end the crawl
+                log.warning("worker %s: renewing leases failed: %s", self.worker, _describe(exc))
 
     async def renew(self) -> None:
         lost = await self._renew_script(keys=[self._k_leased, self._k_owner, self._k_alive],
                                         args=[self.worker, int(self.lease_timeout * 1000), self._alive_value,
                                               int(_alive_seconds(self.lease_timeout) * 1000),
                                               *self._outstanding])  # fmt: skip
+        # An id acked while this renewal ran is no longer ours, and rightly so.
+        lost = [rid for rid in lost if int(rid) in self._outstanding and int(rid) not in self._acking]
         if lost:
             log.warning("worker %s: %d leases expired before they could be renewed; another worker may fetch "
                         "those pages too", self.worker, len(lost))  # fmt: skip
@@ -457,6 +569,10 @@ async def _claim_identity(client: aioredis.Redis, job_name: str, worker: str | N
             announced = True
         await asyncio.sleep(min(0.5, lease / 4))
     return explicit
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _alive_seconds(lease: float) -> float:
