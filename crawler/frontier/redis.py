@@ -13,6 +13,7 @@ a crawl lives in one slot and the Lua scripts below may touch any of them):
     worker:<id>:leases   SET     ids leased by one worker (released when it restarts or closes)
     worker:<id>:alive    STRING  present while the worker runs (TTL min(lease, 15 s), renewed)
     workers              HASH    worker -> JSON {host, pid, items, started}
+    beat                 HASH    worker -> "<Redis time ms> <pages/s> <acked>": its last heartbeat (renewal)
     checkpoint           HASH    worker -> JSON checkpoint ({"items_offset": N} of that worker's file)
     seen:<hhhh>          SET     fingerprints whose top 16 bits are hhhh, as their low 48 bits: 65,536
                                  small integer sets that Redis stores as packed intsets (8 bytes a URL)
@@ -142,7 +143,7 @@ class RedisFrontier(FrontierBase):
         self._k_seq, self._k_req, self._k_ready = p + "seq", p + "req", p + "ready"
         self._k_tat, self._k_leased, self._k_owner = p + "tat", p + "leased", p + "owner"
         self._k_stats, self._k_checkpoint, self._k_done = p + "stats", p + "checkpoint", p + "done"
-        self._k_workers = p + "workers"
+        self._k_workers, self._k_beat = p + "workers", p + "beat"
         self._k_my_leases = f"{p}worker:{worker}:leases"
         self._k_alive = f"{p}worker:{worker}:alive"
         self._alive_value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
@@ -154,6 +155,8 @@ class RedisFrontier(FrontierBase):
         self._release_script = client.register_script(_SCRIPTS["release"])
         self._outstanding: dict[int, Request] = {}
         self._acking: set[int] = set()  # ids whose ack is on its way: a renewal racing it may not find them
+        self._acked = 0  # pages this worker acked, and when and at what count it last sent a heartbeat
+        self._beat_at, self._beat_acked = time.monotonic(), 0
         self._ack_lock = asyncio.Lock()
         self._rate_of: Callable[[str], float | None] | None = None
         # Hosts with queued work and when each may start (local monotonic time), from the last reply.
@@ -201,6 +204,7 @@ class RedisFrontier(FrontierBase):
             log.info(
                 "worker %s: %d requests leased by its previous run are queued again", self.worker, released
             )
+        await self.renew()  # the first heartbeat: `crawler status` shows the worker at once
         self._keepalive = asyncio.create_task(self._renew_forever(), name=f"frontier-leases-{self.worker}")
 
     async def close(self) -> None:
@@ -470,6 +474,7 @@ class RedisFrontier(FrontierBase):
                 return
             finally:
                 self._acking.difference_update(ids)
+        self._acked += len(ids) - int(lost)
         for rid in ids:
             self._outstanding.pop(rid, None)
         if lost:
@@ -526,10 +531,13 @@ class RedisFrontier(FrontierBase):
                 log.warning("worker %s: renewing leases failed: %s", self.worker, _describe(exc))
 
     async def renew(self) -> None:
-        lost = await self._renew_script(keys=[self._k_leased, self._k_owner, self._k_alive],
+        now = time.monotonic()
+        rate = (self._acked - self._beat_acked) / max(now - self._beat_at, 1e-3)
+        self._beat_at, self._beat_acked = now, self._acked
+        lost = await self._renew_script(keys=[self._k_leased, self._k_owner, self._k_alive, self._k_beat],
                                         args=[self.worker, int(self.lease_timeout * 1000), self._alive_value,
                                               int(_alive_seconds(self.lease_timeout) * 1000),
-                                              *self._outstanding])  # fmt: skip
+                                              f"{rate:.2f} {self._acked}", *self._outstanding])  # fmt: skip
         # An id acked while this renewal ran is no longer ours, and rightly so.
         lost = [rid for rid in lost if int(rid) in self._outstanding and int(rid) not in self._acking]
         if lost:
@@ -587,6 +595,34 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+async def repair(url: str, job_name: str) -> list[dict[str, Any]]:
+    """`crawler status --repair`: for every worker whose liveness key has expired (no heartbeat for 15 s: dead,
+    or frozen), put its leases back on their queues now instead of when they expire. Returns, per such worker,
+    how many requests went back, with its items file and checkpoint (the caller trims the file)."""
+    redis_url, _ = _split_url(url)
+    client = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT,
+                               socket_connect_timeout=_CONNECT_TIMEOUT)  # fmt: skip
+    p = key_prefix(job_name)
+    release = client.register_script(_SCRIPTS["release"])
+    out = []
+    try:
+        workers = await client.hgetall(p + "workers")
+        checkpoints = await client.hgetall(p + "checkpoint")
+        for name, info_raw in workers.items():
+            w = name if isinstance(name, str) else name.decode()
+            if await client.exists(f"{p}worker:{w}:alive"):
+                continue
+            requeued = await release(keys=[p + "ready", p + "leased", p + "owner", p + "req", p + "stats",
+                                           f"{p}worker:{w}:leases"], args=[p, w])  # fmt: skip
+            info = orjson.loads(info_raw)
+            cp = orjson.loads(checkpoints[w]) if w in checkpoints else None
+            out.append({"worker": w, "requeued": int(requeued), "host": info.get("host"), "items": info.get("items"),
+                        "checkpoint": cp})  # fmt: skip
+    finally:
+        await client.aclose()
+    return out
+
+
 async def read_status(url: str, job_name: str, *, top_hosts: int = 10) -> dict[str, Any]:
     """Shared progress of a crawl, for `crawler status`."""
     redis_url, _ = _split_url(url)
@@ -601,7 +637,9 @@ async def read_status(url: str, job_name: str, *, top_hosts: int = 10) -> dict[s
             pipe.hgetall(p + "done")
             pipe.zrange(p + "ready", 0, -1)
             pipe.hgetall(p + "owner")
-            stats, leased, workers, checkpoints, done, ready, owners = await pipe.execute()
+            pipe.hgetall(p + "beat")
+            pipe.time()
+            stats, leased, workers, checkpoints, done, ready, owners, beats, clock = await pipe.execute()
         async with client.pipeline(transaction=False) as pipe:
             for w in workers:
                 pipe.exists(f"{p}worker:{w}:alive")
@@ -615,12 +653,17 @@ async def read_status(url: str, job_name: str, *, top_hosts: int = 10) -> dict[s
     leased_by: dict[str, int] = defaultdict(int)
     for w in owners.values():
         leased_by[w] += 1
+    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
     worker_rows = []
     for (w, info_raw), is_alive in zip(workers.items(), alive, strict=True):
         info = orjson.loads(info_raw)
         cp = orjson.loads(checkpoints[w]) if w in checkpoints else None
+        beat_ms, rate, acked = beats[w].split()[:3] if w in beats else ("", "0", "0")
         worker_rows.append({"worker": w, "alive": bool(is_alive), "host": info.get("host"), "pid": info.get("pid"),
-                            "items": info.get("items"), "leased": leased_by.get(w, 0), "checkpoint": cp})  # fmt: skip
+                            "items": info.get("items"), "leased": leased_by.get(w, 0), "checkpoint": cp,
+                            "pages_per_second": float(rate), "acked": int(acked),
+                            # Seconds since its last heartbeat (a live worker beats every few seconds).
+                            "lag": round((now_ms - int(beat_ms)) / 1000, 1) if beat_ms else None})  # fmt: skip
     hosts = sorted(
         set(queued_by_host) | set(done), key=lambda h: (-queued_by_host.get(h, 0), -int(done.get(h, 0)))
     )
