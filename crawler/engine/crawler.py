@@ -384,6 +384,7 @@ class Crawler:
             req = await work.get()
             if req is None:
                 return
+            retries = req.retries
             try:
                 await self._process(req)
             except asyncio.CancelledError:
@@ -400,6 +401,8 @@ class Crawler:
             finally:
                 # The host's slot is held through the stages: back-pressure stays per host.
                 self.limiter.release(req.host)
+                if req.retries == retries:  # done for good (no retry waits): the slot shared by every process too
+                    self.frontier.release(req)
                 self._in_flight -= 1
                 self._wake.set()
 
@@ -444,6 +447,7 @@ class Crawler:
             retry_after = self.retry_policy.retry_after_of(status, page.headers)
             if retry_after is not None and status in (429, 503):
                 self.limiter.pause(req.host, retry_after)
+                self.frontier.pause(req.host, retry_after)  # a shared frontier holds it for every process
                 log.info("%s answered %d with Retry-After %.1fs: pausing the host", req.host, status, retry_after)
             self._retry_or_fail(req, RetryableStatus(status, retry_after, req.url), f"http_{status}")
             return

@@ -18,7 +18,8 @@ async def open_frontier(job: Job) -> FrontierBackend:
     if kind == "redis":
         from crawler.frontier.redis import RedisFrontier
 
-        return await RedisFrontier.connect(job.frontier, job.name, items=job.output.items)
+        return await RedisFrontier.connect(job.frontier, job.name, items=job.output.items,
+                                           per_host=job.concurrency.per_host)
     if kind == "sqlite":
         from crawler.frontier.sqlite import SqliteFrontier
 

@@ -27,6 +27,10 @@ one process):
 - `next_wakeup()`: seconds until the backend may have ready work the engine cannot see coming (a shared rate
   limit lets a host go again, another process may push), or None.
 - `worker`: the process's stable identity in a shared crawl (`{worker}` in `output.items`), or None.
+- `release(request)`: the engine is done with `request` for good (fetch and stages ended, no retry waits): a
+  backend that caps each host's requests in flight across processes gives its slot back. Local, no I/O.
+- `pause(host, seconds)`: the host asked everyone to wait (Retry-After): a shared backend holds it for every
+  process. Local, no I/O (sent with the backend's next call).
 - `close()`: release what the backend holds (connections, locks, leases of unacked requests stay leased).
 
 A shared backend rides out an outage of its server itself: its verbs wait and retry (the crawl pauses) and,
@@ -61,6 +65,10 @@ class FrontierBackend(Protocol):
 
     def next_wakeup(self) -> float | None: ...
 
+    def release(self, request: Request) -> None: ...
+
+    def pause(self, host: str, seconds: float) -> None: ...
+
     async def push_many(self, requests: Iterable[Request]) -> int: ...
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]: ...
@@ -85,6 +93,12 @@ class FrontierBase:
         return None
 
     def next_wakeup(self) -> float | None:
+        return None
+
+    def release(self, request: Request) -> None:
+        return None
+
+    def pause(self, host: str, seconds: float) -> None:
         return None
 
     async def close(self) -> None:

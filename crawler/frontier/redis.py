@@ -8,6 +8,11 @@ a crawl lives in one slot and the Lua scripts below may touch any of them):
     q:<host>             ZSET    queued ids of a host; score = -priority * 2**32 + id (priority, then FIFO)
     ready                ZSET    hosts with queued work; score = earliest start (ms, Redis clock)
     tat                  HASH    host -> GCRA theoretical arrival time (ms): the shared per-host rate
+    rate                 HASH    host -> GCRA interval (ms) set by the last worker whose own rate for it changed
+    pause                HASH    host -> until when (ms) every worker holds it (Retry-After)
+    slots                HASH    host -> requests in flight, all workers together (capped at per_host)
+    slot                 HASH    leased id -> host, while the id holds one of its host's slots
+    waiting              HASH    host -> "<worker> <ms>": a worker its cap held back, served next (fairness)
     leased               ZSET    leased ids; score = lease expiry (ms, Redis clock)
     owner                HASH    leased id -> worker identity
     worker:<id>:leases   SET     ids leased by one worker (released when it restarts or closes)
@@ -72,7 +77,6 @@ _SEEN_BUCKET_BITS = 16
 _SEEN_MEMBER_MASK = (1 << (64 - _SEEN_BUCKET_BITS)) - 1
 _PRIORITY_LIMIT = 1 << 20  # keeps -priority * 2**32 + id exact in a double
 # Like the local HostLimiter: a bucket holds 0.1 s of requests, so 20/s is spread over the second.
-_BUCKET_SECONDS = 0.1
 _MAX_READY_HOSTS = 256
 _PUSH_BATCH = 1000
 _READY_HORIZON_MS = 1000  # also list hosts that may start within this, to know when to wake up
@@ -94,8 +98,8 @@ def _load_script(name: str) -> str:
 # Every state change is one script, so it is atomic across processes. The sources ship in the wheel
 # (crawler/frontier/lua/*.lua); each file's header states its KEYS, ARGV and reply.
 _LUA = resources.files("crawler.frontier") / "lua"
-_USES_PRELUDE = frozenset({"ready", "pop", "renew", "release"})
-_SCRIPTS = {name: _load_script(name) for name in ("push", "ready", "pop", "ack", "renew", "release")}
+_USES_PRELUDE = frozenset({"pop", "ack", "renew", "release"})
+_SCRIPTS = {name: _load_script(name) for name in ("push", "pop", "ack", "renew", "release")}
 
 
 def key_prefix(job_name: str) -> str:
@@ -126,8 +130,14 @@ class RedisFrontier(FrontierBase):
     """
 
     def __init__(self, client: aioredis.Redis, job_name: str, worker: str, *, lease_timeout: float,
-                 items: str | None = None, outage_limit: float = DEFAULT_OUTAGE_SECONDS) -> None:  # fmt: skip
+                 items: str | None = None, outage_limit: float = DEFAULT_OUTAGE_SECONDS,
+                 per_host: int | None = None) -> None:  # fmt: skip
         self.job_name = job_name
+        # In-flight requests per host for all processes together (a lease-based semaphore); 0: no cap here.
+        self.per_host = per_host or 0
+        self._releases: list[int] = []  # ids whose host slot goes back with the next pop
+        self._pauses: dict[str, float] = {}  # host -> seconds to pause it for, sent with the next pop
+        self._rates_seen: dict[str, float] = {}  # host -> the last GCRA interval this worker's own limiter gave
         self.worker: str = worker
         self.items = items
         self.lease_timeout = lease_timeout
@@ -142,13 +152,13 @@ class RedisFrontier(FrontierBase):
         p = self._prefix = key_prefix(job_name)
         self._k_seq, self._k_req, self._k_ready = p + "seq", p + "req", p + "ready"
         self._k_tat, self._k_leased, self._k_owner = p + "tat", p + "leased", p + "owner"
+        self._k_slots, self._k_slot, self._k_pause, self._k_rate = p + "slots", p + "slot", p + "pause", p + "rate"
         self._k_stats, self._k_checkpoint, self._k_done = p + "stats", p + "checkpoint", p + "done"
         self._k_workers, self._k_beat = p + "workers", p + "beat"
         self._k_my_leases = f"{p}worker:{worker}:leases"
         self._k_alive = f"{p}worker:{worker}:alive"
         self._alive_value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._push_script = client.register_script(_SCRIPTS["push"])
-        self._ready_script = client.register_script(_SCRIPTS["ready"])
         self._pop_script = client.register_script(_SCRIPTS["pop"])
         self._ack_script = client.register_script(_SCRIPTS["ack"])
         self._renew_script = client.register_script(_SCRIPTS["renew"])
@@ -171,13 +181,15 @@ class RedisFrontier(FrontierBase):
 
     @classmethod
     async def connect(cls, url: str, job_name: str, *, worker: str | None = None, items: str | None = None,
-                      lease_timeout: float | None = None, wait: float | None = None) -> RedisFrontier:  # fmt: skip
+                      lease_timeout: float | None = None, wait: float | None = None,
+                      per_host: int | None = None) -> RedisFrontier:  # fmt: skip
         """Connect, claim a worker identity, and put back what a previous run under it left leased.
 
         `url` is a redis-py URL; `?lease=SECONDS` sets the lease timeout (default 60 s): how long the
         work of a crashed process stays leased before others take it; `?outage=SECONDS` how long to wait
         out a Redis outage before giving up (default 60 s). `wait` bounds how long to wait for the identity's
-        previous holder to expire (default: its liveness timeout, at most 15 s).
+        previous holder to expire (default: its liveness timeout, at most 15 s). `per_host` caps each host's
+        requests in flight across every process (`concurrency.per_host`).
         """
         redis_url, opts = _split_url(url)
         lease = float(opts.get("lease", lease_timeout or DEFAULT_LEASE_SECONDS))
@@ -188,7 +200,8 @@ class RedisFrontier(FrontierBase):
             await client.ping()
             identity = await _claim_identity(client, job_name, worker, items, lease,
                                              _alive_seconds(lease) + 1.0 if wait is None else wait)  # fmt: skip
-            self = cls(client, job_name, identity, lease_timeout=lease, items=items, outage_limit=outage)
+            self = cls(client, job_name, identity, lease_timeout=lease, items=items, outage_limit=outage,
+                       per_host=per_host)
             await self._start()
         except BaseException:
             await client.aclose()
@@ -381,26 +394,17 @@ class RedisFrontier(FrontierBase):
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         if limit <= 0:
             return []
-        rates = self._rate_of
         cached = time.monotonic() - self._ready_at < _READY_CACHE_SECONDS
         if not cached:
-            await self._refresh_ready()
-        picks = self._pick(limit, budget, rates)
+            await self._pop([], 0)  # which hosts are ready
+        picks = self._pick(limit, budget)
         if not picks and cached:
-            await self._refresh_ready()
-            picks = self._pick(limit, budget, rates)
+            await self._pop([], 0)
+            picks = self._pick(limit, budget)
         if not picks:
             return []
-        keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_tat,
-                self._k_stats]  # fmt: skip
-        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, self._prefix, _MAX_READY_HOSTS,
-                           _READY_HORIZON_MS]  # fmt: skip
-        for host, allowance, interval, tau in picks:
-            keys.append(f"{self._prefix}q:{host}")
-            args += (host, allowance, interval, tau)
-        reply = await self._call(lambda: self._pop_script(keys=keys, args=args))
+        reply = await self._pop(picks, limit)
         n = int(reply[1])
-        self._take_ready(reply, 2 + n)
         out: list[Request] = []
         outstanding = self._outstanding
         known = self._known
@@ -418,23 +422,38 @@ class RedisFrontier(FrontierBase):
             self._ready_at = 0.0  # look again next time rather than trust the cached hosts
         return out
 
-    async def _refresh_ready(self) -> None:
-        keys = [self._k_ready, self._k_leased, self._k_owner, self._k_req, self._k_stats]
-        args: list[Any] = [self._prefix, _MAX_READY_HOSTS, _READY_HORIZON_MS]
-        reply = await self._call(lambda: self._ready_script(keys=keys, args=args))
-        self._take_ready(reply, 2)
+    async def _pop(self, picks: list[tuple[str, int, float, int]], limit: int) -> list[Any]:
+        """One call of the pop script (with no picks: only the ready hosts), carrying the slots given back
+        and the pauses asked for since the last call; caches the ready hosts of the reply."""
+        releases, self._releases = self._releases, []
+        pauses, self._pauses = self._pauses, {}
+        keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_tat,
+                self._k_stats, self._k_slots, self._k_slot, self._k_pause, self._k_rate]  # fmt: skip
+        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, self._prefix, _MAX_READY_HOSTS,
+                           _READY_HORIZON_MS, self.per_host, len(releases), *releases, len(pauses)]  # fmt: skip
+        for host, seconds in pauses.items():
+            args += (host, int(seconds * 1000))
+        for host, allowance, interval, share in picks:
+            keys.append(f"{self._prefix}q:{host}")
+            args += (host, allowance, interval, share)
+        reply: list[Any] = await self._call(lambda: self._pop_script(keys=keys, args=args))
+        self._take_ready(reply, 2 + int(reply[1]))
+        return reply
 
     def _take_ready(self, reply: list[Any], start: int) -> None:
-        """Cache the ready hosts of a _READY or _POP reply, with their start times on the local clock."""
+        """Cache the ready hosts of a pop reply, with their start times on the local clock."""
         now = time.monotonic()
         offset = now - float(reply[0]) / 1000  # Redis ms -> local monotonic seconds
         self._ready = [(reply[i], float(reply[i + 1]) / 1000 + offset) for i in range(start, len(reply), 2)]
         self._ready_at = now
 
-    def _pick(self, limit: int, budget: Callable[[str], int],
-              rates: Callable[[str], float | None] | None) -> list[tuple[str, int, float, float]]:  # fmt: skip
-        """(host, allowance, GCRA interval ms, tau ms) for the cached hosts that may start now."""
+    def _pick(self, limit: int, budget: Callable[[str], int]) -> list[tuple[str, int, float, int]]:
+        """(host, allowance, GCRA interval ms, share) for the cached hosts that may start now. `share` is 1 when
+        this worker's own rate for the host changed (Crawl-delay, an adaptive step): the new rate then becomes
+        the one every process uses; otherwise the shared rate wins."""
         now = time.monotonic() + _CLOCK_SLACK
+        rates = self._rate_of
+        seen = self._rates_seen
         picks = []
         wanted = 0
         for host, start in self._ready:
@@ -444,16 +463,25 @@ class RedisFrontier(FrontierBase):
             if allowance <= 0:
                 continue
             rate = rates(host) if rates is not None else None
-            if rate:
-                interval = 1000.0 / rate
-                tau = (max(1.0, rate * _BUCKET_SECONDS) - 1.0) * interval
-            else:
-                interval = tau = 0.0
-            picks.append((host, allowance, interval, tau))
+            interval = 1000.0 / rate if rate else 0.0
+            before = seen.get(host)
+            seen[host] = interval
+            picks.append((host, allowance, interval, int(before is not None and before != interval)))
             wanted += allowance
             if wanted >= limit:
                 break
         return picks
+
+    def release(self, request: Request) -> None:
+        """The engine is done with `request` (its fetch and stages ended and no retry waits): its host's slot
+        goes back to all processes with the next call."""
+        if self.per_host and request.token is not None:
+            self._releases.append(request.token)
+
+    def pause(self, host: str, seconds: float) -> None:
+        """`host` asked to wait `seconds` (Retry-After): every process holds it, from the next call on."""
+        self._pauses[host] = max(seconds, self._pauses.get(host, 0.0))
+        self._ready_at = 0.0
 
     async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
         ids = [r.token for r in requests if r.token is not None]
@@ -461,7 +489,7 @@ class RedisFrontier(FrontierBase):
         if not ids and not payload:
             return
         keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_stats,
-                self._k_checkpoint, self._k_done]  # fmt: skip
+                self._k_checkpoint, self._k_done, self._k_slots, self._k_slot]  # fmt: skip
         args = [self.worker, payload, self._prefix, *ids]
         # Serialised: a later checkpoint (a larger offset) must never be overwritten by an earlier one.
         async with self._ack_lock:
@@ -515,7 +543,8 @@ class RedisFrontier(FrontierBase):
     # -- leases ------------------------------------------------------------------------------------
 
     def _release_keys(self) -> list[str]:
-        return [self._k_ready, self._k_leased, self._k_owner, self._k_req, self._k_stats, self._k_my_leases]
+        return [self._k_ready, self._k_leased, self._k_owner, self._k_req, self._k_stats, self._k_my_leases,
+                self._k_slots, self._k_slot]
 
     async def _renew_forever(self) -> None:
         """Renew this worker's leases (in flight or waiting for a retry) and its liveness key; through an
@@ -613,7 +642,7 @@ async def repair(url: str, job_name: str) -> list[dict[str, Any]]:
             if await client.exists(f"{p}worker:{w}:alive"):
                 continue
             requeued = await release(keys=[p + "ready", p + "leased", p + "owner", p + "req", p + "stats",
-                                           f"{p}worker:{w}:leases"], args=[p, w])  # fmt: skip
+                                           f"{p}worker:{w}:leases", p + "slots", p + "slot"], args=[p, w])  # fmt: skip
             info = orjson.loads(info_raw)
             cp = orjson.loads(checkpoints[w]) if w in checkpoints else None
             out.append({"worker": w, "requeued": int(requeued), "host": info.get("host"), "items": info.get("items"),
