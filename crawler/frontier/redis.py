@@ -175,6 +175,9 @@ class RedisFrontier(FrontierBase):
         # Fingerprints pushed or popped by this process: certainly in the shared seen set already.
         self._known = CompactSeenSet()
         self._keepalive: asyncio.Task[None] | None = None
+        self._push_queue: list[tuple[list[Request], asyncio.Future[int]]] = []
+        self._push_wanted = asyncio.Event()
+        self._pusher: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -224,10 +227,13 @@ class RedisFrontier(FrontierBase):
         if self._closed:
             return
         self._closed = True
-        if self._keepalive is not None:
-            self._keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keepalive
+        for task in (self._keepalive, self._pusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        for _, done in self._push_queue:
+            done.cancel()
         try:
             if self._gave_up is None and self._outage_since is None:
                 if self._outstanding:
@@ -347,21 +353,43 @@ class RedisFrontier(FrontierBase):
     # -- the four verbs ----------------------------------------------------------------------------
 
     async def push_many(self, requests: Iterable[Request]) -> int:
+        """Push, coalesced: the pushes of every worker that arrive while a push is on its way go out together
+        in the next script call (one round trip for many pages' links), and each caller waits for its own."""
         known = self._known
-        batch: list[Request] = []
-        added = 0
-        for req in requests:
-            if not req.dont_filter and req.fingerprint in known:
-                continue  # pushed or popped here before, so in the shared seen set: no round trip
-            batch.append(req)
-            if len(batch) >= _PUSH_BATCH:  # one script call must not hold Redis for long
-                added += await self._push_batch(batch)
-                batch = []
-        if batch:
-            added += await self._push_batch(batch)
-        return added
+        # Pushed or popped here before, so in the shared seen set already: no round trip for those.
+        batch = [req for req in requests if req.dont_filter or req.fingerprint not in known]
+        if not batch:
+            return 0
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._push_queue.append((batch, done))
+        self._push_wanted.set()
+        if self._pusher is None:
+            self._pusher = asyncio.create_task(self._push_forever(), name=f"frontier-push-{self.worker}")
+        return await done
 
-    async def _push_batch(self, requests: list[Request]) -> int:
+    async def _push_forever(self) -> None:
+        while True:
+            await self._push_wanted.wait()
+            self._push_wanted.clear()
+            while self._push_queue:
+                group, self._push_queue = self._push_queue, []
+                requests = [req for batch, _ in group for req in batch]
+                try:
+                    flags = ""
+                    for start in range(0, len(requests), _PUSH_BATCH):  # one call must not hold Redis long
+                        flags += await self._push_batch(requests[start : start + _PUSH_BATCH])
+                except Exception as exc:  # FrontierUnavailable included: every waiting caller gets it
+                    for _, done in group:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                at = 0
+                for batch, done in group:
+                    if not done.done():
+                        done.set_result(flags.count("1", at, at + len(batch)))
+                    at += len(batch)
+
+    async def _push_batch(self, requests: list[Request]) -> str:
         keys = [self._k_seq, self._k_req, self._k_ready, self._k_stats]
         index: dict[str, int] = {}
         args: list[Any] = []
@@ -386,10 +414,10 @@ class RedisFrontier(FrontierBase):
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
             args += (seen_idx, member, key_index(f"{prefix}q:{req.host}"), req.host, priority,
                      orjson.dumps(req.to_dict()).decode())  # fmt: skip
-        added = int(await self._call(lambda: self._push_script(keys=keys, args=args)))
+        flags = str(await self._call(lambda: self._push_script(keys=keys, args=args)))
         for fp in sent:
             self._known.add(fp)
-        return added
+        return flags
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         if limit <= 0:

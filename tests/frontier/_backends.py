@@ -158,9 +158,11 @@ class Backend:
         elif self.name == "redis":
             frontier._closed = True
             assert frontier._keepalive is not None
-            frontier._keepalive.cancel()
-            with contextlib.suppress(BaseException):
-                await frontier._keepalive
+            for task in (frontier._keepalive, frontier._pusher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
             await frontier._r.aclose()
 
     async def close_all(self) -> None:
