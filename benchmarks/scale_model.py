@@ -79,11 +79,13 @@ def _counters(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]
 
 
 def run(site: StaticSite, workdir: Path, processes: int, redis: Any | None) -> dict[str, Any]:
-    """One crawl of the whole site by `processes` processes (Redis) or one (memory, when `redis` is None)."""
+    """One crawl of the whole site by `processes` processes on Redis, or (when `redis` is None) on the memory
+    frontier: one process, or `--processes N` (its fingerprint-sharded frontier, the same core count)."""
     run_dir = workdir / uuid.uuid4().hex[:8]
     run_dir.mkdir()
     name = f"scale-{run_dir.name}"
-    workers = [f"w{i}" for i in range(processes)]
+    workers = [f"w{i}" for i in range(processes if redis is not None else 1)]
+    sharded = ["--processes", str(processes)] if redis is None and processes > 1 else []
     extra: dict[str, Any] = {"concurrency": {"workers": max(1, TOTAL_WORKERS // processes), "per_host": TOTAL_WORKERS},
                              "output": {"flush_every": 0.5}}  # fmt: skip
     if redis is not None:
@@ -99,11 +101,12 @@ def run(site: StaticSite, workdir: Path, processes: int, redis: Any | None) -> d
         env = {**os.environ, "CRAWLER_WORKER": w, "PYTHONPATH": str(REPO_ROOT)}
         log = open(run_dir / f"{w}.log", "w")
         procs.append(subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job), "--log-level", "WARNING",
-                                       "--progress", "off"], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                      env=env))  # fmt: skip
+                                       "--progress", "off", *sharded], cwd=REPO_ROOT, stdout=log,
+                                      stderr=subprocess.STDOUT, env=env))  # fmt: skip
         log.close()
     cpu = 0.0
     for p in procs:
+        # wait4: the process's own CPU and that of the children it waited for (--processes N included).
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
         cpu += usage.ru_utime + usage.ru_stime
@@ -124,7 +127,7 @@ def run(site: StaticSite, workdir: Path, processes: int, redis: Any | None) -> d
 
 
 def render(rows: list[dict[str, Any]], pages: int) -> str:
-    memory = next((r for r in rows if r["frontier"] == "memory"), None)
+    memory = next((r for r in rows if r["frontier"] == "memory" and r["processes"] == 1), None)
     lines = [
         MARK_START,
         "## Redis frontier: cost per page and the 100-machine model",
@@ -134,18 +137,21 @@ def render(rows: list[dict[str, Any]], pages: int) -> str:
         "Redis (no persistence). Per page fetched. Load average (1 min) "
         f"{os.getloadavg()[0]:.1f} at the end: a busy machine inflates wall and CPU times alike.",
         "",
-        "| frontier | processes | pages/s | crawler CPU ms/page | pages per CPU-s vs memory | script calls | "
-        "commands | Lua ms | Redis CPU ms | bytes in | bytes out |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| frontier | processes | pages/s | crawler CPU ms/page | pages per CPU-s vs memory (1 process) | "
+        "vs memory, same processes | script calls | commands | Lua ms | Redis CPU ms | bytes in | bytes out |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         ratio = f"{memory['crawler_cpu_ms'] / r['crawler_cpu_ms']:.0%}" if memory else "-"
         if r["frontier"] == "memory":
-            lines.append(f"| memory | 1 | {r['pages_per_second']:,.0f} | {r['crawler_cpu_ms']:.3f} | 100% "
-                         "| - | - | - | - | - | - |")  # fmt: skip
+            label = "memory" if r["processes"] == 1 else "memory `--processes`"
+            lines.append(f"| {label} | {r['processes']} | {r['pages_per_second']:,.0f} | {r['crawler_cpu_ms']:.3f} | "
+                         f"{ratio} | 100% | - | - | - | - | - | - |")  # fmt: skip
             continue
+        twin = next((m for m in rows if m["frontier"] == "memory" and m["processes"] == r["processes"]), None)
+        same = f"{twin['crawler_cpu_ms'] / r['crawler_cpu_ms']:.0%}" if twin else "-"
         lines.append(f"| redis | {r['processes']} | {r['pages_per_second']:,.0f} | {r['crawler_cpu_ms']:.3f} | "
-                     f"{ratio} | {r['lua_calls']:.2f} | {r['commands']:.1f} | {r['lua_usec'] / 1000:.3f} | "
+                     f"{ratio} | {same} | {r['lua_calls']:.2f} | {r['commands']:.1f} | {r['lua_usec'] / 1000:.3f} | "
                      f"{r['redis_cpu'] * 1000:.3f} | {r['net_in']:,.0f} | {r['net_out']:,.0f} |")  # fmt: skip
     redis_rows = [r for r in rows if r["frontier"] == "redis"]
     if redis_rows:
@@ -204,11 +210,11 @@ def main() -> None:
     rows = []
     try:
         with StaticSite(args.pages, workdir) as site:
-            rows.append(run(site, workdir, 1, None))
-            print(rows[-1], file=sys.stderr, flush=True)
             for n in args.procs:
-                rows.append(run(site, workdir, n, redis))
-                print(rows[-1], file=sys.stderr, flush=True)
+                # Interleaved: whatever the machine's other load does, it does to both frontiers alike.
+                for backend in (None, redis):
+                    rows.append(run(site, workdir, n, backend))
+                    print(rows[-1], file=sys.stderr, flush=True)
     finally:
         redis.stop()
         shutil.rmtree(workdir, ignore_errors=True)
