@@ -38,8 +38,8 @@ __all__ = [
     "SaveConfig",
     "ScopeConfig",
     "TimeoutConfig",
-    "field_spec",
     "check_http_url",
+    "field_spec",
     "load_job",
     "load_job_text",
 ]

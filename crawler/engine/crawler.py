@@ -34,7 +34,7 @@ from crawler.engine.stages import ErrorHook, Stage, build_error_hooks, build_sta
 from crawler.fetch.fetcher import Fetcher
 from crawler.fetch.saver import FileSaver
 from crawler.frontier.backends import open_frontier
-from crawler.frontier.base import FrontierBackend, KnownPage, PageMemory
+from crawler.frontier.base import FrontierBackend, FrontierUnavailable, KnownPage, PageMemory
 from crawler.http.client import build_client
 from crawler.model.errors import DropPage, FetchError, OutputError, TotalTimeout, error_kind
 from crawler.model.failure import Failure
@@ -111,7 +111,8 @@ class Crawler:
         self._last_commit = time.monotonic()
         self._last_progress = time.monotonic()  # a request finished (any outcome): the stall watchdog's clock
         self._consumer_gone = False  # crawl()'s consumer stopped reading: nobody will take _STOP
-        self._fatal: BaseException | None = None  # an output that cannot be written ends the crawl
+        # An output that cannot be written or a frontier that gave up ends the crawl; crawl() raises it.
+        self._fatal: BaseException | None = None
         self.end_reason = ""  # why the crawl ended, in words, for the log and the summary
         self.retry_policy = RetryPolicy(job.retry)
         self.limiter = HostLimiter(job.rate_limit.per_host, job.rate_limit.hosts, job.concurrency.per_host)
@@ -496,11 +497,16 @@ class Crawler:
             req = await work.get()
             if req is None:
                 return
+            retries = req.retries
             try:
                 try:
                     await self._process(req)
                 except asyncio.CancelledError:
                     raise
+                except FrontierUnavailable as exc:  # no frontier, no crawl: end it with this one error
+                    if self._fatal is None:
+                        self._fatal = exc
+                    self.stop()
                 except OutputError as exc:  # a full disk: stop now, keep what is buffered, exit 1
                     if self._fatal is None:
                         self._fatal = exc
@@ -519,6 +525,8 @@ class Crawler:
             finally:
                 # The host's slot is held through the stages: back-pressure stays per host.
                 self.limiter.release(req.host)
+                if req.retries == retries:  # done for good (no retry waits): the slot shared by every process too
+                    self.frontier.release(req)
                 self._in_flight -= 1
                 self._last_progress = time.monotonic()
                 self._wake.set()
@@ -669,6 +677,8 @@ class Crawler:
             # The host says "too fast": it pauses for its Retry-After and its rate drops to what it was
             # accepting (AIMD), so the retries do not storm it when the pause ends.
             self.limiter.throttled(req.host, sent_at, decision.pause_host_for)
+            if decision.pause_host_for is not None:
+                self.frontier.pause(req.host, decision.pause_host_for)  # a shared frontier pauses every process
             log.debug("%s answered %d (Retry-After %s): host rate now %s/s", req.host, failure,
                       decision.pause_host_for, self.limiter.rate_of(req.host))  # fmt: skip
         if not decision.give_up:

@@ -10,7 +10,7 @@ from crawler.config.job import Job
 from crawler.frontier.base import FrontierBackend
 from crawler.frontier.memory import MemoryFrontier
 
-__all__ = ["discard_state", "open_frontier", "read_status"]
+__all__ = ["discard_state", "open_frontier", "read_status", "repair_state"]
 
 
 async def open_frontier(job: Job) -> FrontierBackend:
@@ -18,7 +18,8 @@ async def open_frontier(job: Job) -> FrontierBackend:
     if kind == "redis":
         from crawler.frontier.redis import RedisFrontier
 
-        return await RedisFrontier.connect(job.frontier, job.name, items=job.output.items)
+        return await RedisFrontier.connect(job.frontier, job.name, items=job.output.items,
+                                           per_host=job.concurrency.per_host)
     if kind == "sqlite":
         from crawler.frontier.sqlite import SqliteFrontier
 
@@ -55,3 +56,13 @@ async def read_status(job: Job, *, top_hosts: int = 10) -> dict[str, Any] | None
         assert job.state is not None
         return sqlite_status(job.state, top_hosts=top_hosts)
     return None
+
+
+async def repair_state(job: Job) -> list[dict[str, Any]] | None:
+    """Requeue the leases of the job's dead workers at once (`crawler status --repair`); None when the job's
+    frontier has no workers to repair (only the Redis frontier has)."""
+    if job.frontier_kind != "redis":
+        return None
+    from crawler.frontier.redis import repair
+
+    return await repair(job.frontier, job.name)

@@ -27,11 +27,19 @@ one process):
 - `next_wakeup()`: seconds until the backend may have ready work the engine cannot see coming (a shared rate
   limit lets a host go again, another process may push), or None.
 - `worker`: the process's stable identity in a shared crawl (`{worker}` in `output.items`), or None.
+- `release(request)`: the engine is done with `request` for good (fetch and stages ended, no retry waits): a
+  backend that caps each host's requests in flight across processes gives its slot back. Local, no I/O.
+- `pause(host, seconds)`: the host asked everyone to wait (Retry-After): a shared backend holds it for every
+  process. Local, no I/O (sent with the backend's next call).
 - `close()`: release what the backend holds (connections, locks, leases of unacked requests stay leased).
 
 A persistent backend may also remember the pages a crawl fetched, for `crawler run --recrawl` (`PageMemory`):
 `remember_pages(pages)` stores each page's request and validators (ETag, Last-Modified) with the next ack,
 and `known_pages()` reads them back.
+
+A shared backend rides out an outage of its server itself: its verbs wait and retry (the crawl pauses) and,
+past its limit, raise `FrontierUnavailable`, except `ack`, which then drops the acks: those pages are
+fetched again after a restart, as after a crash.
 """
 
 from __future__ import annotations
@@ -41,7 +49,12 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from crawler.model.request import Request
 
-__all__ = ["FrontierBackend", "FrontierBase", "KnownPage", "PageMemory"]
+__all__ = ["FrontierBackend", "FrontierBase", "FrontierUnavailable", "KnownPage", "PageMemory"]
+
+
+class FrontierUnavailable(RuntimeError):
+    """The frontier cannot be reached and has stopped waiting for it (a shared backend down past its outage
+    limit): the crawl cannot go on. The message says what happened and what a rerun will do."""
 
 
 @runtime_checkable
@@ -55,6 +68,10 @@ class FrontierBackend(Protocol):
     def bind(self, wake: Callable[[], None], rate_of: Callable[[str], float | None]) -> None: ...
 
     def next_wakeup(self) -> float | None: ...
+
+    def release(self, request: Request) -> None: ...
+
+    def pause(self, host: str, seconds: float) -> None: ...
 
     async def push_many(self, requests: Iterable[Request]) -> int: ...
 
@@ -80,6 +97,12 @@ class FrontierBase:
         return None
 
     def next_wakeup(self) -> float | None:
+        return None
+
+    def release(self, request: Request) -> None:
+        return None
+
+    def pause(self, host: str, seconds: float) -> None:
         return None
 
     async def close(self) -> None:

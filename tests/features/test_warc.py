@@ -16,8 +16,8 @@ import pytest
 from warcio.archiveiterator import ArchiveIterator
 
 from crawler import Crawler, HttpConfig, Job, OutputConfig, ScopeConfig
-from tests.features.conftest import Cli, SiteFactory, job_yaml, write_page
 from crawler.demo.site import SiteServer
+from tests.features.conftest import Cli, SiteFactory, job_yaml, write_page
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -28,10 +28,21 @@ class RedisServer:
     port: int
     directory: Path
     proc: subprocess.Popen[bytes]
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill9(self) -> None:
+        """Kill the server the hard way (its data survives only in the AOF, when there is one)."""
+        self.proc.kill()
+        self.proc.wait()
+
+    def restart(self) -> None:
+        """Start the server again on the same port and directory (it reloads its AOF)."""
+        server = start_redis(appendonly=self.appendonly, port=self.port, directory=self.directory)
+        self.proc = server.proc
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -52,7 +63,9 @@ def redis_required() -> bool:
     return os.environ.get("CRAWLER_REQUIRE_REDIS") == "1" or bool(os.environ.get("CI"))
 
 
-def start_redis() -> RedisServer:
+def start_redis(*, appendonly: bool = False, port: int | None = None, directory: Path | None = None) -> RedisServer:
+    """A private redis-server on a free loopback port. `appendonly`: an AOF fsynced on every write, so that a
+    kill -9 loses nothing acknowledged (what a crawl needs to come through a Redis crash exactly once)."""
     exe = shutil.which("redis-server")
     if exe is None:
         message = ("redis-server is not installed: the Redis frontier tests need a real server "
@@ -61,13 +74,15 @@ def start_redis() -> RedisServer:
             pytest.fail(message + " [CRAWLER_REQUIRE_REDIS/CI is set, so this fails instead of skipping]",
                         pytrace=False)  # fmt: skip
         pytest.skip(message)
-    directory = Path(tempfile.mkdtemp(prefix="crawler-redis-"))
+    directory = directory or Path(tempfile.mkdtemp(prefix="crawler-redis-"))
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
     last_error = ""
-    for _ in range(5):  # another process may grab the free port between the probe and the bind
-        port = free_port()
-        log = open(directory / "redis.log", "wb")
+    fixed_port = port
+    for _ in range(1 if fixed_port else 5):  # another process may grab the free port between probe and bind
+        port = fixed_port or free_port()
+        log = open(directory / "redis.log", "ab")
         proc = subprocess.Popen(
-            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--dir", str(directory), "--protected-mode", "no", "--daemonize", "no"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -80,7 +95,7 @@ def start_redis() -> RedisServer:
             ):
                 s.sendall(b"PING\r\n")
                 if s.recv(16).startswith(b"+PONG"):
-                    return RedisServer(port, directory, proc)
+                    return RedisServer(port, directory, proc, appendonly)
             time.sleep(0.05)
         last_error = (directory / "redis.log").read_text(errors="replace")[-2000:]
         proc.kill()
@@ -138,9 +153,11 @@ class Backend:
         elif self.name == "redis":
             frontier._closed = True
             assert frontier._keepalive is not None
-            frontier._keepalive.cancel()
-            with contextlib.suppress(BaseException):
-                await frontier._keepalive
+            for task in (frontier._keepalive, frontier._pusher):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
             await frontier._r.aclose()
 
     async def close_all(self) -> None:

@@ -1,8 +1,9 @@
 -- push: dedup and enqueue a batch of requests.
 -- KEYS: seq req ready stats, then the queue and seen keys the requests refer to.
 -- ARGV: six per request: seen key index (0: dont_filter), seen member, queue key index, host, priority, data.
--- Returns how many requests were new.
+-- Returns one character per request, '1' when it was new (queued) and '0' when it had been seen.
 local added, fresh_seen = 0, 0
+local flags = {}
 for b = 0, #ARGV - 1, 6 do
   local sk = tonumber(ARGV[b + 1])
   local fresh = true
@@ -19,10 +20,11 @@ for b = 0, #ARGV - 1, 6 do
     redis.call('ZADD', KEYS[3], 'NX', 0, host)
     added = added + 1
   end
+  flags[#flags + 1] = fresh and '1' or '0'
 end
 if added > 0 then
   redis.call('HINCRBY', KEYS[4], 'queued', added)
   redis.call('HINCRBY', KEYS[4], 'pushed', added)
 end
 if fresh_seen > 0 then redis.call('HINCRBY', KEYS[4], 'seen', fresh_seen) end
-return added
+return table.concat(flags)

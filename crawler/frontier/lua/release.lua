@@ -1,6 +1,8 @@
--- release: put a worker's leases back on their queues: at start (a previous run under this identity died)
--- and at close (requests popped but not finished).
--- KEYS: ready leased owner req stats my-leases. ARGV: prefix, worker, ids (none: every lease of the worker).
+-- release: put a worker's leases back on their queues: at start (a previous run under this identity died),
+-- at close (requests popped but not finished), and for `crawler status --repair` (a dead worker's).
+-- KEYS: ready leased owner req stats my-leases slots slot. ARGV: prefix, worker, ids (none: all the worker's).
+local K = keys_of(ARGV[1])
+local now = now_ms()
 local ids = {}
 if #ARGV > 2 then
   for i = 3, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -9,8 +11,8 @@ else
 end
 local n = 0
 for _, id in ipairs(ids) do
-  if redis.call('HGET', KEYS[3], id) == ARGV[2] then
-    requeue(ARGV[1], id, KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+  if redis.call('HGET', K.owner, id) == ARGV[2] then
+    requeue(K, id, now)
     n = n + 1
   end
 end

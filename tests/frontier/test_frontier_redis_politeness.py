@@ -1,0 +1,88 @@
+"""Every politeness limit holds for all the processes of a Redis crawl together, measured at the server: the
+per-host in-flight cap (`concurrency.per_host`, a lease-based semaphore in Redis) and a Retry-After pause
+seen by one process (kept in Redis by the same script that pops). The shared rate has its own test in
+test_frontier_redis.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.site.server import SiteServer
+
+from tests.frontier._backends import RedisServer
+from tests.frontier._crawl import CrawlProcess, count_lines, write_job
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[SiteServer]:
+    with SiteServer(tls=False, pages=10) as server:
+        yield server
+
+
+def _two_workers(tmp_path: Path, site: SiteServer, redis: RedisServer, start: list[str], per_host: int) -> int:
+    """Run two `crawler run` processes on one Redis crawl of `start`; returns the items both wrote."""
+    files = {w: tmp_path / f"items-{w}.jsonl" for w in ("A", "B")}
+    procs = []
+    for w, items in files.items():
+        job = write_job(tmp_path / f"job-{w}.yaml", site.url, items=items, frontier=redis.url,
+                        name=f"polite-{tmp_path.name}", start_urls=start, scope={"max_depth": 0},
+                        concurrency={"workers": 8, "per_host": per_host},
+                        retry={"attempts": 3, "backoff": {"initial": 0.05, "max": 0.2}, "max_retry_after": 10})  # fmt: skip
+        procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
+    try:
+        for proc in procs:
+            assert proc.wait(90) == 0, proc.output()
+    finally:
+        for proc in procs:
+            proc.stop()
+    assert all(count_lines([f]) for f in files.values()), "both processes took part"
+    return count_lines(files.values())
+
+
+def _max_overlap(entries: list[dict[str, Any]]) -> int:
+    events = sorted([(e["t"], 1) for e in entries] + [(e["t_end"], -1) for e in entries])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most
+
+
+@pytest.mark.timeout(120)
+def test_per_host_caps_the_requests_in_flight_of_all_processes_together(
+    site: SiteServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site.clear_log()
+    start = [f"{site.url}/slow/150?n={i}" for i in range(40)]
+    assert _two_workers(tmp_path, site, redis_server, start, per_host=2) == 40
+    slow = [e for e in site.log("/slow/") if e["t_end"] is not None]
+    assert len(slow) == 40
+    # Each process alone would allow 2: together they would reach 4 without the shared semaphore.
+    assert _max_overlap(slow) <= 2, _max_overlap(slow)
+    assert _max_overlap(slow) == 2, "the cap is a cap, not a serialisation"
+
+
+@pytest.mark.timeout(120)
+def test_a_retry_after_seen_by_one_process_pauses_all_of_them(
+    site: SiteServer, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    site.reset()
+    key = tmp_path.name
+    start = [f"{site.url}/retry-after/{key}?status=429&after=2&times=1"]
+    start += [f"{site.url}/slow/100?n={i}" for i in range(60)]
+    assert _two_workers(tmp_path, site, redis_server, start, per_host=3) == 61
+    log = site.log()
+    first, *retried = [e for e in log if e["path"].startswith("/retry-after/")]
+    assert first["status"] == 429 and len(retried) == 1 and retried[0]["status"] == 200
+    answered = first["t_end"]
+    # Requests already on their way when the 429 was read may still arrive; then nobody starts one until the
+    # Retry-After (2 s) is over, whichever process it is.
+    during = [e for e in log if answered + 0.3 < e["t"] < answered + 1.8]
+    assert during == [], [(round(e["t"] - answered, 2), e["path"]) for e in during]
+    assert retried[0]["t"] >= answered + 1.8
+    assert any(e["t"] > answered + 2 for e in log if e["path"].startswith("/slow/")), "the crawl went on after"
