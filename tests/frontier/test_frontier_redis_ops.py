@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer
 
 from crawler.frontier.redis import key_prefix, read_status, repair
 from crawler.model.request import Request

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.site.server import SiteServer
+from crawler.demo.site import SiteServer
 
 from tests.frontier._backends import RedisServer, start_redis
 from tests.frontier._crawl import (

@@ -14,7 +14,7 @@ import pytest
 
 from crawler.config.job import RobotsConfig
 from crawler.politeness.robots import RobotsCache, RobotsResponse
-from tests.crawl.conftest import run_job
+from tests.pipelines.conftest import run_job
 from tests.fetch.rawserver import RawServer, Seen
 
 pytestmark = pytest.mark.timeout(60)

@@ -13,7 +13,7 @@ import pytest
 
 from crawler.config.job import ScopeConfig
 from crawler.politeness.scope import Scope
-from tests.crawl.conftest import run_job
+from tests.pipelines.conftest import run_job
 from tests.fetch.rawserver import Canned, RawServer
 
 pytestmark = pytest.mark.timeout(60)
