@@ -85,11 +85,6 @@ def _use_rich_logging(console: Any) -> None:
             root.addHandler(rich_handler)
 
 
-def error_rate(stats: Any) -> float:
-    """Failed URLs / URLs with a final outcome (attempts minus retries)."""
-    outcomes = stats.requests - stats.retries
-    return stats.error_count / outcomes if outcomes > 0 else (1.0 if stats.error_count else 0.0)
-
 
 def _discard_state(job: Any) -> None:
     """`--fresh`: delete the job's saved frontier (the SQLite state directory, or its Redis keys)."""
@@ -228,9 +223,9 @@ def _report(job: Any, stats: Any) -> int:
         return EXIT_ERRORS
     if stats.interrupted:
         return EXIT_INTERRUPTED
-    rate = error_rate(stats)
+    rate = stats.error_rate
     if job.max_error_rate is not None and rate > job.max_error_rate:
         log.error("error rate %.1f%% (%d of %d URLs failed) is above max_error_rate %.1f%%",
-                  rate * 100, stats.error_count, stats.requests - stats.retries, job.max_error_rate * 100)  # fmt: skip
+                  rate * 100, stats.error_count, stats.outcomes, job.max_error_rate * 100)  # fmt: skip
         return EXIT_ERRORS
     return code

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from crawler.config.jobfile import load_model, load_model_text
 from crawler.config.secrets import collect_secrets
@@ -636,8 +636,6 @@ class Job(_Section):
 
     name: str = "crawl"
     start_urls: list[str] = Field(default_factory=list)
-    # Values the job file took from the environment (${VAR}): secrets by default (crawler.config.secrets).
-    _substituted: frozenset[str] = PrivateAttr(default=frozenset())
     # URLs, or {url: U, since: DATE} to follow only entries whose <lastmod> is on or after DATE (the
     # dates land in `sitemap_since`).
     start_sitemaps: list[str] = Field(default_factory=list)
@@ -790,14 +788,9 @@ class Job(_Section):
     def from_mapping(cls, data: dict[str, Any]) -> Job:
         return cls.model_validate(data)
 
-    def remember_substituted(self, values: frozenset[str]) -> None:
-        """Called by the job-file loader: which values came from ${VAR} (kept out of every output)."""
-        self._substituted = values
-
     def secrets(self) -> frozenset[str]:
-        """The strings never to print: substituted values, credentials, URL passwords (see
-        `crawler.config.secrets`)."""
-        return collect_secrets(self.model_dump(mode="json", by_alias=True), self._substituted)
+        """The strings never to print: credentials and URL passwords (see `crawler.config.secrets`)."""
+        return collect_secrets(self.model_dump(mode="json", by_alias=True))
 
 
 def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:

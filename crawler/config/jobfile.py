@@ -229,11 +229,11 @@ def _dotted(path: tuple[Any, ...]) -> str:
 
 
 def _substitute_env(data: Any, path: tuple[Any, ...], problems: list[JobProblem],
-                    positions: dict[tuple[Any, ...], Position], used: set[str]) -> Any:  # fmt: skip
+                    positions: dict[tuple[Any, ...], Position]) -> Any:  # fmt: skip
     if isinstance(data, dict):
-        return {k: _substitute_env(v, (*path, k), problems, positions, used) for k, v in data.items()}
+        return {k: _substitute_env(v, (*path, k), problems, positions) for k, v in data.items()}
     if isinstance(data, list):
-        return [_substitute_env(v, (*path, i), problems, positions, used) for i, v in enumerate(data)]
+        return [_substitute_env(v, (*path, i), problems, positions) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data:
 
         def repl(m: re.Match[str]) -> str:
@@ -252,7 +252,6 @@ def _substitute_env(data: Any, path: tuple[Any, ...], problems: list[JobProblem]
                     )
                 )
                 return ""
-            used.add(value)
             return value
 
         return _ENV_RE.sub(repl, data)
@@ -481,8 +480,7 @@ def load_model_text(text: str, root: type[M], source: str = "<job>", overrides: 
     # Top-level `x-...` keys are extensions that hold YAML anchors for reuse (as in compose files).
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
     problems: list[JobProblem] = []
-    substituted: set[str] = set()
-    data = _substitute_env(data, (), problems, positions, substituted)
+    data = _substitute_env(data, (), problems, positions)
     if problems:
         raise JobError(source, problems)
     overridden: dict[tuple[Any, ...], str] = {}
@@ -492,10 +490,6 @@ def load_model_text(text: str, root: type[M], source: str = "<job>", overrides: 
         model = root.model_validate(data)
     except ValidationError as exc:
         raise JobError(source, _problems_from_validation(root, exc, data, positions, overridden)) from None
-    # A model that keeps secrets out of output learns which values came from the environment.
-    remember = getattr(model, "remember_substituted", None)
-    if remember is not None:
-        remember(frozenset(substituted))
     return model
 
 

@@ -1,12 +1,13 @@
 """Keeping secrets out of what the crawler prints: `crawler check`, logs, the summary, `stats.json` and
 `crawler status`.
 
-A secret is (1) every value substituted from the environment (`${TOKEN}`): a job file names an environment
-variable precisely when the value should not sit in the file; (2) every value under a key that looks like a
-credential (auth, token, secret, password, key, cookie, credential, session), header names included
-(`X-Api-Key`, `Authorization`); (3) the password in a URL's userinfo (`redis://:pw@host`,
-`http://user:pw@proxy`). Each is shown as `***` wherever it appears, also inside longer text (a URL with
-`?token=...`, a log line). Values shorter than 4 characters are not masked: they would mask half the output.
+A secret is (1) every value under a key that looks like a credential (auth, token, secret, password, key,
+cookie, credential, session), header names included (`X-Api-Key`, `Authorization`), whether it is written
+in the file or substituted from the environment (`${TOKEN}`); (2) the password in a URL's userinfo
+(`redis://:pw@host`, `http://user:pw@proxy`). Each is shown as `***` wherever it appears, also inside longer
+text (a URL with `?token=...`, a log line). Values substituted under other keys (`start_urls: [${SITE}]`)
+are shown: masking every host name in every log line would make the log useless. Values shorter than 4
+characters are not masked: they would mask half the output.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ def _url_password(value: str) -> str | None:
         return None
 
 
-def collect_secrets(data: Any, substituted: Iterable[str] = ()) -> frozenset[str]:
-    """The secret strings of a job's data (its `model_dump()`) plus the values substituted from ${VAR}."""
-    found: set[str] = {v for v in substituted if len(v) >= _MIN_LENGTH}
+def collect_secrets(data: Any) -> frozenset[str]:
+    """The secret strings of a job's data (its `model_dump()`)."""
+    found: set[str] = set()
 
     def walk(node: Any, secret: bool) -> None:
         if isinstance(node, dict):

@@ -704,12 +704,17 @@ class Crawler:
             self._fail(req, "too_many_redirects", f"more than http.max_redirects {self.job.http.max_redirects}")
             return
         meta["hops"] = hops
+        chain = [*meta.get("chain", ()), req.fingerprint]  # the chain's URLs so far, for loop detection
+        meta["chain"] = chain
         if hop.cross_origin:
             meta["strip_credentials"] = True
         if not hop.auth:
             meta["no_auth"] = True
         target = Request.make(hop.url, depth=req.depth, priority=req.priority, referer=req.referer, meta=meta,
                               sort_query=not self.job.scope.keep_query_order)  # fmt: skip
+        if target.fingerprint in chain:  # A -> B -> A: the seen set would end it silently; it is a loop
+            self._fail(req, "too_many_redirects", f"redirect loop back to {target.url}")
+            return
         if not self.scope.allows(target.url, target.host, target.depth):
             log.info("%s redirects out of scope, to %s", req.url, target.url)
             self._fail(req, "redirect_out_of_scope", f"redirect to {target.url}")

@@ -52,6 +52,18 @@ class Stats:
         return self.pages / e if e > 0 else 0.0
 
     @property
+    def outcomes(self) -> int:
+        """URLs that reached a final outcome: requests, minus those retried and those that redirected (a
+        redirect's outcome is its target's)."""
+        return self.requests - self.retries - self.redirects
+
+    @property
+    def error_rate(self) -> float:
+        """Failed URLs / URLs with a final outcome (what `max_error_rate` is compared with)."""
+        outcomes = self.outcomes
+        return self.error_count / outcomes if outcomes > 0 else (1.0 if self.error_count else 0.0)
+
+    @property
     def error_count(self) -> int:
         return sum(self.errors.values())
 

@@ -25,7 +25,7 @@ def test_importing_the_package_root_loads_nothing_heavy() -> None:
 
 def test_a_public_name_still_resolves_on_first_use() -> None:
     mods = _modules_after("from crawler import Crawler, download\nassert Crawler.__name__ == 'Crawler'")
-    assert "crawler.engine.crawler" in mods and "crawler.downloader.runner" in mods
+    assert "crawler.engine.crawler" in mods and "crawler.downloader.driver" in mods
 
 
 def test_one_stage_does_not_import_the_others() -> None:

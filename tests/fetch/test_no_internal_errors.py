@@ -14,8 +14,8 @@ import pytest
 from crawler.model.errors import ERROR_KINDS, SKIPPED_KINDS, error_kind, is_error_kind
 from crawler.politeness.limiter import HostLimiter
 from crawler.politeness.retry import parse_retry_after
-from tests.pipelines.conftest import run_job
 from tests.fetch.rawserver import Canned, RawServer
+from tests.pipelines.conftest import run_job
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crawler.demo.site import SiteServer
 
+from crawler.demo.site import SiteServer
 from crawler.frontier.redis import key_prefix, read_status, repair
 from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisServer

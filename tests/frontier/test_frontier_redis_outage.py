@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from crawler.demo.site import SiteServer
 
+from crawler.demo.site import SiteServer
 from tests.frontier._backends import RedisServer, start_redis
 from tests.frontier._crawl import (
     CrawlProcess,

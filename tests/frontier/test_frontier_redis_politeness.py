@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from crawler.demo.site import SiteServer
 
+from crawler.demo.site import SiteServer
 from tests.frontier._backends import RedisServer
 from tests.frontier._crawl import CrawlProcess, count_lines, write_job
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from crawler.pipelines.sitemaps import MAX_SITEMAP_URLS, parse_sitemap
-from tests.pipelines.conftest import run_job
 from tests.fetch.bombs import gzip, gzip_zeros
 from tests.fetch.rawserver import Canned, RawServer, crawler_run
+from tests.pipelines.conftest import run_job
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -14,8 +14,8 @@ import pytest
 
 from crawler.config.job import RobotsConfig
 from crawler.politeness.robots import RobotsCache, RobotsResponse
-from tests.pipelines.conftest import run_job
 from tests.fetch.rawserver import RawServer, Seen
+from tests.pipelines.conftest import run_job
 
 pytestmark = pytest.mark.timeout(60)
 

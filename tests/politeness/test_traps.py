@@ -13,8 +13,8 @@ import pytest
 
 from crawler.config.job import ScopeConfig
 from crawler.politeness.scope import Scope
-from tests.pipelines.conftest import run_job
 from tests.fetch.rawserver import Canned, RawServer
+from tests.pipelines.conftest import run_job
 
 pytestmark = pytest.mark.timeout(60)
 
