@@ -346,7 +346,6 @@ class Crawler:
             await self._dispatch_loop()
         except Exception as exc:
             self._fatal = self._fatal or exc
-            self.end_reason = self.end_reason or f"aborted: {type(exc).__name__}: {exc}"
         finally:
             try:
                 await self._drain()
@@ -355,7 +354,9 @@ class Crawler:
             except Exception as exc:  # a commit that cannot be written: the crawl still ends
                 self._fatal = self._fatal or exc
             finally:
-                if self.end_reason:
+                if self._fatal is not None:  # the error itself is the message (crawl() raises it)
+                    self.end_reason = f"aborted ({type(self._fatal).__name__})"
+                elif self.end_reason:
                     log.info("crawl ended: %s", self.end_reason)
                 await self._deliver_stop()
 
@@ -385,8 +386,7 @@ class Crawler:
             # `flush_every` seconds of work.
             if now - self._last_commit >= flush_every:
                 await self._commit()
-            if self._fatal is not None:
-                self.end_reason = self.end_reason or f"output failed: {self._fatal}"
+            if self._fatal is not None:  # an output or the frontier failed: `_dispatch` says so
                 return
             if stall_timeout is not None and now - self._last_progress >= stall_timeout:
                 self.end_reason = f"stalled: no request finished for {stall_timeout:g}s"
@@ -710,8 +710,12 @@ class Crawler:
             meta["strip_credentials"] = True
         if not hop.auth:
             meta["no_auth"] = True
-        target = Request.make(hop.url, depth=req.depth, priority=req.priority, referer=req.referer, meta=meta,
-                              sort_query=not self.job.scope.keep_query_order)  # fmt: skip
+        try:
+            target = Request.make(hop.url, depth=req.depth, priority=req.priority, referer=req.referer, meta=meta,
+                                  sort_query=not self.job.scope.keep_query_order)  # fmt: skip
+        except ValueError as exc:  # a target no URL parser accepts (a port past 65535)
+            self._fail(req, "redirect_bad_target", f"redirect target {hop.url!r}: {exc}")
+            return
         if target.fingerprint in chain:  # A -> B -> A: the seen set would end it silently; it is a loop
             self._fail(req, "too_many_redirects", f"redirect loop back to {target.url}")
             return
@@ -818,6 +822,8 @@ class Crawler:
             checkpoint = {"items_offset": self._writer.offset} if self._writer is not None else None
             try:
                 await self._frontier.ack(acks, checkpoint)
+            except (OutputError, FrontierUnavailable):
+                raise
             except Exception as exc:  # the state cannot be saved (a full disk, a lost Redis): end the crawl
                 raise OutputError(f"cannot save the crawl state: {type(exc).__name__}: {exc}") from exc
 

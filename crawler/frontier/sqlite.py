@@ -40,6 +40,7 @@ from crawler.frontier.base import FrontierBase, KnownPage
 from crawler.frontier.queues import HostQueues
 from crawler.frontier.records import Block, pack_blocks
 from crawler.frontier.spill import QUEUE_SCHEMA, READ_HOST
+from crawler.model.errors import OutputError
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
 
@@ -199,7 +200,8 @@ class SqliteFrontier(FrontierBase):
             return
         self._closed = True
         try:
-            self._commit_tx()
+            with contextlib.suppress(sqlite3.OperationalError):  # a full disk: the last commit stands
+                self._commit_tx()
             with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._conn.close()
@@ -231,6 +233,10 @@ class SqliteFrontier(FrontierBase):
     # -- the four verbs ----------------------------------------------------------------------------
 
     async def push_many(self, requests: Iterable[Request]) -> int:
+        with self._writing():
+            return self._push_many(requests)
+
+    def _push_many(self, requests: Iterable[Request]) -> int:
         seen_add = self._seen.add
         host_ids = self._host_ids
         seen_rows: list[tuple[int]] = []
@@ -292,6 +298,19 @@ class SqliteFrontier(FrontierBase):
 
     async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
         """Delete the finished requests and store `checkpoint`, in the transaction that holds their pushes."""
+        with self._writing():
+            self._ack(requests, checkpoint)
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write the state cannot take (a full disk, a read-only directory) is an output failure: the
+        crawl stops cleanly and the last committed state stays as it was."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise OutputError(f"cannot save the crawl state in {self.directory}: {exc}") from exc
+
+    def _ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None) -> None:
         self._begin()
         conn = self._conn
         finished = [r for r in requests if r.token is not None]
@@ -317,6 +336,10 @@ class SqliteFrontier(FrontierBase):
         """Store the pages' requests and validators in the open transaction (committed by the next ack)."""
         if not pages:
             return
+        with self._writing():
+            self._remember_pages(pages)
+
+    def _remember_pages(self, pages: Sequence[KnownPage]) -> None:
         self._begin()
         rows = []
         for page in pages:
