@@ -10,8 +10,9 @@ one of the entry's URLs as its origin (`user.xdg.origin.url`) or matches the ent
 |------------------------------------|-------------------|-----------|-----------------|--------|
 | this entry's file (origin/checksum)| skip if complete, else replace (every policy)                  |
 | another's file, or origin unknown  | next name         | replace   | skip if same size, else next name | fail |
-| another's part (sidecar differs)   | next name         | restart it| next name       | fail   |
-| this entry's part                  | resume when it matches the server's copy, else restart it      |
+| another URL's part (or no sidecar) | next name         | restart it| next name       | fail   |
+| this URL's part                    | resume when bound to this entry (URL, expected checksum) and it |
+|                                    | matches the server's copy (validator, length); else restart it |
 A name another entry of this run holds is never used: the next name, or a failure under `fail`.
 """
 
@@ -125,10 +126,11 @@ async def place(ctx: RunContext, owner: str, url: str, entry: DownloadEntry, wan
         part_size = _size_of(reservation.companion(PART_SUFFIX))
         if part_size is not None:
             state = Sidecar.load(reservation.companion(SIDECAR_SUFFIX))
-            if state is not None and state.bound_to(url, _checksum_text(entry)):
-                if ctx.settings.resume and resumable(state, part_size) and info.same_file(state):
+            if state is not None and state.url == url:  # this URL's part
+                if (ctx.settings.resume and state.bound_to(url, _checksum_text(entry))
+                        and resumable(state, part_size) and info.same_file(state)):  # fmt: skip
                     return Resume(reservation, state)
-                # our own part of another version: it starts over below
+                # another version, another expected checksum, or unsound: it starts over below
             elif policy == "fail":
                 return Failure(f"{reservation.path}{PART_SUFFIX} belongs to another download (--on-collision fail)")
             elif policy != "overwrite":
