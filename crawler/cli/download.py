@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -48,6 +49,16 @@ def _seconds(value: str) -> float:
     if not n > 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be positive")
     return n
+
+
+def _max_time(value: str) -> float | None:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if n < 0 or n != n:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 0 (no limit) or more")
+    return n or None
 
 
 def _size(value: str) -> int:
@@ -133,6 +144,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("-m", "--max-tries", type=_positive, default=4, metavar="N",
                    help="attempts per request, Retry-After honoured (default 4)")  # fmt: skip
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="SEC", help="per read (default 30)")
+    p.add_argument("--max-time", type=_max_time, default=86_400.0, metavar="SEC",
+                   help="give up on a file after this long, retries and mirrors included; the part is kept "
+                        "(default 86400, a day; 0: no limit)")  # fmt: skip
+    p.add_argument("-Y", "--speed-limit", type=_size, metavar="SPEED",
+                   help="fail a URL that streams slower than SPEED bytes/s for --speed-time (e.g. 1K)")  # fmt: skip
+    p.add_argument("-y", "--speed-time", type=_seconds, default=30.0, metavar="SEC",
+                   help="how long a URL may stay under --speed-limit (default 30)")  # fmt: skip
     p.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="SEC", help="default 10")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--ca-bundle", metavar="FILE", help="trust this CA bundle")
@@ -151,15 +169,20 @@ def _usage_error(message: str) -> int:
 
 
 def _open_input(name: str) -> IO[str]:
+    # Lines end at LF (CRLF too, stripped later) only: a lone CR inside a URL is an error, not a line break.
     if name == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            sys.stdin.reconfigure(newline="\n")
         return sys.stdin
-    return open(name, encoding="utf-8-sig", errors="replace")
+    return open(name, encoding="utf-8-sig", errors="replace", newline="\n")
 
 
 def _lines(name: str) -> Iterator[str]:
+    from crawler.downloader.entries import read_lines
+
     f = _open_input(name)
     try:
-        yield from f
+        yield from read_lines(f, "<stdin>" if name == "-" else name)
     finally:
         if f is not sys.stdin:
             f.close()
@@ -262,7 +285,8 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     downloader = Downloader(args.dir, jobs=args.jobs, segments=args.split, http=http, retry=retry,
                             rate_limit=args.rate_limit, per_host=args.max_per_host, limit_rate=args.limit_rate,
                             max_size=args.max_size, collision=args.collision, resume=args.resume,
-                            headers=headers, min_segment_size=args.min_split_size,
+                            headers=headers, min_segment_size=args.min_split_size, max_time=args.max_time,
+                            speed_limit=args.speed_limit, speed_time=args.speed_time,
                             on_progress=display if callable(display) else None, on_result=on_result)  # fmt: skip
     downloader.files_total = total
     code = EXIT_OK

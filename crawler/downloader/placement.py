@@ -11,7 +11,7 @@ one of the entry's URLs as its origin (`user.xdg.origin.url`) or matches the ent
 | this entry's file (origin/checksum)| skip if complete, else replace (every policy)                  |
 | another's file, or origin unknown  | next name         | replace   | skip if same size, else next name | fail |
 | another URL's part (or no sidecar) | next name         | restart it| next name       | fail   |
-| this URL's part                    | resume when bound to this entry (URL, expected checksum) and it |
+| this entry's part (URL or mirror)  | resume when bound to this URL and checksum, and it still       |
 |                                    | matches the server's copy (validator, length); else restart it |
 A name another entry of this run holds is never used: the next name, or a failure under `fail`.
 """
@@ -126,7 +126,7 @@ async def place(ctx: RunContext, owner: str, url: str, entry: DownloadEntry, wan
         part_size = _size_of(reservation.companion(PART_SUFFIX))
         if part_size is not None:
             state = Sidecar.load(reservation.companion(SIDECAR_SUFFIX))
-            if state is not None and state.url == url:  # this URL's part
+            if state is not None and state.url in entry.urls:  # this entry's part (from this URL or a mirror)
                 if (ctx.settings.resume and state.bound_to(url, _checksum_text(entry))
                         and resumable(state, part_size) and info.same_file(state)):  # fmt: skip
                     return Resume(reservation, state)

@@ -9,6 +9,7 @@ import logging
 from pathlib import PurePosixPath
 
 from crawler.downloader.context import RunContext
+from crawler.downloader.deadlines import SpeedFloor
 from crawler.downloader.entries import DownloadEntry
 from crawler.downloader.outcomes import Failure, Restart, describe
 from crawler.downloader.placement import Resume, Skip, find_resumable, hash_existing, place
@@ -30,10 +31,11 @@ _MAX_RESTARTS = 3
 
 class FileJob:
     """Downloads `entry` from `url` (one of its mirrors) within the run `ctx`. `owner` names the entry
-    to the name allocator (its mirrors share its names); `key` its line in progress snapshots."""
+    to the name allocator (its mirrors share its names); `key` its line in progress snapshots;
+    `deadline` (monotonic) ends waits for slots and backoffs cleanly; `floor` watches its speed."""
 
     def __init__(self, ctx: RunContext, entry: DownloadEntry, url: str, owner: str, key: int,
-                 deadline: float | None = None) -> None:  # fmt: skip
+                 deadline: float | None = None, floor: SpeedFloor | None = None) -> None:  # fmt: skip
         self.ctx = ctx
         self.entry = entry
         self.url = url
@@ -45,7 +47,7 @@ class FileJob:
         self.segments = entry.segments or ctx.settings.segments
         self.algos = ["sha256"] + ([entry.checksum.algo] if entry.checksum else [])
         self.url_name = choose_name(None, None, url)
-        self.progress = FileProgress(ActiveFile(name="", url=url))
+        self.progress = FileProgress(ActiveFile(name="", url=url), floor=floor)
         self.reservation: Reservation | None = None
         self.part: PartFile | None = None
         self.http_status: int | None = None

@@ -15,6 +15,10 @@ version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, 
   /echo/...     200 with the request target as sent (raw path and query) as the body: one content per URL
   /__log        the requests seen (path, query, range, if_range, status, t); `clear=1` empties it
   /__bump       bump the version of `key`; /__reset forgets versions, hit counts and the log
+  /__shape      for `key`: requests whose range starts at or past `hold_from` never get an answer, and
+                those past `slow_from` are sent at `slow_rate` bytes/s (no parameters: back to normal).
+                Out of band, so the URL (and the sidecar that records it) stays the same.
+Every logged request also records `sent`, the body bytes sent so far.
 """
 
 from __future__ import annotations
@@ -83,6 +87,7 @@ class EdgeApp:
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.hits: dict[str, int] = {}
+        self.shapes: dict[str, dict[str, int]] = {}
         self.log: list[dict[str, Any]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -102,7 +107,7 @@ class EdgeApp:
         record: dict[str, Any] = {"path": path, "query": query, "range": headers.get("range"),
                                   "if_range": headers.get("if-range"), "status": None, "t": time.monotonic(),
                                   "user_agent": headers.get("user-agent"),
-                                  "accept_encoding": headers.get("accept-encoding")}  # fmt: skip
+                                  "accept_encoding": headers.get("accept-encoding"), "sent": 0}  # fmt: skip
         if not path.startswith("/__"):
             self.log.append(record)
 
@@ -125,6 +130,11 @@ class EdgeApp:
         if path == "/__bump":
             key = query.get("key", "")
             self.versions[key] = self.versions.get(key, 0) + 1
+            await respond(200, [("content-length", "2")], b"ok")
+            return
+        if path == "/__shape":
+            shape = {k: int(v) for k, v in query.items() if k in ("hold_from", "slow_from", "slow_rate")}
+            self.shapes[query.get("key", "")] = shape
             await respond(200, [("content-length", "2")], b"ok")
             return
         if path == "/__reset":
@@ -198,10 +208,15 @@ class EdgeApp:
                     hdrs.append(("content-range", f"bytes {start}-{end - 1}/{size}"))
         if not query.get("nolength"):
             hdrs.append(("content-length", str(end - start)))
+        shape = self.shapes.get(key, {})
+        if start >= shape.get("hold_from", 1 << 62):
+            await asyncio.sleep(120)  # never answers within a test; the client gives up or is killed
+        rate = float(query.get("rate", "0"))
+        if start >= shape.get("slow_from", 1 << 62):
+            rate = float(shape.get("slow_rate", 100_000))
         record["status"] = status
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
-        rate = float(query.get("rate", "0"))
         cut_at = (
             int(query.get("cut_at", "-1")) if kind == "cut" and hit <= int(query.get("cuts", "1")) else -1
         )
@@ -217,6 +232,7 @@ class EdgeApp:
                 raise ConnectionAbortedError("cut on purpose")  # hypercorn drops the connection
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             sent += len(piece)
+            record["sent"] = sent
             if rate:
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0:

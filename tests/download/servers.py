@@ -224,6 +224,11 @@ class EdgeServer:
         assert self._client is not None
         self._client.get("/__bump", params={"key": key}).raise_for_status()
 
+    def shape(self, key: str, **rules: int) -> None:
+        """Out-of-band misbehaviour for `key` (see `/__shape` in app.py); no rules: back to normal."""
+        assert self._client is not None
+        self._client.get("/__shape", params={"key": key, **rules}).raise_for_status()
+
     def stop(self) -> None:
         if self._client is not None:
             self._client.close()
