@@ -154,6 +154,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="SEC", help="default 10")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--ca-bundle", metavar="FILE", help="trust this CA bundle")
+    p.add_argument("--proxy", metavar="URL",
+                   help="send requests through this proxy (http://[user:pass@]host:port); without it, "
+                        "http_proxy/https_proxy/no_proxy from the environment apply, as for curl and wget")  # fmt: skip
+    p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
+                   help="live display (auto: on a terminal), plain lines every --progress-interval "
+                        "(auto: otherwise), or none")  # fmt: skip
+    p.add_argument("--progress-interval", type=_seconds, default=5.0, metavar="SEC",
+                   help="seconds between plain progress lines (default 5)")  # fmt: skip
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "-q", "--quiet", action="store_true", help="no progress or summary; failures still listed"
@@ -222,7 +230,10 @@ def main(args: argparse.Namespace) -> int:
     if args.user_agent:
         headers["User-Agent"] = args.user_agent
     conns = max(100, args.jobs * args.split)
+    if args.proxy and "://" not in args.proxy:
+        return _usage_error(f"--proxy {args.proxy!r} must be a URL such as http://host:port")
     http = HttpConfig(http2=not args.http1, verify=False if args.insecure else (args.ca_bundle or True),
+                      proxy=args.proxy, trust_env=True,
                       timeout=TimeoutConfig(connect=args.connect_timeout, read=args.timeout, write=args.timeout,
                                             pool=None),
                       limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))  # fmt: skip
@@ -257,12 +268,18 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     failures: list[DownloadResult] = []
     stdout = sys.stdout.buffer
     display: Any = contextlib.nullcontext()
-    if not (args.quiet or args.json) and sys.stderr.isatty():
-        from crawler.cli.download_progress import (
-            ProgressDisplay,  # rich costs ~25 ms to import: only for a TTY
-        )
+    interval = 0.25
+    from crawler.cli.crawl_progress import choose_mode  # auto: live on a terminal, plain lines otherwise
+
+    mode = "off" if args.quiet or args.json else choose_mode(args.progress)
+    if mode == "live":
+        from crawler.cli.download_progress import ProgressDisplay  # rich costs ~25 ms to import: TTY only
 
         display = ProgressDisplay()
+    elif mode == "plain":
+        from crawler.cli.download_progress import PlainProgress
+
+        display, interval = PlainProgress(), args.progress_interval
 
     def on_result(result: DownloadResult) -> None:
         if not result.ok:
@@ -287,7 +304,8 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
                             max_size=args.max_size, collision=args.collision, resume=args.resume,
                             headers=headers, min_segment_size=args.min_split_size, max_time=args.max_time,
                             speed_limit=args.speed_limit, speed_time=args.speed_time,
-                            on_progress=display if callable(display) else None, on_result=on_result)  # fmt: skip
+                            on_progress=display if callable(display) else None, on_result=on_result,
+                            progress_interval=interval)  # fmt: skip
     downloader.files_total = total
     code = EXIT_OK
     try:

@@ -119,9 +119,10 @@ class Downloader:
         self._byte_rate = ByteRate(float(limit)) if limit else None
         self._client = client
         self._owns_client = client is None
-        if http is None:
+        if http is None:  # proxies from the environment apply, as for curl and wget
             conns = max(100, jobs * segments)
-            http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))
+            http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns),
+                              trust_env=True)  # fmt: skip
         self._http = http
         self._executor: ThreadPoolExecutor | None = None
         self._ctx: RunContext | None = None

@@ -19,7 +19,7 @@ from crawler.config.job import BackoffConfig
 from tests.cli.conftest import crawler_command
 
 from .measure import wait_measuring_peak
-from .servers import EdgeServer, NginxServer, find_nginx
+from .servers import EdgeServer, ForwardProxy, NginxServer, find_nginx, find_tinyproxy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GiB = 1 << 30
@@ -29,6 +29,17 @@ GiB = 1 << 30
 def edge() -> Iterator[EdgeServer]:
     with EdgeServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def forward_proxy() -> Iterator[ForwardProxy]:
+    if find_tinyproxy() is None:
+        message = "tinyproxy is not installed (apt-get install tinyproxy; .ci/run does)"
+        if os.environ.get("CI") or os.environ.get("CRAWLER_REQUIRE_PROXY"):
+            pytest.fail(message)
+        pytest.skip(message)
+    with ForwardProxy() as proxy:
+        yield proxy
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
-__all__ = ["EdgeServer", "NginxServer", "find_nginx", "free_port"]
+__all__ = ["EdgeServer", "ForwardProxy", "NginxServer", "find_nginx", "find_tinyproxy", "free_port"]
 
 _START_TIMEOUT = 20.0
 
@@ -240,6 +240,62 @@ class EdgeServer:
             self._dir = None
 
     def __enter__(self) -> EdgeServer:
+        return self.start()
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+
+def find_tinyproxy() -> str | None:
+    return shutil.which("tinyproxy") or next((p for p in ("/usr/bin/tinyproxy", "/usr/sbin/tinyproxy")
+                                              if os.access(p, os.X_OK)), None)  # fmt: skip
+
+
+class ForwardProxy:
+    """tinyproxy from the distribution, a real forwarding HTTP proxy, on a free loopback port. `requests()`
+    lists the request lines it forwarded (from its log)."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self.port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> ForwardProxy:
+        exe = find_tinyproxy()
+        if exe is None:
+            raise FileNotFoundError("tinyproxy is not installed (apt-get install tinyproxy)")
+        self._dir = Path(tempfile.mkdtemp(prefix="crawler-proxy-"))
+        self._dir.chmod(0o777)  # tinyproxy may drop to another user
+        self.port = free_port(self.host)
+        conf = self._dir / "tinyproxy.conf"
+        conf.write_text(f"Port {self.port}\nListen {self.host}\nTimeout 60\nLogFile \"{self._dir}/proxy.log\"\n"
+                        f"LogLevel Connect\nMaxClients 200\nAllow 127.0.0.1\nDisableViaHeader Yes\n")  # fmt: skip
+        log = self._dir / "stderr.log"
+        with open(log, "wb") as out:
+            self._proc = subprocess.Popen([exe, "-d", "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT)
+        _wait_listening(self.host, self.port, self._proc, "tinyproxy", log)
+        return self
+
+    def requests(self) -> list[str]:
+        """`GET http://host:port/path HTTP/1.1` for each request forwarded so far."""
+        assert self._dir is not None
+        path = self._dir / "proxy.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return [line.split("): ", 1)[1] for line in text.splitlines() if "Request (file descriptor" in line]
+
+    def stop(self) -> None:
+        _stop(self._proc)
+        self._proc = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> ForwardProxy:
         return self.start()
 
     def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
