@@ -39,7 +39,9 @@ __all__ = ["COLLISIONS", "Downloader", "EntrySource", "download"]
 
 log = logging.getLogger("crawler.download")
 
-DEFAULT_BATCH = 4 << 20  # bytes gathered per write: measured best between 2 and 8 MiB (benchmarks/download_bench.py)
+DEFAULT_BATCH = (
+    4 << 20
+)  # bytes gathered per write: measured best between 2 and 8 MiB (benchmarks/download_bench.py)
 DEFAULT_MIN_SEGMENT = 4 << 20
 # `--skip-existing` and friends, as they were spelled before `--on-collision`.
 _COLLISION_ALIASES: dict[str, Collision] = {"skip-existing": "skip"}
@@ -185,7 +187,9 @@ class Downloader:
             inst = (received - last_b) / (now - last_t)
             self._speed = inst if self._speed == 0 else 0.6 * self._speed + 0.4 * inst
             self._last_tick = (now, received)
-        active = tuple(ActiveFile(a.name, a.url, a.done, a.total, a.segments) for a in self._live.active.values())
+        active = tuple(
+            ActiveFile(a.name, a.url, a.done, a.total, a.segments) for a in self._live.active.values()
+        )
         eta: float | None = None
         if active and all(a.total is not None for a in active) and self._speed > 0:
             eta = sum((a.total or 0) - a.done for a in active) / self._speed
@@ -311,7 +315,9 @@ class Downloader:
         slow = asyncio.timeout(None)
         try:
             async with slow:
-                return await FileJob(ctx, entry, url, owner, key, deadline, SpeedFloor(slow, limit, window)).run()
+                return await FileJob(
+                    ctx, entry, url, owner, key, deadline, SpeedFloor(slow, limit, window)
+                ).run()
         except TimeoutError:
             if not slow.expired():
                 raise

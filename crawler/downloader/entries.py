@@ -38,7 +38,9 @@ def _control_error(what: str, text: str, pattern: re.Pattern[str]) -> InputError
     m = pattern.search(text)
     if m is None:
         return None
-    return InputError(f"{what} contains the control character U+{ord(m.group()):04X} at column {m.start() + 1}")
+    return InputError(
+        f"{what} contains the control character U+{ord(m.group()):04X} at column {m.start() + 1}"
+    )
 
 
 def parse_header(text: str) -> tuple[str, str]:

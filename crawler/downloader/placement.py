@@ -132,7 +132,9 @@ async def place(ctx: RunContext, owner: str, url: str, entry: DownloadEntry, wan
                     return Resume(reservation, state)
                 # another version, another expected checksum, or unsound: it starts over below
             elif policy == "fail":
-                return Failure(f"{reservation.path}{PART_SUFFIX} belongs to another download (--on-collision fail)")
+                return Failure(
+                    f"{reservation.path}{PART_SUFFIX} belongs to another download (--on-collision fail)"
+                )
             elif policy != "overwrite":
                 names.release(reservation)
                 continue  # another download's partial data: leave it alone

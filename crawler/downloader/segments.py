@@ -189,7 +189,9 @@ class SegmentFiller:
         if error is not None:
             return error
         if remaining is not None and remaining > 0:
-            return httpx.RemoteProtocolError(f"connection closed {remaining} bytes before the end of the range")
+            return httpx.RemoteProtocolError(
+                f"connection closed {remaining} bytes before the end of the range"
+            )
         if seg.end is None:  # unknown length: the end of the body is the end of the file
             part.end_at(seg)
         return None

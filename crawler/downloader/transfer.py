@@ -143,7 +143,9 @@ class FileJob:
             if isinstance(info, Failure):
                 return info
             if self.reservation is None:
-                name = fixed or (choose_name(None, info.disposition, self.url) if info.disposition else self.url_name)
+                name = fixed or (
+                    choose_name(None, info.disposition, self.url) if info.disposition else self.url_name
+                )
                 self.progress.active.name = name
                 placed = await place(self.ctx, self.owner, self.url, self.entry, subdir / name, info,
                                      stream.aclose, self.algos)  # fmt: skip
@@ -193,7 +195,9 @@ class FileJob:
             assert self.reservation is not None
             name = self.reservation.path.name
             self.progress.active.name = name
-            if info.status == 416 or (info.status == 206 and not (info.range_start == first and info.same_file(state))):
+            if info.status == 416 or (
+                info.status == 206 and not (info.range_start == first and info.same_file(state))
+            ):
                 self._discard()
                 return Restart(f"the part of {name} no longer matches the server's copy: starting over")
             if info.status == 206:
@@ -270,4 +274,3 @@ class FileJob:
         if self.reservation is not None:
             self.reservation.companion(PART_SUFFIX).unlink(missing_ok=True)
             self.reservation.companion(SIDECAR_SUFFIX).unlink(missing_ok=True)
-

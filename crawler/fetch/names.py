@@ -41,7 +41,14 @@ __all__ = [
 
 DEFAULT_NAME = "index.html"
 
-_WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_WINDOWS_DEVICES = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
 # Separators, characters Windows refuses, C0/C1 controls, and invisible format characters (bidi overrides
 # such as U+202E turn `gpj.exe` into what reads as `exe.jpg`).
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff<>:"|?*\\/]')

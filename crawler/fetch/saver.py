@@ -62,7 +62,9 @@ class FileSaver:
             # Someone else's file (or one of unknown origin): keep it, and this name, out of our way.
         raise UnsafePath(f"no free name for {url_path(url)} under {self.directory}")
 
-    async def save(self, response: httpx.Response, chunks: AsyncIterator[bytes], url: str) -> tuple[Path, int]:
+    async def save(
+        self, response: httpx.Response, chunks: AsyncIterator[bytes], url: str
+    ) -> tuple[Path, int]:
         """Stream `chunks` to `<path>.part`, then rename into place. Returns (final path, bytes)."""
         reservation = self.target(url)
         self._names.make_parent(reservation)

@@ -51,7 +51,9 @@ def test_input_lines_that_can_never_work_are_usage_errors_at_parse_time(
     assert edge.requests_for(key) == [] and not (tmp_path / "out").exists()
 
 
-def test_max_time_ends_a_trickling_download_and_keeps_its_part(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+def test_max_time_ends_a_trickling_download_and_keeps_its_part(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
     url = edge.url_for("/file/trickle.bin", size=MiB, seed=key, key=key, rate=40_000)
 
     started = time.monotonic()

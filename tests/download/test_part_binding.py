@@ -114,7 +114,9 @@ def test_a_part_of_the_same_url_expecting_another_checksum_is_restarted_not_resu
     assert files_under(tmp_path) == ["data.bin"]
 
 
-@pytest.mark.parametrize(("flags", "name"), [([], "data.1.bin"), (["--on-collision", "overwrite"], "data.bin")])
+@pytest.mark.parametrize(
+    ("flags", "name"), [([], "data.1.bin"), (["--on-collision", "overwrite"], "data.bin")]
+)
 def test_a_part_whose_sidecar_names_another_url_is_never_resumed(
     edge: EdgeServer, key: str, tmp_path: Path, flags: list[str], name: str
 ) -> None:
@@ -122,7 +124,9 @@ def test_a_part_whose_sidecar_names_another_url_is_never_resumed(
     other = edge.url_for("/file/elsewhere/data.bin", size=SIZE, seed=key, key=key)
     (tmp_path / "data.bin.part").write_bytes(b"\xee" * 500_000)
     etag = f'"{key}-{SIZE}-v0"'  # even with this file's own validator and length
-    Sidecar(tmp_path / "data.bin.part.json").save(PartState(other, etag, None, SIZE, [Segment(0, SIZE, 500_000)]))
+    Sidecar(tmp_path / "data.bin.part.json").save(
+        PartState(other, etag, None, SIZE, [Segment(0, SIZE, 500_000)])
+    )
 
     run = run_cli(url, "-d", str(tmp_path), "--json", *flags)
 

@@ -16,11 +16,15 @@ from .app import file_sha256
 from .conftest import run_cli
 from .servers import EdgeServer, ForwardProxy
 
-_LINE = re.compile(r"^files (\d+)/1  ([\d.]+) (B|kB|MB)  [\d.]+ (B|kB|MB)/s  ETA (\d+:\d\d|--:--)  (\d) active$")
+_LINE = re.compile(
+    r"^files (\d+)/1  ([\d.]+) (B|kB|MB)  [\d.]+ (B|kB|MB)/s  ETA (\d+:\d\d|--:--)  (\d) active$"
+)
 _UNIT = {"B": 1, "kB": 1e3, "MB": 1e6}
 
 
-def test_plain_progress_lines_when_stderr_is_not_a_terminal(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+def test_plain_progress_lines_when_stderr_is_not_a_terminal(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
     url = edge.url_for("/file/p.bin", size=1_000_000, seed=key, key=key, rate=350_000)
 
     run = run_cli(url, "-d", str(tmp_path), "--progress-interval", "0.5")  # stderr is a pipe
@@ -74,4 +78,6 @@ def test_the_library_front_door_is_typed_and_exports_the_progress_snapshot() -> 
     kinds = {p.kind for p in signature.parameters.values()}
     assert inspect.Parameter.VAR_KEYWORD not in kinds and inspect.Parameter.VAR_POSITIONAL not in kinds
     assert all(p.annotation is not inspect.Parameter.empty for p in signature.parameters.values())
-    assert {"max_time", "speed_limit", "speed_time", "collision", "http", "retry"} <= set(signature.parameters)
+    assert {"max_time", "speed_limit", "speed_time", "collision", "http", "retry"} <= set(
+        signature.parameters
+    )
