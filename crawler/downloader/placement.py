@@ -95,17 +95,15 @@ def find_resumable(ctx: RunContext, owner: str, url: str, entry: DownloadEntry,
     """This entry's part from an earlier run, under the name it would get or a numbered one, reserved."""
     names = ctx.names
     for candidate in names.candidates(wanted):
-        reservation = names.reserve(candidate, owner)
-        if reservation is None:
-            continue  # another entry of this run holds it
-        part = reservation.companion(PART_SUFFIX)
-        size = _size_of(part)
+        _, path = names.path_of(candidate)
+        size = _size_of(path.with_name(path.name + PART_SUFFIX))
         if size is not None:
-            state = Sidecar.load(reservation.companion(SIDECAR_SUFFIX))
+            state = Sidecar.load(path.with_name(path.name + SIDECAR_SUFFIX))
             if state is not None and state.bound_to(url, _checksum_text(entry)) and resumable(state, size):
-                return Resume(reservation, state)
-        names.release(reservation)
-        if size is None and not os.path.lexists(reservation.path):
+                reservation = names.reserve(candidate, owner)
+                if reservation is not None:  # (else another entry of this run holds it)
+                    return Resume(reservation, state)
+        elif not os.path.lexists(path):
             return None  # the first free name: an earlier run went no further
     return None
 

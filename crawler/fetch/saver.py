@@ -56,10 +56,9 @@ class FileSaver:
             reservation = names.reserve(candidate, url)
             if reservation is None:
                 continue
-            origin = origin_of(reservation.path) if os.path.lexists(reservation.path) else url
-            if origin == url:
-                return reservation
-            # Someone else's file (or one of unknown origin): keep it, and this name, out of our way.
+            if not os.path.lexists(reservation.path) or origin_of(reservation.path) == url:
+                return reservation  # free, or this URL's copy from an earlier crawl
+            names.release(reservation)  # someone else's file, a directory, or unknown origin: keep it
         raise UnsafePath(f"no free name for {url_path(url)} under {self.directory}")
 
     async def save(
