@@ -41,6 +41,9 @@ class Settings:
     batch_size: int = 4 << 20
     flush_interval: float = 1.0
     headers: tuple[tuple[str, str], ...] = ()
+    max_time: float | None = None  # seconds per entry, mirrors included
+    speed_limit: int | None = None  # bytes/s below which, for `speed_time` seconds, a URL fails
+    speed_time: float = 30.0
 
 
 @dataclass(slots=True)

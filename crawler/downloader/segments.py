@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import httpx
 
 from crawler.downloader.context import RunContext
+from crawler.downloader.deadlines import SpeedFloor
 from crawler.downloader.outcomes import Failure, Restart
 from crawler.downloader.response import read_response
 from crawler.downloader.results import ActiveFile
@@ -34,6 +35,7 @@ class FileProgress:
     active: ActiveFile
     received: int = 0
     resumed_from: int = 0
+    floor: SpeedFloor | None = None
 
     def reset(self, to: int, total: int | None) -> None:
         self.received = self.active.done = to
@@ -146,11 +148,14 @@ class SegmentFiller:
         live, active = ctx.live, progress.active
         max_size = ctx.settings.max_size
         byte_rate = ctx.byte_rate
+        floor = progress.floor
         remaining = seg.remaining
         error: BaseException | None = None
         try:
             writer = SegmentWriter(part, seg, target=live.batch_target, interval=ctx.settings.flush_interval)
             live.streams += 1
+            if floor is not None:
+                floor.stream_started()
             try:
                 async for chunk in stream.resp.aiter_raw():
                     size = len(chunk)
@@ -161,6 +166,8 @@ class SegmentFiller:
                     active.done += size
                     live.bytes_received += size
                     progress.received += size
+                    if floor is not None:
+                        floor.add(size)
                     if max_size is not None and progress.received > max_size:
                         return Failure(f"more than --max-size {max_size} bytes", stream.resp.status_code,
                                        discard=True)  # fmt: skip
@@ -174,13 +181,17 @@ class SegmentFiller:
                 error = exc
             finally:
                 live.streams -= 1
+                if floor is not None:
+                    floor.stream_ended()
                 await writer.close()  # a write error (disk full) propagates: the entry fails
         finally:
             await stream.aclose()
         if error is not None:
             return error
         if remaining is not None and remaining > 0:
-            return httpx.RemoteProtocolError(f"connection closed {remaining} bytes before the end of the range")
+            return httpx.RemoteProtocolError(
+                f"connection closed {remaining} bytes before the end of the range"
+            )
         if seg.end is None:  # unknown length: the end of the body is the end of the file
             part.end_at(seg)
         return None

@@ -93,14 +93,18 @@ async def wait_or_give_up(ctx: RunContext, host: str, attempt: int, failed: Retr
         failure = failed.failure
         if isinstance(failure, BaseException) and not ctx.policy.retryable_error(failure):
             return Failure(describe(failure))
-        return Failure(f"{_reason(failed, decision.retry_after)} after {attempt} attempts", failed.http_status)
+        return Failure(
+            f"{_reason(failed, decision.retry_after)} after {attempt} attempts", failed.http_status
+        )
     await asyncio.sleep(decision.delay)
     return None
 
 
 def _reason(failed: Retryable, retry_after: float | None) -> str:
     if isinstance(failed.failure, int):
-        return f"HTTP {failed.failure}" + (f" (Retry-After {retry_after:g}s)" if retry_after is not None else "")
+        return f"HTTP {failed.failure}" + (
+            f" (Retry-After {retry_after:g}s)" if retry_after is not None else ""
+        )
     return describe(failed.failure)
 
 

@@ -9,6 +9,7 @@ import logging
 from pathlib import PurePosixPath
 
 from crawler.downloader.context import RunContext
+from crawler.downloader.deadlines import SpeedFloor
 from crawler.downloader.entries import DownloadEntry
 from crawler.downloader.outcomes import Failure, Restart, describe
 from crawler.downloader.placement import Resume, Skip, find_resumable, hash_existing, place
@@ -30,10 +31,11 @@ _MAX_RESTARTS = 3
 
 class FileJob:
     """Downloads `entry` from `url` (one of its mirrors) within the run `ctx`. `owner` names the entry
-    to the name allocator (its mirrors share its names); `key` its line in progress snapshots."""
+    to the name allocator (its mirrors share its names); `key` its line in progress snapshots;
+    `deadline` (monotonic) ends waits for slots and backoffs cleanly; `floor` watches its speed."""
 
     def __init__(self, ctx: RunContext, entry: DownloadEntry, url: str, owner: str, key: int,
-                 deadline: float | None = None) -> None:  # fmt: skip
+                 deadline: float | None = None, floor: SpeedFloor | None = None) -> None:  # fmt: skip
         self.ctx = ctx
         self.entry = entry
         self.url = url
@@ -45,7 +47,7 @@ class FileJob:
         self.segments = entry.segments or ctx.settings.segments
         self.algos = ["sha256"] + ([entry.checksum.algo] if entry.checksum else [])
         self.url_name = choose_name(None, None, url)
-        self.progress = FileProgress(ActiveFile(name="", url=url))
+        self.progress = FileProgress(ActiveFile(name="", url=url), floor=floor)
         self.reservation: Reservation | None = None
         self.part: PartFile | None = None
         self.http_status: int | None = None
@@ -141,7 +143,9 @@ class FileJob:
             if isinstance(info, Failure):
                 return info
             if self.reservation is None:
-                name = fixed or (choose_name(None, info.disposition, self.url) if info.disposition else self.url_name)
+                name = fixed or (
+                    choose_name(None, info.disposition, self.url) if info.disposition else self.url_name
+                )
                 self.progress.active.name = name
                 placed = await place(self.ctx, self.owner, self.url, self.entry, subdir / name, info,
                                      stream.aclose, self.algos)  # fmt: skip
@@ -191,7 +195,9 @@ class FileJob:
             assert self.reservation is not None
             name = self.reservation.path.name
             self.progress.active.name = name
-            if info.status == 416 or (info.status == 206 and not (info.range_start == first and info.same_file(state))):
+            if info.status == 416 or (
+                info.status == 206 and not (info.range_start == first and info.same_file(state))
+            ):
                 self._discard()
                 return Restart(f"the part of {name} no longer matches the server's copy: starting over")
             if info.status == 206:
@@ -268,4 +274,3 @@ class FileJob:
         if self.reservation is not None:
             self.reservation.companion(PART_SUFFIX).unlink(missing_ok=True)
             self.reservation.companion(SIDECAR_SUFFIX).unlink(missing_ok=True)
-
