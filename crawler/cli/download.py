@@ -41,6 +41,16 @@ def _positive(value: str) -> int:
     return n
 
 
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 0 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and 1000")
+    return n
+
+
 def _seconds(value: str) -> float:
     try:
         n = float(value)
@@ -141,6 +151,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="'K: V'", help="extra request header (repeatable)")  # fmt: skip
     p.add_argument("-U", "--user-agent", metavar="UA", help="User-Agent header")
     p.add_argument("--http1", action="store_true", help="HTTP/1.1 only (default: HTTP/2 where offered)")
+    p.add_argument("--max-redirects", "--max-redirs", type=_count, default=10, metavar="N",
+                   help="redirects followed per request (default 10; 0: none); a hop to another origin drops "
+                        "the -H and header= headers")  # fmt: skip
     p.add_argument("-m", "--max-tries", type=_positive, default=4, metavar="N",
                    help="attempts per request, Retry-After honoured (default 4)")  # fmt: skip
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="SEC", help="per read (default 30)")
@@ -233,7 +246,7 @@ def main(args: argparse.Namespace) -> int:
     if args.proxy and "://" not in args.proxy:
         return _usage_error(f"--proxy {args.proxy!r} must be a URL such as http://host:port")
     http = HttpConfig(http2=not args.http1, verify=False if args.insecure else (args.ca_bundle or True),
-                      proxy=args.proxy, trust_env=True,
+                      proxy=args.proxy, trust_env=True, max_redirects=args.max_redirects,
                       timeout=TimeoutConfig(connect=args.connect_timeout, read=args.timeout, write=args.timeout,
                                             pool=None),
                       limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))  # fmt: skip

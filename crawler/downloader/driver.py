@@ -26,7 +26,7 @@ from crawler.config.units import Rate, parse_rate, parse_size
 from crawler.downloader.byte_rate import ByteRate
 from crawler.downloader.context import COLLISIONS, Collision, LiveTransfers, RunContext, Settings
 from crawler.downloader.deadlines import DEFAULT_MAX_TIME, SpeedFloor
-from crawler.downloader.entries import Checksum, DownloadEntry, InputError
+from crawler.downloader.entries import MAX_URL_LENGTH, Checksum, DownloadEntry, InputError
 from crawler.downloader.results import ActiveFile, DownloadProgress, DownloadResult
 from crawler.downloader.transfer import FileJob
 from crawler.fetch.names import NameAllocator
@@ -98,7 +98,11 @@ class Downloader:
             raise ValueError("speed_time must be positive")
         self.dest = Path(dest)
         self.jobs = jobs
-        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        if http is None:  # proxies from the environment apply, as for curl and wget
+            conns = max(100, jobs * segments)
+            http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns),
+                              trust_env=True)  # fmt: skip
+        pairs = list(headers.items() if isinstance(headers, Mapping) else (headers or ()))
         self.settings = Settings(
             segments=segments,
             collision=_collision(collision),
@@ -111,6 +115,10 @@ class Downloader:
             max_time=max_time,
             speed_limit=parse_size(speed_limit) or None,
             speed_time=speed_time,
+            max_redirects=http.max_redirects if http.follow_redirects else 0,
+            forward_headers=tuple(http.forward_headers),
+            max_url_length=MAX_URL_LENGTH,
+            user_headers=frozenset(k.lower() for k in [*(k for k, _ in pairs), *http.headers]) - {"user-agent"},
         )
         self.on_progress = on_progress
         self.on_result = on_result
@@ -121,10 +129,6 @@ class Downloader:
         self._byte_rate = ByteRate(float(limit)) if limit else None
         self._client = client
         self._owns_client = client is None
-        if http is None:  # proxies from the environment apply, as for curl and wget
-            conns = max(100, jobs * segments)
-            http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns),
-                              trust_env=True)  # fmt: skip
         self._http = http
         self._executor: ThreadPoolExecutor | None = None
         self._ctx: RunContext | None = None
@@ -381,6 +385,9 @@ async def download(
     entry. `batch_size`, `flush_interval`: bytes per write and how long a partial batch may wait.
     `max_time`: seconds per entry (default a day; None: no limit); `speed_limit` (bytes/s) and
     `speed_time` (seconds): fail a URL that streams slower than that for that long (curl's names).
+    Redirects are followed up to `http.max_redirects` hops (none with `http.follow_redirects: false`); a hop
+    to another origin drops `headers` and `http.headers` (not User-Agent) unless `http.forward_headers`
+    names them. Each result has the `final_url` and the number of `redirects`.
     """
     results: list[DownloadResult] = []
     async with Downloader(dest, jobs=jobs, segments=segments, client=client, http=http, retry=retry,

@@ -16,7 +16,7 @@ from crawler.downloader.deadlines import SpeedFloor
 from crawler.downloader.outcomes import Failure, Restart
 from crawler.downloader.response import read_response
 from crawler.downloader.results import ActiveFile
-from crawler.downloader.sender import OpenResponse, Retryable, send_once, wait_or_give_up
+from crawler.downloader.sender import FileRequest, OpenResponse, Retryable, send_once, wait_or_give_up
 from crawler.fetch.disk import PartFile, SegmentWriter
 from crawler.fetch.sidecar import PartState, Segment
 
@@ -43,14 +43,13 @@ class FileProgress:
 
 
 class SegmentFiller:
-    """Fills every unfinished segment of `part`, one stream each, from `url` on `host`."""
+    """Fills every unfinished segment of `part`, one stream each, with ranged GETs of `request`."""
 
-    def __init__(self, ctx: RunContext, url: str, host: str, headers: list[tuple[str, str]], part: PartFile,
-                 progress: FileProgress, deadline: float | None = None) -> None:  # fmt: skip
+    def __init__(self, ctx: RunContext, request: FileRequest, part: PartFile, progress: FileProgress,
+                 deadline: float | None = None) -> None:  # fmt: skip
         self.ctx = ctx
-        self.url = url
-        self.host = host
-        self.headers = headers
+        self.request = request
+        self.url = request.url
         self.part = part
         self.progress = progress
         self.deadline = deadline
@@ -91,15 +90,15 @@ class SegmentFiller:
                     failed = None
             if stream is not None:
                 ended = await self._stream(stream, seg)
-                stream = None
+                host, stream = stream.host, None
                 if ended is None or isinstance(ended, Failure):
                     return ended
-                failed = Retryable(ended)
+                failed = Retryable(ended, host=host)
             assert failed is not None
             attempt += 1
             if seg.done > mark and rounds < _MAX_PROGRESS_RESETS:
                 attempt, mark, rounds = 1, seg.done, rounds + 1  # progress since the last failure
-            gave_up = await wait_or_give_up(self.ctx, self.host, attempt, failed, self.deadline)
+            gave_up = await wait_or_give_up(self.ctx, attempt, failed, self.deadline)
             if gave_up is not None:
                 return gave_up
 
@@ -109,10 +108,10 @@ class SegmentFiller:
         part = self.part
         state = part.state
         last = "" if seg.end is None else str(seg.end - 1)
-        headers = [*self.headers, ("Range", f"bytes={seg.pos}-{last}")]
+        extra: tuple[tuple[str, str], ...] = (("Range", f"bytes={seg.pos}-{last}"),)
         if state.validator:
-            headers.append(("If-Range", state.validator))
-        sent = await send_once(self.ctx, self.url, self.host, headers, deadline=self.deadline)
+            extra += (("If-Range", state.validator),)
+        sent = await send_once(self.ctx, self.request, extra, deadline=self.deadline)
         if not isinstance(sent, OpenResponse):
             return sent
         info = read_response(sent.resp)

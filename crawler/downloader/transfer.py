@@ -16,11 +16,10 @@ from crawler.downloader.placement import Resume, Skip, find_resumable, hash_exis
 from crawler.downloader.response import ResponseInfo, read_response
 from crawler.downloader.results import ActiveFile, DownloadResult
 from crawler.downloader.segments import FileProgress, SegmentFiller
-from crawler.downloader.sender import OpenResponse, open_get
+from crawler.downloader.sender import FileRequest, OpenResponse, open_get
 from crawler.fetch.disk import IncompletePart, PartFile, plan_segments
 from crawler.fetch.names import Reservation, UnsafePath, choose_name, safe_subpath
 from crawler.fetch.sidecar import PART_SUFFIX, SIDECAR_SUFFIX, PartState, Segment, Sidecar
-from crawler.model.url import canonicalize, host_key
 
 __all__ = ["FileJob"]
 
@@ -42,8 +41,10 @@ class FileJob:
         self.owner = owner
         self.key = key
         self.deadline = deadline
-        self.host = host_key(canonicalize(url))
-        self.headers = [("Accept-Encoding", "identity"), *ctx.settings.headers, *entry.headers]
+        settings = ctx.settings
+        headers = [("Accept-Encoding", "identity"), *settings.headers, *entry.headers]
+        user = settings.user_headers | {k.lower() for k, _ in entry.headers if k.lower() != "user-agent"}
+        self.request = FileRequest.build(url, headers, user)
         self.segments = entry.segments or ctx.settings.segments
         self.algos = ["sha256"] + ([entry.checksum.algo] if entry.checksum else [])
         self.url_name = choose_name(None, None, url)
@@ -51,6 +52,8 @@ class FileJob:
         self.reservation: Reservation | None = None
         self.part: PartFile | None = None
         self.http_status: int | None = None
+        self.final_url: str | None = None  # where the first response came from, after redirects
+        self.redirects = 0
 
     # --- the whole file ---------------------------------------------------------------------------------
 
@@ -74,7 +77,9 @@ class FileJob:
                 self._discard()
             log.debug("failed %s: %s", self.url, outcome.message)
             return DownloadResult(self.url, None, 0, None, "failed", outcome.message,
-                                  outcome.http_status or self.http_status, self.progress.resumed_from)  # fmt: skip
+                                  outcome.http_status or self.http_status, self.progress.resumed_from,
+                                  final_url=self.final_url, redirects=self.redirects)  # fmt: skip
+        outcome.final_url, outcome.redirects = self.final_url, self.redirects
         return outcome
 
     async def _run(self) -> DownloadResult | Failure:
@@ -168,11 +173,11 @@ class FileJob:
     async def _open_first(self) -> OpenResponse | Failure:
         if self.segments > 1:
             # Learn from the first response whether ranges work. An empty file has no satisfiable range.
-            stream = await self._get([*self.headers, ("Range", "bytes=0-")], ok_416=True)
+            stream = await self._get((("Range", "bytes=0-"),), ok_416=True)
             if isinstance(stream, Failure) or stream.resp.status_code != 416:
                 return stream
             await stream.aclose()
-        return await self._get(self.headers)
+        return await self._get()
 
     async def _resume(self, state: PartState) -> DownloadResult | Failure | Restart:
         """Continue a part: Range + If-Range for its first unfinished segment (a one-byte range when all
@@ -184,8 +189,7 @@ class FileJob:
         else:
             first, last = seg.pos, "" if seg.end is None else str(seg.end - 1)
         assert state.validator is not None
-        stream = await self._get([*self.headers, ("Range", f"bytes={first}-{last}"), ("If-Range", state.validator)],
-                                 ok_416=True)  # fmt: skip
+        stream = await self._get((("Range", f"bytes={first}-{last}"), ("If-Range", state.validator)), ok_416=True)
         if isinstance(stream, Failure):
             return stream
         try:
@@ -219,10 +223,11 @@ class FileJob:
         checksum = None if self.entry.checksum is None else str(self.entry.checksum)
         return PartState(self.url, info.etag, info.last_modified, info.total, segments, checksum)
 
-    async def _get(self, headers: list[tuple[str, str]], ok_416: bool = False) -> OpenResponse | Failure:
-        opened = await open_get(self.ctx, self.url, self.host, headers, ok_416=ok_416, deadline=self.deadline)
+    async def _get(self, extra: tuple[tuple[str, str], ...] = (), ok_416: bool = False) -> OpenResponse | Failure:
+        opened = await open_get(self.ctx, self.request, extra, ok_416=ok_416, deadline=self.deadline)
         if isinstance(opened, OpenResponse):
             self.http_status = opened.resp.status_code
+            self.final_url, self.redirects = opened.url, opened.hops
         elif opened.http_status is not None:
             self.http_status = opened.http_status
         return opened
@@ -243,7 +248,7 @@ class FileJob:
                                     fresh=fresh, checksum=self.entry.checksum, origin=self.url)  # fmt: skip
         self.progress.reset(state.written, state.length)
         self.progress.active.segments = len(state.segments)
-        filler = SegmentFiller(ctx, self.url, self.host, self.headers, part, self.progress, self.deadline)
+        filler = SegmentFiller(ctx, self.request, part, self.progress, self.deadline)
         ended = await filler.fill(first, stream)
         if isinstance(ended, Restart):
             self._discard()

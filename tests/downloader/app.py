@@ -13,6 +13,8 @@ version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, 
   /flaky/NAME   the first `fail` (default 1) requests of `key` answer `code` (503) with Retry-After
                 `retry_after` (if given), then like /file
   /status/CODE  that status, a short body
+  /redirect/... `code` (302) with `Location: to` (verbatim), an empty body
+  /loop/...     302 to itself (the same target, query included): a redirect loop
   /echo/...     200 with the request target as sent (raw path and query) as the body: one content per URL
   /__bump       bump the version of `key`; /__reset (the launcher's) forgets versions, hit counts, shapes
                 and the log
@@ -123,6 +125,14 @@ class EdgeApp:
                 target += b"?" + scope["query_string"]
             await respond(200, [("content-type", "application/octet-stream"),
                                 ("content-length", str(len(target)))], target)  # fmt: skip
+            return
+        if path.startswith("/redirect/"):
+            await respond(int(query.get("code", "302")), [("location", query.get("to", "")),
+                                                          ("content-length", "0")])  # fmt: skip
+            return
+        if path.startswith("/loop/"):
+            target = (scope.get("raw_path") or path.encode()) + b"?" + scope.get("query_string", b"")
+            await respond(302, [("location", target.decode("latin-1")), ("content-length", "0")])
             return
         if path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])

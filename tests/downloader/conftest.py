@@ -33,6 +33,13 @@ def edge() -> Iterator[EdgeServer]:
 
 
 @pytest.fixture(scope="session")
+def edge2() -> Iterator[EdgeServer]:
+    """A second origin (another port), for redirects that leave the first."""
+    with EdgeServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
 def forward_proxy() -> Iterator[TinyProxy]:
     """tinyproxy (tests/http/tinyproxy.py: fails when CRAWLER_REQUIRE_PROXY=1 and it is missing, else skips)."""
     proxy = TinyProxy().start()
