@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -40,6 +41,16 @@ def _positive(value: str) -> int:
     return n
 
 
+def _count(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if not 0 <= n <= 1000:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and 1000")
+    return n
+
+
 def _seconds(value: str) -> float:
     try:
         n = float(value)
@@ -48,6 +59,16 @@ def _seconds(value: str) -> float:
     if not n > 0:
         raise argparse.ArgumentTypeError(f"{value!r} must be positive")
     return n
+
+
+def _max_time(value: str) -> float | None:
+    try:
+        n = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if n < 0 or n != n:
+        raise argparse.ArgumentTypeError(f"{value!r} must be 0 (no limit) or more")
+    return n or None
 
 
 def _size(value: str) -> int:
@@ -130,12 +151,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
                    metavar="'K: V'", help="extra request header (repeatable)")  # fmt: skip
     p.add_argument("-U", "--user-agent", metavar="UA", help="User-Agent header")
     p.add_argument("--http1", action="store_true", help="HTTP/1.1 only (default: HTTP/2 where offered)")
+    p.add_argument("--max-redirects", "--max-redirs", type=_count, default=10, metavar="N",
+                   help="redirects followed per request (default 10; 0: none); a hop to another origin drops "
+                        "the -H and header= headers")  # fmt: skip
     p.add_argument("-m", "--max-tries", type=_positive, default=4, metavar="N",
                    help="attempts per request, Retry-After honoured (default 4)")  # fmt: skip
     p.add_argument("--timeout", type=_seconds, default=30.0, metavar="SEC", help="per read (default 30)")
+    p.add_argument("--max-time", type=_max_time, default=86_400.0, metavar="SEC",
+                   help="give up on a file after this long, retries and mirrors included; the part is kept "
+                        "(default 86400, a day; 0: no limit)")  # fmt: skip
+    p.add_argument("-Y", "--speed-limit", type=_size, metavar="SPEED",
+                   help="fail a URL that streams slower than SPEED bytes/s for --speed-time (e.g. 1K)")  # fmt: skip
+    p.add_argument("-y", "--speed-time", type=_seconds, default=30.0, metavar="SEC",
+                   help="how long a URL may stay under --speed-limit (default 30)")  # fmt: skip
     p.add_argument("--connect-timeout", type=_seconds, default=10.0, metavar="SEC", help="default 10")
     p.add_argument("--insecure", action="store_true", help="do not verify TLS certificates")
     p.add_argument("--ca-bundle", metavar="FILE", help="trust this CA bundle")
+    p.add_argument("--proxy", metavar="URL",
+                   help="send requests through this proxy (http://[user:pass@]host:port); without it, "
+                        "http_proxy/https_proxy/no_proxy from the environment apply, as for curl and wget")  # fmt: skip
+    p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
+                   help="live display (auto: on a terminal), plain lines every --progress-interval "
+                        "(auto: otherwise), or none")  # fmt: skip
+    p.add_argument("--progress-interval", type=_seconds, default=5.0, metavar="SEC",
+                   help="seconds between plain progress lines (default 5)")  # fmt: skip
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "-q", "--quiet", action="store_true", help="no progress or summary; failures still listed"
@@ -151,15 +190,20 @@ def _usage_error(message: str) -> int:
 
 
 def _open_input(name: str) -> IO[str]:
+    # Lines end at LF (CRLF too, stripped later) only: a lone CR inside a URL is an error, not a line break.
     if name == "-":
+        if isinstance(sys.stdin, io.TextIOWrapper):
+            sys.stdin.reconfigure(newline="\n")
         return sys.stdin
-    return open(name, encoding="utf-8-sig", errors="replace")
+    return open(name, encoding="utf-8-sig", errors="replace", newline="\n")
 
 
 def _lines(name: str) -> Iterator[str]:
+    from crawler.downloader.entries import read_lines
+
     f = _open_input(name)
     try:
-        yield from f
+        yield from read_lines(f, "<stdin>" if name == "-" else name)
     finally:
         if f is not sys.stdin:
             f.close()
@@ -199,7 +243,10 @@ def main(args: argparse.Namespace) -> int:
     if args.user_agent:
         headers["User-Agent"] = args.user_agent
     conns = max(100, args.jobs * args.split)
+    if args.proxy and "://" not in args.proxy:
+        return _usage_error(f"--proxy {args.proxy!r} must be a URL such as http://host:port")
     http = HttpConfig(http2=not args.http1, verify=False if args.insecure else (args.ca_bundle or True),
+                      proxy=args.proxy, trust_env=True, max_redirects=args.max_redirects,
                       timeout=TimeoutConfig(connect=args.connect_timeout, read=args.timeout, write=args.timeout,
                                             pool=None),
                       limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))  # fmt: skip
@@ -234,12 +281,18 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     failures: list[DownloadResult] = []
     stdout = sys.stdout.buffer
     display: Any = contextlib.nullcontext()
-    if not (args.quiet or args.json) and sys.stderr.isatty():
-        from crawler.cli.download_progress import (
-            ProgressDisplay,  # rich costs ~25 ms to import: only for a TTY
-        )
+    interval = 0.25
+    from crawler.cli.crawl_progress import choose_mode  # auto: live on a terminal, plain lines otherwise
+
+    mode = "off" if args.quiet or args.json else choose_mode(args.progress)
+    if mode == "live":
+        from crawler.cli.download_progress import ProgressDisplay  # rich costs ~25 ms to import: TTY only
 
         display = ProgressDisplay()
+    elif mode == "plain":
+        from crawler.cli.download_progress import PlainProgress
+
+        display, interval = PlainProgress(), args.progress_interval
 
     def on_result(result: DownloadResult) -> None:
         if not result.ok:
@@ -262,8 +315,10 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     downloader = Downloader(args.dir, jobs=args.jobs, segments=args.split, http=http, retry=retry,
                             rate_limit=args.rate_limit, per_host=args.max_per_host, limit_rate=args.limit_rate,
                             max_size=args.max_size, collision=args.collision, resume=args.resume,
-                            headers=headers, min_segment_size=args.min_split_size,
-                            on_progress=display if callable(display) else None, on_result=on_result)  # fmt: skip
+                            headers=headers, min_segment_size=args.min_split_size, max_time=args.max_time,
+                            speed_limit=args.speed_limit, speed_time=args.speed_time,
+                            on_progress=display if callable(display) else None, on_result=on_result,
+                            progress_interval=interval)  # fmt: skip
     downloader.files_total = total
     code = EXIT_OK
     try:

@@ -1,5 +1,6 @@
-"""The terminal side of a download run: a rich live display (overall bytes, speed, ETA, files done/failed,
-the active files) fed by `DownloadProgress` snapshots, and the human-readable size/time formats."""
+"""Showing a download run: a rich live display on a terminal (overall bytes, speed, ETA, files done/failed,
+the active files), and a plain line every few seconds otherwise (CI, pipes, log files); both are fed
+`DownloadProgress` snapshots by the downloader."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from rich.text import Text
 from crawler.downloader.results import DownloadProgress
 from crawler.output.report import format_bytes, format_duration
 
-__all__ = ["ProgressDisplay", "render"]
+__all__ = ["PlainProgress", "ProgressDisplay", "progress_line", "render"]
 
 _SHOWN_ACTIVE = 8
 
@@ -58,6 +59,46 @@ def render(p: DownloadProgress) -> RenderableType:
     if more > 0:
         parts.append(Text(f"... and {more} more", style="dim"))
     return Group(*parts)
+
+
+def _eta(p: DownloadProgress) -> float | None:
+    """The active files' remaining bytes at the current speed; with files still to start, the time per
+    finished file so far times the files left (whichever is longer)."""
+    finished = p.files_done + p.files_skipped + p.files_failed
+    if p.files_total is None or finished + len(p.active) >= p.files_total:
+        return p.eta
+    if not finished:
+        return None
+    by_files = p.elapsed / finished * (p.files_total - finished)
+    return by_files if p.eta is None else max(by_files, p.eta)
+
+
+def progress_line(p: DownloadProgress) -> str:
+    """`files 3/10 (1 skipped, 1 failed)  45.2 MB  12.3 MB/s  ETA 0:05  2 active`, for logs."""
+    finished = p.files_done + p.files_skipped + p.files_failed
+    files = f"files {finished}/{p.files_total if p.files_total is not None else '?'}"
+    extra = [f"{n} {what}" for n, what in ((p.files_skipped, "skipped"), (p.files_failed, "failed")) if n]
+    if extra:
+        files += f" ({', '.join(extra)})"
+    return (f"{files}  {format_bytes(p.bytes_received)}  {format_bytes(p.speed)}/s  "
+            f"ETA {format_duration(_eta(p))}  {len(p.active)} active")  # fmt: skip
+
+
+class PlainProgress:
+    """Writes `progress_line` for each snapshot it is given (the downloader calls it every interval)."""
+
+    def __init__(self, stream: IO[str] | None = None) -> None:
+        self.stream = stream or sys.stderr
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __call__(self, progress: DownloadProgress) -> None:
+        if not progress.finished:  # the run's summary line follows
+            print(progress_line(progress), file=self.stream, flush=True)
+
+    def __exit__(self, *exc: object) -> None:
+        return None
 
 
 class ProgressDisplay:

@@ -41,6 +41,15 @@ class Settings:
     batch_size: int = 4 << 20
     flush_interval: float = 1.0
     headers: tuple[tuple[str, str], ...] = ()
+    max_time: float | None = None  # seconds per entry, mirrors included
+    speed_limit: int | None = None  # bytes/s below which, for `speed_time` seconds, a URL fails
+    speed_time: float = 30.0
+    # Redirects (`crawler.http.redirects`): hops per request, headers a cross-origin hop may keep, the
+    # longest target followed, and the configured headers (lower case, never User-Agent) a hop drops.
+    max_redirects: int = 10
+    forward_headers: tuple[str, ...] = ()
+    max_url_length: int = 8192
+    user_headers: frozenset[str] = frozenset()
 
 
 @dataclass(slots=True)

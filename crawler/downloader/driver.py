@@ -25,7 +25,8 @@ from crawler.config.job import HttpConfig, LimitsConfig, RetryConfig
 from crawler.config.units import Rate, parse_rate, parse_size
 from crawler.downloader.byte_rate import ByteRate
 from crawler.downloader.context import COLLISIONS, Collision, LiveTransfers, RunContext, Settings
-from crawler.downloader.entries import Checksum, DownloadEntry, InputError
+from crawler.downloader.deadlines import DEFAULT_MAX_TIME, SpeedFloor
+from crawler.downloader.entries import MAX_URL_LENGTH, Checksum, DownloadEntry, InputError
 from crawler.downloader.results import ActiveFile, DownloadProgress, DownloadResult
 from crawler.downloader.transfer import FileJob
 from crawler.fetch.names import NameAllocator
@@ -38,7 +39,9 @@ __all__ = ["COLLISIONS", "Downloader", "EntrySource", "download"]
 
 log = logging.getLogger("crawler.download")
 
-DEFAULT_BATCH = 4 << 20  # bytes gathered per write: measured best between 2 and 8 MiB (benchmarks/download_bench.py)
+DEFAULT_BATCH = (
+    4 << 20
+)  # bytes gathered per write: measured best between 2 and 8 MiB (benchmarks/download_bench.py)
 DEFAULT_MIN_SEGMENT = 4 << 20
 # `--skip-existing` and friends, as they were spelled before `--on-collision`.
 _COLLISION_ALIASES: dict[str, Collision] = {"skip-existing": "skip"}
@@ -76,6 +79,9 @@ class Downloader:
         min_segment_size: int | str = DEFAULT_MIN_SEGMENT,
         batch_size: int | str = DEFAULT_BATCH,
         flush_interval: float = 1.0,
+        max_time: float | None = DEFAULT_MAX_TIME,
+        speed_limit: int | str | None = None,
+        speed_time: float = 30.0,
         on_progress: Callable[[DownloadProgress], Any] | None = None,
         on_result: Callable[[DownloadResult], Any] | None = None,
         progress_interval: float = 0.25,
@@ -86,9 +92,17 @@ class Downloader:
             raise ValueError("segments must be 1..64")
         if per_host < 1:
             raise ValueError("per_host must be at least 1")
+        if max_time is not None and not max_time > 0:
+            raise ValueError("max_time must be positive (None: no limit)")
+        if not speed_time > 0:
+            raise ValueError("speed_time must be positive")
         self.dest = Path(dest)
         self.jobs = jobs
-        pairs = headers.items() if isinstance(headers, Mapping) else (headers or ())
+        if http is None:  # proxies from the environment apply, as for curl and wget
+            conns = max(100, jobs * segments)
+            http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns),
+                              trust_env=True)  # fmt: skip
+        pairs = list(headers.items() if isinstance(headers, Mapping) else (headers or ()))
         self.settings = Settings(
             segments=segments,
             collision=_collision(collision),
@@ -98,6 +112,13 @@ class Downloader:
             batch_size=max(64 << 10, parse_size(batch_size) or DEFAULT_BATCH),
             flush_interval=flush_interval,
             headers=tuple((k, v) for k, v in pairs),
+            max_time=max_time,
+            speed_limit=parse_size(speed_limit) or None,
+            speed_time=speed_time,
+            max_redirects=http.max_redirects if http.follow_redirects else 0,
+            forward_headers=tuple(http.forward_headers),
+            max_url_length=MAX_URL_LENGTH,
+            user_headers=frozenset(k.lower() for k in [*(k for k, _ in pairs), *http.headers]) - {"user-agent"},
         )
         self.on_progress = on_progress
         self.on_result = on_result
@@ -108,9 +129,6 @@ class Downloader:
         self._byte_rate = ByteRate(float(limit)) if limit else None
         self._client = client
         self._owns_client = client is None
-        if http is None:
-            conns = max(100, jobs * segments)
-            http = HttpConfig(limits=LimitsConfig(max_connections=conns, max_keepalive_connections=conns))
         self._http = http
         self._executor: ThreadPoolExecutor | None = None
         self._ctx: RunContext | None = None
@@ -173,7 +191,9 @@ class Downloader:
             inst = (received - last_b) / (now - last_t)
             self._speed = inst if self._speed == 0 else 0.6 * self._speed + 0.4 * inst
             self._last_tick = (now, received)
-        active = tuple(ActiveFile(a.name, a.url, a.done, a.total, a.segments) for a in self._live.active.values())
+        active = tuple(
+            ActiveFile(a.name, a.url, a.done, a.total, a.segments) for a in self._live.active.values()
+        )
         eta: float | None = None
         if active and all(a.total is not None for a in active) and self._speed > 0:
             eta = sum((a.total or 0) - a.done for a in active) / self._speed
@@ -254,16 +274,28 @@ class Downloader:
             raise input_error[0]
 
     async def download_entry(self, entry: DownloadEntry, index: int = -1) -> DownloadResult:
-        """Download one entry, trying its mirrors in turn; never raises for a failed download."""
+        """Download one entry, trying its mirrors in turn, within `max_time`; never raises for a failed
+        download."""
         ctx = self.context
+        max_time = ctx.settings.max_time
         started = time.monotonic()
         key = index if index >= 0 else id(entry)
         owner = f"entry:{key}"
+        deadline = None if max_time is None else started + max_time
         result: DownloadResult | None = None
-        for url in entry.urls:
-            result = await FileJob(ctx, entry, url, owner, key).run()
-            if result.ok:
-                break
+        total = asyncio.timeout(max_time)
+        try:
+            async with total:
+                for url in entry.urls:
+                    result = await self._from_url(ctx, entry, url, owner, key, deadline)
+                    if result.ok:
+                        break
+        except TimeoutError:
+            if not total.expired():
+                raise
+            url = entry.url if result is None else result.url
+            result = DownloadResult(url, None, 0, None, "failed", f"gave up after --max-time {max_time:g}s "
+                                    "(the part is kept for a later run)")  # fmt: skip
         assert result is not None
         result.elapsed = time.monotonic() - started
         result.entry, result.index = entry, index
@@ -278,6 +310,23 @@ class Downloader:
             if inspect.isawaitable(out):
                 await out
         return result
+
+    async def _from_url(self, ctx: RunContext, entry: DownloadEntry, url: str, owner: str, key: int,
+                        deadline: float | None) -> DownloadResult:  # fmt: skip
+        limit, window = ctx.settings.speed_limit, ctx.settings.speed_time
+        if limit is None:
+            return await FileJob(ctx, entry, url, owner, key, deadline).run()
+        slow = asyncio.timeout(None)
+        try:
+            async with slow:
+                return await FileJob(
+                    ctx, entry, url, owner, key, deadline, SpeedFloor(slow, limit, window)
+                ).run()
+        except TimeoutError:
+            if not slow.expired():
+                raise
+            return DownloadResult(url, None, 0, None, "failed",
+                                  f"slower than --speed-limit {limit} B/s for --speed-time {window:g}s")  # fmt: skip
 
 
 async def _entries_of(entries: EntrySource, checksums: Mapping[str, str | Checksum] | None
@@ -320,6 +369,9 @@ async def download(
     min_segment_size: int | str = DEFAULT_MIN_SEGMENT,
     batch_size: int | str = DEFAULT_BATCH,
     flush_interval: float = 1.0,
+    max_time: float | None = DEFAULT_MAX_TIME,
+    speed_limit: int | str | None = None,
+    speed_time: float = 30.0,
     progress_interval: float = 0.25,
 ) -> list[DownloadResult]:
     """Download every URL or `DownloadEntry` into `dest`; one `DownloadResult` per entry, in input order.
@@ -331,12 +383,18 @@ async def download(
     `"overwrite"`, `"fail"` or `"skip"` (keep an existing file of the right size). `resume=False` ignores
     partial files. A checksum is `"sha-256=HEX"` (also sha-1, md5, ...), per URL in `checksums` or on the
     entry. `batch_size`, `flush_interval`: bytes per write and how long a partial batch may wait.
+    `max_time`: seconds per entry (default a day; None: no limit); `speed_limit` (bytes/s) and
+    `speed_time` (seconds): fail a URL that streams slower than that for that long (curl's names).
+    Redirects are followed up to `http.max_redirects` hops (none with `http.follow_redirects: false`); a hop
+    to another origin drops `headers` and `http.headers` (not User-Agent) unless `http.forward_headers`
+    names them. Each result has the `final_url` and the number of `redirects`.
     """
     results: list[DownloadResult] = []
     async with Downloader(dest, jobs=jobs, segments=segments, client=client, http=http, retry=retry,
                           rate_limit=rate_limit, per_host=per_host, limit_rate=limit_rate, max_size=max_size,
                           collision=collision, resume=resume, headers=headers, min_segment_size=min_segment_size,
-                          batch_size=batch_size, flush_interval=flush_interval, on_progress=on_progress,
+                          batch_size=batch_size, flush_interval=flush_interval, max_time=max_time,
+                          speed_limit=speed_limit, speed_time=speed_time, on_progress=on_progress,
                           on_result=on_result, progress_interval=progress_interval) as downloader:  # fmt: skip
         async for result in downloader.run(urls_or_entries, checksums=checksums):
             results.append(result)

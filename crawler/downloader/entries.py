@@ -7,16 +7,42 @@ time, so a list of millions of links is never held in memory.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from crawler.model.checksum import Checksum
 from crawler.model.errors import InputError
 from crawler.model.url import canonicalize
 
-__all__ = ["Checksum", "DownloadEntry", "InputError", "parse_header", "parse_input"]
+__all__ = [
+    "MAX_URL_LENGTH",
+    "Checksum",
+    "DownloadEntry",
+    "InputError",
+    "check_url",
+    "parse_header",
+    "parse_input",
+    "read_lines",
+]
+
+MAX_URL_LENGTH = 8192  # what common servers accept in a request line (nginx's default header buffer)
+MAX_LINE_LENGTH = 65_536  # an input line, options (headers) included
+# C0 and C1 controls and DEL: never valid in a URL (RFC 3986) or a header value (RFC 9110), NUL least of all.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+_CONTROL_OR_TAB = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _control_error(what: str, text: str, pattern: re.Pattern[str]) -> InputError | None:
+    m = pattern.search(text)
+    if m is None:
+        return None
+    return InputError(
+        f"{what} contains the control character U+{ord(m.group()):04X} at column {m.start() + 1}"
+    )
+
 
 def parse_header(text: str) -> tuple[str, str]:
     """`Name: value` as curl's -H takes it."""
@@ -24,22 +50,56 @@ def parse_header(text: str) -> tuple[str, str]:
     name = name.strip()
     if not colon or not name or any(c in name for c in " \t\r\n") or any(c in value for c in "\r\n"):
         raise InputError(f"header {text!r} must look like 'Name: value'")
+    error = _control_error(f"header {name!r}", value, _CONTROL)
+    if error is not None:
+        raise error
     return name, value.strip()
 
 
-def _check_url(url: str) -> str:
-    url = url.strip()
+def check_url(url: str) -> str:
+    """`url`, stripped, if it is an absolute http(s) URL a request can be built from; else `InputError`:
+    control characters (NUL included), more than `MAX_URL_LENGTH` characters, no host, a port outside
+    1..65535. Checked when the input is read, so a bad line is reported before anything downloads."""
+    url = url.strip(" \t\r\n")
+    if len(url) > MAX_URL_LENGTH:
+        raise InputError(f"URL is {len(url):,} characters long, over the limit of {MAX_URL_LENGTH:,}")
+    error = _control_error("URL", url, _CONTROL_OR_TAB)
+    if error is not None:
+        raise error
     try:
         parts = urlsplit(url)
+        port = parts.port
     except ValueError as exc:
         raise InputError(f"invalid URL {url!r}: {exc}") from None
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
         raise InputError(f"{url!r} is not an absolute http(s) URL")
+    if not parts.hostname:
+        raise InputError(f"{url!r} names no host")
+    if port == 0:
+        raise InputError(f"invalid URL {url!r}: port 0 is not a port a server listens on")
     try:
         canonicalize(url)  # the WHATWG parser the downloader keys hosts with must accept it too
     except ValueError as exc:
         raise InputError(str(exc)) from None
     return url
+
+
+def read_lines(stream: Iterable[str] | IO[str], source: str = "<input>") -> Iterator[str]:
+    """The lines of an input file, each at most `MAX_LINE_LENGTH` characters (a longer one is an
+    `InputError` naming it, before it is held in memory whole)."""
+    readline = getattr(stream, "readline", None)
+    if readline is None:
+        for number, line in enumerate(stream, 1):
+            if len(line) > MAX_LINE_LENGTH:
+                raise InputError(f"line is longer than {MAX_LINE_LENGTH:,} characters", source, number)
+            yield line
+        return
+    number = 0
+    while line := readline(MAX_LINE_LENGTH + 1):
+        number += 1
+        if len(line) > MAX_LINE_LENGTH:
+            raise InputError(f"line is longer than {MAX_LINE_LENGTH:,} characters", source, number)
+        yield line
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +117,8 @@ class DownloadEntry:
     line: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "url", _check_url(self.url))
-        object.__setattr__(self, "mirrors", tuple(_check_url(m) for m in self.mirrors))
+        object.__setattr__(self, "url", check_url(self.url))
+        object.__setattr__(self, "mirrors", tuple(check_url(m) for m in self.mirrors))
         if isinstance(self.checksum, str):
             object.__setattr__(self, "checksum", Checksum.parse(self.checksum))
         if isinstance(self.headers, Mapping):
@@ -133,7 +193,7 @@ def parse_input(lines: Iterable[str], source: str = "<input>") -> Iterator[Downl
         urls, options, start = [u for u in stripped.split("\t") if u.strip()], {}, number
         for u in urls:
             try:
-                _check_url(u)
+                check_url(u)
             except InputError as exc:
                 raise InputError(str(exc), source, number) from None
     if urls is not None:

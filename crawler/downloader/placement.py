@@ -10,8 +10,9 @@ one of the entry's URLs as its origin (`user.xdg.origin.url`) or matches the ent
 |------------------------------------|-------------------|-----------|-----------------|--------|
 | this entry's file (origin/checksum)| skip if complete, else replace (every policy)                  |
 | another's file, or origin unknown  | next name         | replace   | skip if same size, else next name | fail |
-| another's part (sidecar differs)   | next name         | restart it| next name       | fail   |
-| this entry's part                  | resume when it matches the server's copy, else restart it      |
+| another URL's part (or no sidecar) | next name         | restart it| next name       | fail   |
+| this entry's part (URL or mirror)  | resume when bound to this URL and checksum, and it still       |
+|                                    | matches the server's copy (validator, length); else restart it |
 A name another entry of this run holds is never used: the next name, or a failure under `fail`.
 """
 
@@ -94,17 +95,15 @@ def find_resumable(ctx: RunContext, owner: str, url: str, entry: DownloadEntry,
     """This entry's part from an earlier run, under the name it would get or a numbered one, reserved."""
     names = ctx.names
     for candidate in names.candidates(wanted):
-        reservation = names.reserve(candidate, owner)
-        if reservation is None:
-            continue  # another entry of this run holds it
-        part = reservation.companion(PART_SUFFIX)
-        size = _size_of(part)
+        _, path = names.path_of(candidate)
+        size = _size_of(path.with_name(path.name + PART_SUFFIX))
         if size is not None:
-            state = Sidecar.load(reservation.companion(SIDECAR_SUFFIX))
+            state = Sidecar.load(path.with_name(path.name + SIDECAR_SUFFIX))
             if state is not None and state.bound_to(url, _checksum_text(entry)) and resumable(state, size):
-                return Resume(reservation, state)
-        names.release(reservation)
-        if size is None and not os.path.lexists(reservation.path):
+                reservation = names.reserve(candidate, owner)
+                if reservation is not None:  # (else another entry of this run holds it)
+                    return Resume(reservation, state)
+        elif not os.path.lexists(path):
             return None  # the first free name: an earlier run went no further
     return None
 
@@ -125,12 +124,15 @@ async def place(ctx: RunContext, owner: str, url: str, entry: DownloadEntry, wan
         part_size = _size_of(reservation.companion(PART_SUFFIX))
         if part_size is not None:
             state = Sidecar.load(reservation.companion(SIDECAR_SUFFIX))
-            if state is not None and state.bound_to(url, _checksum_text(entry)):
-                if ctx.settings.resume and resumable(state, part_size) and info.same_file(state):
+            if state is not None and state.url in entry.urls:  # this entry's part (from this URL or a mirror)
+                if (ctx.settings.resume and state.bound_to(url, _checksum_text(entry))
+                        and resumable(state, part_size) and info.same_file(state)):  # fmt: skip
                     return Resume(reservation, state)
-                # our own part of another version: it starts over below
+                # another version, another expected checksum, or unsound: it starts over below
             elif policy == "fail":
-                return Failure(f"{reservation.path}{PART_SUFFIX} belongs to another download (--on-collision fail)")
+                return Failure(
+                    f"{reservation.path}{PART_SUFFIX} belongs to another download (--on-collision fail)"
+                )
             elif policy != "overwrite":
                 names.release(reservation)
                 continue  # another download's partial data: leave it alone

@@ -26,6 +26,8 @@ class DownloadResult:
     resumed_from: int = 0
     segments: int = 0
     elapsed: float = 0.0
+    final_url: str | None = None  # the URL that answered, after `redirects` redirects (None: no answer)
+    redirects: int = 0
     entry: DownloadEntry | None = field(default=None, repr=False, compare=False)
     index: int = field(default=-1, repr=False, compare=False)
 
@@ -37,7 +39,8 @@ class DownloadResult:
         return {"url": self.url, "path": None if self.path is None else str(self.path), "bytes": self.bytes,
                 "sha256": self.sha256, "status": self.status, "error": self.error, "http_status": self.http_status,
                 "resumed_from": self.resumed_from, "segments": self.segments,
-                "elapsed": round(self.elapsed, 3)}  # fmt: skip
+                "elapsed": round(self.elapsed, 3), "final_url": self.final_url,
+                "redirects": self.redirects}  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import httpx
 
 from crawler.downloader.context import RunContext
+from crawler.downloader.deadlines import SpeedFloor
 from crawler.downloader.outcomes import Failure, Restart
 from crawler.downloader.response import read_response
 from crawler.downloader.results import ActiveFile
-from crawler.downloader.sender import OpenResponse, Retryable, send_once, wait_or_give_up
+from crawler.downloader.sender import FileRequest, OpenResponse, Retryable, send_once, wait_or_give_up
 from crawler.fetch.disk import PartFile, SegmentWriter
 from crawler.fetch.sidecar import PartState, Segment
 
@@ -34,6 +35,7 @@ class FileProgress:
     active: ActiveFile
     received: int = 0
     resumed_from: int = 0
+    floor: SpeedFloor | None = None
 
     def reset(self, to: int, total: int | None) -> None:
         self.received = self.active.done = to
@@ -41,14 +43,13 @@ class FileProgress:
 
 
 class SegmentFiller:
-    """Fills every unfinished segment of `part`, one stream each, from `url` on `host`."""
+    """Fills every unfinished segment of `part`, one stream each, with ranged GETs of `request`."""
 
-    def __init__(self, ctx: RunContext, url: str, host: str, headers: list[tuple[str, str]], part: PartFile,
-                 progress: FileProgress, deadline: float | None = None) -> None:  # fmt: skip
+    def __init__(self, ctx: RunContext, request: FileRequest, part: PartFile, progress: FileProgress,
+                 deadline: float | None = None) -> None:  # fmt: skip
         self.ctx = ctx
-        self.url = url
-        self.host = host
-        self.headers = headers
+        self.request = request
+        self.url = request.url
         self.part = part
         self.progress = progress
         self.deadline = deadline
@@ -89,15 +90,15 @@ class SegmentFiller:
                     failed = None
             if stream is not None:
                 ended = await self._stream(stream, seg)
-                stream = None
+                host, stream = stream.host, None
                 if ended is None or isinstance(ended, Failure):
                     return ended
-                failed = Retryable(ended)
+                failed = Retryable(ended, host=host)
             assert failed is not None
             attempt += 1
             if seg.done > mark and rounds < _MAX_PROGRESS_RESETS:
                 attempt, mark, rounds = 1, seg.done, rounds + 1  # progress since the last failure
-            gave_up = await wait_or_give_up(self.ctx, self.host, attempt, failed, self.deadline)
+            gave_up = await wait_or_give_up(self.ctx, attempt, failed, self.deadline)
             if gave_up is not None:
                 return gave_up
 
@@ -107,10 +108,10 @@ class SegmentFiller:
         part = self.part
         state = part.state
         last = "" if seg.end is None else str(seg.end - 1)
-        headers = [*self.headers, ("Range", f"bytes={seg.pos}-{last}")]
+        extra: tuple[tuple[str, str], ...] = (("Range", f"bytes={seg.pos}-{last}"),)
         if state.validator:
-            headers.append(("If-Range", state.validator))
-        sent = await send_once(self.ctx, self.url, self.host, headers, deadline=self.deadline)
+            extra += (("If-Range", state.validator),)
+        sent = await send_once(self.ctx, self.request, extra, deadline=self.deadline)
         if not isinstance(sent, OpenResponse):
             return sent
         info = read_response(sent.resp)
@@ -146,11 +147,14 @@ class SegmentFiller:
         live, active = ctx.live, progress.active
         max_size = ctx.settings.max_size
         byte_rate = ctx.byte_rate
+        floor = progress.floor
         remaining = seg.remaining
         error: BaseException | None = None
         try:
             writer = SegmentWriter(part, seg, target=live.batch_target, interval=ctx.settings.flush_interval)
             live.streams += 1
+            if floor is not None:
+                floor.stream_started()
             try:
                 async for chunk in stream.resp.aiter_raw():
                     size = len(chunk)
@@ -161,6 +165,8 @@ class SegmentFiller:
                     active.done += size
                     live.bytes_received += size
                     progress.received += size
+                    if floor is not None:
+                        floor.add(size)
                     if max_size is not None and progress.received > max_size:
                         return Failure(f"more than --max-size {max_size} bytes", stream.resp.status_code,
                                        discard=True)  # fmt: skip
@@ -174,13 +180,17 @@ class SegmentFiller:
                 error = exc
             finally:
                 live.streams -= 1
+                if floor is not None:
+                    floor.stream_ended()
                 await writer.close()  # a write error (disk full) propagates: the entry fails
         finally:
             await stream.aclose()
         if error is not None:
             return error
         if remaining is not None and remaining > 0:
-            return httpx.RemoteProtocolError(f"connection closed {remaining} bytes before the end of the range")
+            return httpx.RemoteProtocolError(
+                f"connection closed {remaining} bytes before the end of the range"
+            )
         if seg.end is None:  # unknown length: the end of the body is the end of the file
             part.end_at(seg)
         return None

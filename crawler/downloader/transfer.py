@@ -9,17 +9,17 @@ import logging
 from pathlib import PurePosixPath
 
 from crawler.downloader.context import RunContext
+from crawler.downloader.deadlines import SpeedFloor
 from crawler.downloader.entries import DownloadEntry
 from crawler.downloader.outcomes import Failure, Restart, describe
 from crawler.downloader.placement import Resume, Skip, find_resumable, hash_existing, place
 from crawler.downloader.response import ResponseInfo, read_response
 from crawler.downloader.results import ActiveFile, DownloadResult
 from crawler.downloader.segments import FileProgress, SegmentFiller
-from crawler.downloader.sender import OpenResponse, open_get
+from crawler.downloader.sender import FileRequest, OpenResponse, open_get
 from crawler.fetch.disk import IncompletePart, PartFile, plan_segments
 from crawler.fetch.names import Reservation, UnsafePath, choose_name, safe_subpath
 from crawler.fetch.sidecar import PART_SUFFIX, SIDECAR_SUFFIX, PartState, Segment, Sidecar
-from crawler.model.url import canonicalize, host_key
 
 __all__ = ["FileJob"]
 
@@ -30,25 +30,30 @@ _MAX_RESTARTS = 3
 
 class FileJob:
     """Downloads `entry` from `url` (one of its mirrors) within the run `ctx`. `owner` names the entry
-    to the name allocator (its mirrors share its names); `key` its line in progress snapshots."""
+    to the name allocator (its mirrors share its names); `key` its line in progress snapshots;
+    `deadline` (monotonic) ends waits for slots and backoffs cleanly; `floor` watches its speed."""
 
     def __init__(self, ctx: RunContext, entry: DownloadEntry, url: str, owner: str, key: int,
-                 deadline: float | None = None) -> None:  # fmt: skip
+                 deadline: float | None = None, floor: SpeedFloor | None = None) -> None:  # fmt: skip
         self.ctx = ctx
         self.entry = entry
         self.url = url
         self.owner = owner
         self.key = key
         self.deadline = deadline
-        self.host = host_key(canonicalize(url))
-        self.headers = [("Accept-Encoding", "identity"), *ctx.settings.headers, *entry.headers]
+        settings = ctx.settings
+        headers = [("Accept-Encoding", "identity"), *settings.headers, *entry.headers]
+        user = settings.user_headers | {k.lower() for k, _ in entry.headers if k.lower() != "user-agent"}
+        self.request = FileRequest.build(url, headers, user)
         self.segments = entry.segments or ctx.settings.segments
         self.algos = ["sha256"] + ([entry.checksum.algo] if entry.checksum else [])
         self.url_name = choose_name(None, None, url)
-        self.progress = FileProgress(ActiveFile(name="", url=url))
+        self.progress = FileProgress(ActiveFile(name="", url=url), floor=floor)
         self.reservation: Reservation | None = None
         self.part: PartFile | None = None
         self.http_status: int | None = None
+        self.final_url: str | None = None  # where the first response came from, after redirects
+        self.redirects = 0
 
     # --- the whole file ---------------------------------------------------------------------------------
 
@@ -72,7 +77,9 @@ class FileJob:
                 self._discard()
             log.debug("failed %s: %s", self.url, outcome.message)
             return DownloadResult(self.url, None, 0, None, "failed", outcome.message,
-                                  outcome.http_status or self.http_status, self.progress.resumed_from)  # fmt: skip
+                                  outcome.http_status or self.http_status, self.progress.resumed_from,
+                                  final_url=self.final_url, redirects=self.redirects)  # fmt: skip
+        outcome.final_url, outcome.redirects = self.final_url, self.redirects
         return outcome
 
     async def _run(self) -> DownloadResult | Failure:
@@ -141,7 +148,9 @@ class FileJob:
             if isinstance(info, Failure):
                 return info
             if self.reservation is None:
-                name = fixed or (choose_name(None, info.disposition, self.url) if info.disposition else self.url_name)
+                name = fixed or (
+                    choose_name(None, info.disposition, self.url) if info.disposition else self.url_name
+                )
                 self.progress.active.name = name
                 placed = await place(self.ctx, self.owner, self.url, self.entry, subdir / name, info,
                                      stream.aclose, self.algos)  # fmt: skip
@@ -164,11 +173,11 @@ class FileJob:
     async def _open_first(self) -> OpenResponse | Failure:
         if self.segments > 1:
             # Learn from the first response whether ranges work. An empty file has no satisfiable range.
-            stream = await self._get([*self.headers, ("Range", "bytes=0-")], ok_416=True)
+            stream = await self._get((("Range", "bytes=0-"),), ok_416=True)
             if isinstance(stream, Failure) or stream.resp.status_code != 416:
                 return stream
             await stream.aclose()
-        return await self._get(self.headers)
+        return await self._get()
 
     async def _resume(self, state: PartState) -> DownloadResult | Failure | Restart:
         """Continue a part: Range + If-Range for its first unfinished segment (a one-byte range when all
@@ -180,8 +189,7 @@ class FileJob:
         else:
             first, last = seg.pos, "" if seg.end is None else str(seg.end - 1)
         assert state.validator is not None
-        stream = await self._get([*self.headers, ("Range", f"bytes={first}-{last}"), ("If-Range", state.validator)],
-                                 ok_416=True)  # fmt: skip
+        stream = await self._get((("Range", f"bytes={first}-{last}"), ("If-Range", state.validator)), ok_416=True)
         if isinstance(stream, Failure):
             return stream
         try:
@@ -191,7 +199,9 @@ class FileJob:
             assert self.reservation is not None
             name = self.reservation.path.name
             self.progress.active.name = name
-            if info.status == 416 or (info.status == 206 and not (info.range_start == first and info.same_file(state))):
+            if info.status == 416 or (
+                info.status == 206 and not (info.range_start == first and info.same_file(state))
+            ):
                 self._discard()
                 return Restart(f"the part of {name} no longer matches the server's copy: starting over")
             if info.status == 206:
@@ -213,10 +223,11 @@ class FileJob:
         checksum = None if self.entry.checksum is None else str(self.entry.checksum)
         return PartState(self.url, info.etag, info.last_modified, info.total, segments, checksum)
 
-    async def _get(self, headers: list[tuple[str, str]], ok_416: bool = False) -> OpenResponse | Failure:
-        opened = await open_get(self.ctx, self.url, self.host, headers, ok_416=ok_416, deadline=self.deadline)
+    async def _get(self, extra: tuple[tuple[str, str], ...] = (), ok_416: bool = False) -> OpenResponse | Failure:
+        opened = await open_get(self.ctx, self.request, extra, ok_416=ok_416, deadline=self.deadline)
         if isinstance(opened, OpenResponse):
             self.http_status = opened.resp.status_code
+            self.final_url, self.redirects = opened.url, opened.hops
         elif opened.http_status is not None:
             self.http_status = opened.http_status
         return opened
@@ -237,7 +248,7 @@ class FileJob:
                                     fresh=fresh, checksum=self.entry.checksum, origin=self.url)  # fmt: skip
         self.progress.reset(state.written, state.length)
         self.progress.active.segments = len(state.segments)
-        filler = SegmentFiller(ctx, self.url, self.host, self.headers, part, self.progress, self.deadline)
+        filler = SegmentFiller(ctx, self.request, part, self.progress, self.deadline)
         ended = await filler.fill(first, stream)
         if isinstance(ended, Restart):
             self._discard()
@@ -268,4 +279,3 @@ class FileJob:
         if self.reservation is not None:
             self.reservation.companion(PART_SUFFIX).unlink(missing_ok=True)
             self.reservation.companion(SIDECAR_SUFFIX).unlink(missing_ok=True)
-

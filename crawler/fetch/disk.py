@@ -229,7 +229,9 @@ class PartFile:
 
     def submit(self, seg: Segment, chunks: Sequence[bytes | memoryview], nbytes: int) -> asyncio.Future[None]:
         """`write_batch` on a writer thread."""
-        return asyncio.get_running_loop().run_in_executor(self._executor, self.write_batch, seg, chunks, nbytes)
+        return asyncio.get_running_loop().run_in_executor(
+            self._executor, self.write_batch, seg, chunks, nbytes
+        )
 
     async def complete(self) -> Completion:
         """Finish a complete file (digests, verify, rename), unless its last write already did."""

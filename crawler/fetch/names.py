@@ -41,7 +41,14 @@ __all__ = [
 
 DEFAULT_NAME = "index.html"
 
-_WINDOWS_DEVICES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+_WINDOWS_DEVICES = {
+    "con",
+    "prn",
+    "aux",
+    "nul",
+    *(f"com{i}" for i in range(1, 10)),
+    *(f"lpt{i}" for i in range(1, 10)),
+}
 # Separators, characters Windows refuses, C0/C1 controls, and invisible format characters (bidi overrides
 # such as U+202E turn `gpj.exe` into what reads as `exe.jpg`).
 _BAD_CHARS = re.compile(r'[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff<>:"|?*\\/]')
@@ -282,8 +289,9 @@ class NameAllocator:
       `<other>.part` cannot take another entry's partial data, in either order.
     - Names compare case-insensitively when the filesystem under `root` folds case (probed once, unless
       `case_insensitive` says).
-    - A file is never reserved where a directory is (reserved or on disk); a directory needed where a
-      file is gets the next numbered name (`dir.1/child`) for the rest of the run.
+    - A file is never reserved where this run made a directory (one on disk is the caller's to see); a
+      directory needed where a file is (reserved, or on disk) gets the next numbered name (`dir.1/child`)
+      for the rest of the run.
     - `candidates()` yields the name, then aria2's `name.1.ext`, `name.2.ext`, ... for the caller to try.
     Memory: one dict entry of two ints per reserved file (a hash of the key and of the owner; a hash
     collision only costs a needless rename), plus one per directory.
@@ -318,25 +326,30 @@ class NameAllocator:
         for n in range(1, self.max_numbered + 1):
             yield wanted.with_name(numbered(wanted.name, n))
 
-    def reserve(self, wanted: PurePosixPath, owner: str) -> Reservation | None:
-        """Hold `wanted` (relative to the root) for `owner`, or None when another owner holds it or one of
-        its companions, or a directory is there. The same owner gets the same reservation again."""
+    def path_of(self, wanted: PurePosixPath) -> tuple[PurePosixPath, Path]:
+        """Where `wanted` lands in this run (its directories as `_directory` maps them), relative and
+        absolute, without reserving the file: for looking at the disk before deciding."""
         if not wanted.parts:
             raise UnsafePath("an empty path names no file")
-        parent = self._directory(wanted.parent)
-        relative = parent / wanted.name
-        key = self._key(str(relative))
+        parent = wanted.parent
+        relative = wanted if not parent.parts else self._directory(parent) / wanted.name
+        return relative, self._absolute(relative)
+
+    def reserve(self, wanted: PurePosixPath, owner: str) -> Reservation | None:
+        """Hold `wanted` (relative to the root) for `owner`, or None when another owner of this run holds it
+        or one of its companions, or this run made it a directory. The same owner gets the same
+        reservation again. What is on disk there is the caller's to judge (a directory included)."""
+        relative, path = self.path_of(wanted)
+        key = hash(self._key(str(relative)))
         me = hash(owner)
-        held = self._files.get(hash(key))
-        if held is not None:
-            return self._made(relative, owner) if held == me else None
-        if hash(key) in self._dirs or self._companion_taken(key, me):
+        held = self._files.get(key)
+        if held is None:
+            if key in self._dirs or self._companion_taken(self._key(str(relative)), me):
+                return None
+            self._files[key] = me
+        elif held != me:
             return None
-        reservation = self._made(relative, owner)
-        if os.path.isdir(reservation.path):
-            return None
-        self._files[hash(key)] = me
-        return reservation
+        return Reservation(relative, path, owner)
 
     def release(self, reservation: Reservation) -> None:
         """Give back a name its owner will not use after all (nothing was written under it)."""
@@ -355,11 +368,11 @@ class NameAllocator:
                     return True  # our name (or companion) is a companion of someone's file
         return False
 
-    def _made(self, relative: PurePosixPath, owner: str) -> Reservation:
+    def _absolute(self, relative: PurePosixPath) -> Path:
         directory = self._resolved.get(relative.parent)
         if directory is None:
             directory = self._resolved[relative.parent] = inside(self.root, relative.parent)
-        return Reservation(relative, directory / relative.name, owner)
+        return directory / relative.name
 
     def _directory(self, wanted: PurePosixPath) -> PurePosixPath:
         """`wanted` as a directory path for this run: each component that is a file (reserved, or on disk)

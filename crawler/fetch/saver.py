@@ -56,13 +56,14 @@ class FileSaver:
             reservation = names.reserve(candidate, url)
             if reservation is None:
                 continue
-            origin = origin_of(reservation.path) if os.path.lexists(reservation.path) else url
-            if origin == url:
-                return reservation
-            # Someone else's file (or one of unknown origin): keep it, and this name, out of our way.
+            if not os.path.lexists(reservation.path) or origin_of(reservation.path) == url:
+                return reservation  # free, or this URL's copy from an earlier crawl
+            names.release(reservation)  # someone else's file, a directory, or unknown origin: keep it
         raise UnsafePath(f"no free name for {url_path(url)} under {self.directory}")
 
-    async def save(self, response: httpx.Response, chunks: AsyncIterator[bytes], url: str) -> tuple[Path, int]:
+    async def save(
+        self, response: httpx.Response, chunks: AsyncIterator[bytes], url: str
+    ) -> tuple[Path, int]:
         """Stream `chunks` to `<path>.part`, then rename into place. Returns (final path, bytes)."""
         reservation = self.target(url)
         self._names.make_parent(reservation)

@@ -288,6 +288,16 @@ class HostGate:
         self.limiter.pause(host, seconds)
         self._wake(host)
 
+    def throttled(self, host: str, sent_at: float, retry_after: float | None) -> None:
+        """`host` answered 429/503 (see `HostLimiter.throttled`: Retry-After pause, lower rate); waiters
+        re-plan."""
+        self.limiter.throttled(host, sent_at, retry_after)
+        self._wake(host)
+
+    def answered(self, host: str, sent_at: float) -> None:
+        """A good answer from `host` (see `HostLimiter.answered`: an adapted rate climbs back)."""
+        self.limiter.answered(host, sent_at)
+
     def _wake(self, host: str) -> None:
         for fut in self._waiters.get(host, ()):
             if not fut.done():

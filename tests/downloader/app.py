@@ -13,9 +13,16 @@ version of `key` starts at 0 and `/__bump?key=K` increments it, changing bytes, 
   /flaky/NAME   the first `fail` (default 1) requests of `key` answer `code` (503) with Retry-After
                 `retry_after` (if given), then like /file
   /status/CODE  that status, a short body
+  /redirect/... `code` (302) with `Location: to` (verbatim), an empty body
+  /loop/...     302 to itself (the same target, query included): a redirect loop
   /echo/...     200 with the request target as sent (raw path and query) as the body: one content per URL
-  /__bump       bump the version of `key`; /__reset (the launcher's) forgets versions, hit counts and the log
-The launcher's request log records every request; `EdgeServer.log()` reads it.
+  /__bump       bump the version of `key`; /__reset (the launcher's) forgets versions, hit counts, shapes
+                and the log
+  /__shape      for `key`: requests whose range starts at or past `hold_from` never get an answer, and
+                those past `slow_from` are sent at `slow_rate` bytes/s (no parameters: back to normal).
+                Out of band, so the URL (and the sidecar that records it) stays the same.
+The launcher's request log records every request; `EdgeServer.log()` reads it. The app adds `sent` to a
+file request's entry: the body bytes sent so far.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from crawler.demo.asgi import Receive, Scope, Send
+from crawler.demo.asgi import ENTRY, Receive, Scope, Send
 
 __all__ = ["app", "file_bytes", "file_sha256"]
 
@@ -75,11 +82,13 @@ class EdgeApp:
     def __init__(self) -> None:
         self.versions: dict[str, int] = {}
         self.hits: dict[str, int] = {}
+        self.shapes: dict[str, dict[str, int]] = {}
 
     def reset(self) -> None:
-        """Forget versions and hit counts (the launcher's `/__reset`, which also clears the log)."""
+        """Forget versions, hit counts and shapes (the launcher's `/__reset`, which also clears the log)."""
         self.versions.clear()
         self.hits.clear()
+        self.shapes.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,6 +96,8 @@ class EdgeApp:
         path = scope["path"]
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        entry: dict[str, Any] = scope.get(ENTRY, {})  # the launcher's log entry (absent for /__ paths)
+        entry["sent"] = 0
 
         async def respond(
             status: int, hdrs: list[tuple[str, str]], body: bytes = b"", more: bool = False
@@ -100,6 +111,11 @@ class EdgeApp:
             self.versions[key] = self.versions.get(key, 0) + 1
             await respond(200, [("content-length", "2")], b"ok")
             return
+        if path == "/__shape":
+            shape = {k: int(v) for k, v in query.items() if k in ("hold_from", "slow_from", "slow_rate")}
+            self.shapes[query.get("key", "")] = shape
+            await respond(200, [("content-length", "2")], b"ok")
+            return
         if path == "/__health":
             await respond(200, [("content-length", "2")], b"ok")
             return
@@ -109,6 +125,14 @@ class EdgeApp:
                 target += b"?" + scope["query_string"]
             await respond(200, [("content-type", "application/octet-stream"),
                                 ("content-length", str(len(target)))], target)  # fmt: skip
+            return
+        if path.startswith("/redirect/"):
+            await respond(int(query.get("code", "302")), [("location", query.get("to", "")),
+                                                          ("content-length", "0")])  # fmt: skip
+            return
+        if path.startswith("/loop/"):
+            target = (scope.get("raw_path") or path.encode()) + b"?" + scope.get("query_string", b"")
+            await respond(302, [("location", target.decode("latin-1")), ("content-length", "0")])
             return
         if path.startswith("/status/"):
             code = int(path.rsplit("/", 1)[1])
@@ -129,10 +153,10 @@ class EdgeApp:
                 hdrs.append(("retry-after", query["retry_after"]))
             await respond(int(query.get("code", "503")), hdrs, b"flaky")
             return
-        await self.serve_file(query, headers, key, hit, kind, respond, send)
+        await self.serve_file(query, headers, key, hit, kind, respond, send, entry)
 
     async def serve_file(self, query: dict[str, str], headers: dict[str, str], key: str, hit: int, kind: str,
-                         respond: Any, send: Send) -> None:  # fmt: skip
+                         respond: Any, send: Send, entry: dict[str, Any]) -> None:  # fmt: skip
         size = int(query.get("size", "100000"))
         seed = query.get("seed", "seed")
         version = self.versions.get(key, 0)
@@ -165,9 +189,14 @@ class EdgeApp:
                     hdrs.append(("content-range", f"bytes {start}-{end - 1}/{size}"))
         if not query.get("nolength"):
             hdrs.append(("content-length", str(end - start)))
+        shape = self.shapes.get(key, {})
+        if start >= shape.get("hold_from", 1 << 62):
+            await asyncio.sleep(120)  # never answers within a test; the client gives up or is killed
+        rate = float(query.get("rate", "0"))
+        if start >= shape.get("slow_from", 1 << 62):
+            rate = float(shape.get("slow_rate", 100_000))
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in hdrs]})  # fmt: skip
-        rate = float(query.get("rate", "0"))
         cut_at = (
             int(query.get("cut_at", "-1")) if kind == "cut" and hit <= int(query.get("cuts", "1")) else -1
         )
@@ -183,6 +212,7 @@ class EdgeApp:
                 raise ConnectionAbortedError("cut on purpose")  # hypercorn drops the connection
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             sent += len(piece)
+            entry["sent"] = sent
             if rate:
                 ahead = sent / rate - (time.monotonic() - started)
                 if ahead > 0:

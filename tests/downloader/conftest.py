@@ -17,6 +17,7 @@ import pytest
 from crawler import RetryConfig
 from crawler.config.job import BackoffConfig
 from tests.cli.conftest import crawler_command
+from tests.http.tinyproxy import TinyProxy
 
 from .measure import wait_measuring_peak
 from .servers import EdgeServer, NginxServer, find_nginx
@@ -29,6 +30,23 @@ GiB = 1 << 30
 def edge() -> Iterator[EdgeServer]:
     with EdgeServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def edge2() -> Iterator[EdgeServer]:
+    """A second origin (another port), for redirects that leave the first."""
+    with EdgeServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def forward_proxy() -> Iterator[TinyProxy]:
+    """tinyproxy (tests/http/tinyproxy.py: fails when CRAWLER_REQUIRE_PROXY=1 and it is missing, else skips)."""
+    proxy = TinyProxy().start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 @pytest.fixture

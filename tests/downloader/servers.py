@@ -163,12 +163,13 @@ class EdgeServer(AsgiServer):
 
     def log(self, prefix: str | None = None, clear: bool = False) -> list[dict[str, Any]]:  # type: ignore[override]
         """The requests seen, oldest first: path, query (a dict), range, if_range, status, t, user_agent,
-        accept_encoding."""
+        accept_encoding, sent (body bytes the app sent so far), headers (all of them, lower-case names)."""
         return [
             {"path": e["path"], "query": dict(parse_qsl(e["query"], keep_blank_values=True)),
              "range": e["headers"].get("range"), "if_range": e["headers"].get("if-range"), "status": e["status"],
              "t": e["t"], "user_agent": e["headers"].get("user-agent"),
-             "accept_encoding": e["headers"].get("accept-encoding")}
+             "accept_encoding": e["headers"].get("accept-encoding"), "sent": e.get("sent", 0),
+             "headers": e["headers"]}
             for e in super().log(prefix, clear)
         ]  # fmt: skip
 
@@ -177,3 +178,7 @@ class EdgeServer(AsgiServer):
 
     def bump(self, key: str) -> None:
         self._get("/__bump", key=key)
+
+    def shape(self, key: str, **rules: int) -> None:
+        """Out-of-band misbehaviour for `key` (see `/__shape` in app.py); no rules: back to normal."""
+        self._get("/__shape", key=key, **{k: str(v) for k, v in rules.items()})

@@ -44,7 +44,12 @@ def test_two_entries_ending_in_the_same_name_get_name_and_name_1(
     assert {r["status"] for r in records.values()} == {"ok"}
     assert {records[x]["path"], records[y]["path"]} == {str(out / "report.pdf"), str(out / "report.1.pdf")}
     assert {records[a]["path"], records[b]["path"]} == {str(out / "same.pdf"), str(out / "same.1.pdf")}
-    for url, seed, size in ((x, key + "x", 3000), (y, key + "y", 3000), (a, key + "a", 100), (b, key + "b", 200)):
+    for url, seed, size in (
+        (x, key + "x", 3000),
+        (y, key + "y", 3000),
+        (a, key + "a", 100),
+        (b, key + "b", 200),
+    ):
         path = Path(str(records[url]["path"]))
         assert path.read_bytes() == file_bytes(seed, 0, size)  # each file holds its own URL's bytes
         assert records[url]["sha256"] == file_sha256(seed, 0, size) and origin_of(path) == url
@@ -66,7 +71,9 @@ def test_on_collision_fail_fails_the_later_entry_and_keeps_the_first(
     assert run.returncode == 1
     assert "1 downloaded, 0 skipped, 1 failed" in run.stderr
     assert f"{y}: report.pdf is taken by another entry of this run (--on-collision fail)" in run.stderr
-    assert files_under(out) == ["report.pdf"] and (out / "report.pdf").read_bytes() == file_bytes(key + "x", 0, 3000)
+    assert files_under(out) == ["report.pdf"] and (out / "report.pdf").read_bytes() == file_bytes(
+        key + "x", 0, 3000
+    )
     assert [r["path"] for r in edge.requests_for(key)] == ["/file/x/report.pdf", "/file/y/report.pdf"]
 
 
@@ -110,7 +117,9 @@ def test_on_collision_fail_refuses_a_foreign_file_on_disk(edge: EdgeServer, key:
     assert files_under(tmp_path) == ["old.bin"] and (tmp_path / "old.bin").read_bytes() == b"theirs"
 
 
-def test_a_rerun_skips_the_files_it_wrote_and_renames_nothing(edge: EdgeServer, key: str, tmp_path: Path) -> None:
+def test_a_rerun_skips_the_files_it_wrote_and_renames_nothing(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
     urls = [edge.url_for(f"/file/{d}/same.bin", size=700, seed=key + d, key=key) for d in "abc"]
 
     first = run_cli(*urls, "-d", str(tmp_path), "--json", "-j", "1")
@@ -179,7 +188,9 @@ def test_url_paths_are_distinct_where_sanitising_would_merge_them(group: list[st
 
 
 def test_faithful_url_paths_read_as_the_url() -> None:
-    assert url_path("http://Example.com:8080/docs/a%20b.pdf") == PurePosixPath("example.com_8080/docs/a b.pdf")
+    assert url_path("http://Example.com:8080/docs/a%20b.pdf") == PurePosixPath(
+        "example.com_8080/docs/a b.pdf"
+    )
     assert url_path("http://h/caf%C3%A9/") == PurePosixPath("h/café/index.html")
 
 
@@ -221,7 +232,9 @@ def test_crawl_save_maps_every_url_to_its_own_file(edge: EdgeServer, tmp_path: P
     assert f"pages {len(urls)}  items {len(urls)}" in done.stderr and "errors 0" in done.stderr
 
 
-def test_crawl_save_replaces_its_own_earlier_copy_but_not_a_stranger(edge: EdgeServer, tmp_path: Path) -> None:
+def test_crawl_save_replaces_its_own_earlier_copy_but_not_a_stranger(
+    edge: EdgeServer, tmp_path: Path
+) -> None:
     import subprocess
 
     url = edge.url + "/echo/keep.bin"
@@ -241,4 +254,7 @@ def test_crawl_save_replaces_its_own_earlier_copy_but_not_a_stranger(edge: EdgeS
     assert stranger.read_bytes() == b"not from the crawl"
     ours = stranger.with_name("keep.1.bin")
     assert ours.read_bytes() == b"/echo/keep.bin" and origin_of(ours) == url
-    assert sorted(p.name for p in stranger.parent.iterdir()) == ["keep.1.bin", "keep.bin"]  # the rerun replaced ours
+    assert sorted(p.name for p in stranger.parent.iterdir()) == [
+        "keep.1.bin",
+        "keep.bin",
+    ]  # the rerun replaced ours
