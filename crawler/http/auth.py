@@ -38,13 +38,17 @@ class OAuth2ClientCredentials(httpx.Auth):
         self._lock: asyncio.Lock | None = None
         self.token_fetches = 0
 
-    def _token_request(self) -> httpx.Request:
+    def _token_request(self, request: httpx.Request) -> httpx.Request:
+        """The token request, with the deadlines of the `request` it authorises: a request built here (not by
+        the client) carries no timeout of its own, and a token endpoint that never answers would hang."""
         data = {"grant_type": "client_credentials"}
         if self.config.scope:
             data["scope"] = self.config.scope
         credentials = f"{self.config.client_id}:{self.config.client_secret}".encode()
         headers = {"Accept": "application/json", "Authorization": "Basic " + base64.b64encode(credentials).decode()}
-        return httpx.Request("POST", self.config.token_url, data=data, headers=headers)
+        timeout = request.extensions.get("timeout")
+        return httpx.Request("POST", self.config.token_url, data=data, headers=headers,
+                             extensions={"timeout": timeout} if timeout else None)  # fmt: skip
 
     def _store(self, response: httpx.Response) -> None:
         if response.status_code != 200:
@@ -64,13 +68,13 @@ class OAuth2ClientCredentials(httpx.Auth):
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if not self._valid():
-            token_response = yield self._token_request()
+            token_response = yield self._token_request(request)
             token_response.read()
             self._store(token_response)
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
         if response.status_code == 401:
-            token_response = yield self._token_request()
+            token_response = yield self._token_request(request)
             token_response.read()
             self._store(token_response)
             request.headers["Authorization"] = f"Bearer {self._token}"
@@ -82,7 +86,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         if not self._valid():
             async with self._lock:
                 if not self._valid():
-                    token_response = yield self._token_request()
+                    token_response = yield self._token_request(request)
                     await token_response.aread()
                     self._store(token_response)
         used = self._token
@@ -91,7 +95,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         if response.status_code == 401:
             async with self._lock:
                 if self._token == used:  # nobody refreshed it meanwhile
-                    token_response = yield self._token_request()
+                    token_response = yield self._token_request(request)
                     await token_response.aread()
                     self._store(token_response)
             request.headers["Authorization"] = f"Bearer {self._token}"

@@ -12,6 +12,7 @@ import httpx
 from crawler.config.job import HttpConfig
 from crawler.http.auth import build_auth
 from crawler.http.cache import cached_transport
+from crawler.http.redirects import refuse_unparseable_location
 from crawler.http.transport.proxy import ProxyRouter
 from crawler.http.transport.transport import make_transport
 
@@ -128,6 +129,7 @@ def build_client(config: HttpConfig, *, transport: httpx.AsyncBaseTransport | No
         # Redirects are followed hop by hop by the callers (`crawler.http.redirects`), never by httpx:
         # every hop is checked (scope, robots.txt, the seen set) and credentials stay on their origin.
         follow_redirects=False,
+        event_hooks={"response": [refuse_unparseable_location]},
         auth=build_auth(config.auth),
         trust_env=config.trust_env,
     )

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import httpx
 
 __all__ = ["REDIRECT_STATUSES", "Redirect", "RedirectError", "build_hop_request", "credential_names", "next_hop",
-           "send_hop"]
+           "refuse_unparseable_location", "send_hop"]
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _CREDENTIALS = frozenset({"authorization", "proxy-authorization", "cookie"})
@@ -159,6 +159,20 @@ def next_hop(response: httpx.Response, *, user_headers: Collection[str] = (),
     return Redirect(url=url, method=method, headers=httpx.Headers(kept), keep_body=keep_body,
                     auth=auth and (not cross or "authorization" in forward), cross_origin=cross,
                     status=status)  # fmt: skip
+
+
+async def refuse_unparseable_location(response: httpx.Response) -> None:
+    """A response event hook of the shared client. httpx prepares the next request of every redirect, even one
+    it is not to follow, and turns a Location its URL parser refuses (`http://[::1`) into a RemoteProtocolError
+    (kind `protocol_error`, retried) before the caller sees the response. This hook runs first and raises
+    what `next_hop` would: `RedirectError` (kind `redirect_bad_target`, not retried)."""
+    if response.has_redirect_location:
+        location = response.headers["location"]
+        try:
+            httpx.URL(location)
+        except httpx.InvalidURL as exc:
+            shown = location[:80] + ("..." if len(location) > 80 else "")
+            raise RedirectError(f"redirect target is not a URL: {shown!r} ({exc})") from None
 
 
 def build_hop_request(client: httpx.AsyncClient, hop: Redirect, content: bytes | None = None) -> httpx.Request:

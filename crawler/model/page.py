@@ -145,7 +145,7 @@ class Page:
         if self._html is None:
             from selectolax.lexbor import LexborHTMLParser as HTMLParser
 
-            _check_nesting(self.body)
+            _check_parse_cost(self.body)
             self._html = HTMLParser(self.body) if self.encoding.lower() in ("utf-8", "utf8") else HTMLParser(self.text)
         return self._html
 
@@ -184,13 +184,22 @@ class Page:
 # (Chromium at 512). A page is scanned only when it has many end tags; real pages nest a few dozen deep.
 _SCAN_END_TAGS = 20_000
 MAX_HTML_DEPTH = 2_000
+# The parser's tree costs ~0.4 KB per element whatever the stages take from it (a 25 MB page of a million
+# links: ~430 MB), so the element count bounds a page's memory where http.max_body cannot. Large real pages
+# hold tens of thousands (the Python docs' one-page contents: ~49,000 elements in 2.5 MB).
+MAX_HTML_TAGS = 200_000
 _TAG = re.compile(rb"<(/?)([A-Za-z][A-Za-z0-9-]*)[^>]*?(/?)>")
 _VOID = frozenset(b"area base br col embed hr img input link meta param source track wbr".split())
 
 
-def _check_nesting(body: bytes) -> None:
-    """Refuse a document nested deeper than MAX_HTML_DEPTH before the parser spends minutes on it."""
-    if body.count(b"</") < _SCAN_END_TAGS:
+def _check_parse_cost(body: bytes) -> None:
+    """Refuse a document the parser would spend minutes (nested deeper than MAX_HTML_DEPTH) or hundreds of MB
+    (more than MAX_HTML_TAGS start tags) on, before it is parsed."""
+    end_tags = body.count(b"</")
+    # Counted only on a body long enough to hold that many tags (`<a>` is 3 bytes): one more pass over it.
+    if len(body) > 3 * MAX_HTML_TAGS and body.count(b"<") - end_tags > MAX_HTML_TAGS:
+        raise FetchError(f"HTML with more than {MAX_HTML_TAGS:,} tags: not parsed", kind="html_too_large")
+    if end_tags < _SCAN_END_TAGS:
         return
     depth = deepest = 0
     for m in _TAG.finditer(body):

@@ -2,8 +2,8 @@
 server and asserts that the crawl ends, its exit code, its errors by kind, a peak-RSS bound and what the
 server saw. The cases are in cases.py; STATUS.md says which pass today.
 
-Failure messages start with the class of failure (HANG, RSS, INTERNAL, EXIT, KIND, PAGES, WALL, SERVER,
-ITEMS), so a run's summary reads as a table. Cases marked `pending` fail today and are deselected by
+Failure messages start with the class of failure (HANG, RSS, INTERNAL, EXIT, KIND, SKIPPED, PAGES, WALL,
+SERVER, ITEMS), so a run's summary reads as a table. Cases marked `pending` fail today and are deselected by
 default (`-m "not pending"` in pyproject's addopts); run them with `pytest -m pending tests/faults`.
 """
 
@@ -49,6 +49,9 @@ def check_run(expect: Expect, run: CrawlRun) -> None:
     if expect.allowed is not None:
         wrong = {k: n for k, n in run.errors.items() if not matches(k, expect.allowed)}
         assert not wrong, f"KIND: errors {run.errors}, expected none or only {expect.allowed}"
+    if expect.skipped is not None:
+        skipped = {k: n for k, n in run.stats.get("skipped", {}).items() if n}
+        assert set(skipped) == set(expect.skipped), f"SKIPPED: {skipped}, expected {expect.skipped}"
     if expect.pages is not None:
         assert run.stats.get("pages") == expect.pages, f"PAGES: {run.stats.get('pages')}, expected {expect.pages}"
     if expect.wall is not None:

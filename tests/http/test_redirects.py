@@ -130,6 +130,19 @@ def test_targets_that_can_never_be_fetched_are_rejected(location: str) -> None:
     assert isinstance(info.value, httpx.HTTPError)
 
 
+async def test_the_shared_client_fails_an_unparseable_location_as_a_bad_target_not_a_protocol_error() -> None:
+    # httpx prepares the next request of a redirect inside send(), even with follow_redirects=False, and a
+    # Location its URL parser refuses would surface there as a (retried) RemoteProtocolError.
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(302, headers={"location": "http://[::1"})
+
+    client = build_client(HttpConfig(), transport=httpx.MockTransport(answer))
+    async with client:
+        with pytest.raises(RedirectError) as info:
+            await client.get("http://a.test/")
+    assert error_kind(info.value) == "redirect_bad_target"
+
+
 def test_the_url_length_cap_is_a_parameter() -> None:
     assert _hop(location="/" + "x" * 100, max_url_length=200) is not None
     with pytest.raises(RedirectError):

@@ -1,4 +1,5 @@
-"""A document nested too deep for the HTML parser's quadratic end-tag search is refused before parsing."""
+"""A document nested too deep for the HTML parser's quadratic end-tag search, or with more tags than its tree
+can hold in bounded memory, is refused before parsing."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import httpx
 import pytest
 
 from crawler.model.errors import FetchError
-from crawler.model.page import MAX_HTML_DEPTH, Page
+from crawler.model.page import MAX_HTML_DEPTH, MAX_HTML_TAGS, Page
 from crawler.model.request import Request
 
 
@@ -33,3 +34,21 @@ def test_a_large_flat_page_and_a_moderately_deep_one_still_parse() -> None:
     depth = MAX_HTML_DEPTH // 2
     deep = _page("<html><body>" + "<div>" * depth + "<a href=/x>x</a>" + "</div>" * depth + "</body></html>")
     assert deep.html.css_first("a") is not None
+
+
+def test_a_page_of_a_million_links_is_refused_before_its_tree_is_built() -> None:
+    page = _page("<html><body>" + '<a href="/l">.</a>' * 1_000_000 + "</body></html>")
+    started = time.perf_counter()
+    with pytest.raises(FetchError) as caught:
+        page.html  # noqa: B018 - parsing is the point
+    assert caught.value.kind == "html_too_large"
+    assert time.perf_counter() - started < 0.5  # parsing it takes ~1.4 s and ~430 MB
+
+
+def test_a_page_just_under_the_tag_limit_parses() -> None:
+    n = MAX_HTML_TAGS - 10  # html, head, body and the rest stay under the limit
+    page = _page("<html><body>" + "<br>" * n + "</body></html>")
+    assert page.html.body is not None
+    over = _page("<html><body>" + "<br>" * (MAX_HTML_TAGS + 1) + "</body></html>")
+    with pytest.raises(FetchError):
+        over.html  # noqa: B018
