@@ -223,8 +223,10 @@ def matches(kind: str, patterns: tuple[str, ...]) -> bool:
 
 CHUNKED = ("Transfer-Encoding", "chunked")
 CT_HTML = ("Content-Type", "text/html")
-# robots.txt deadlines short enough for the suite; the defaults (30 s each) end the same way, later.
-ROBOTS_FAST = {"timeout": 2, "unavailable_wait": 3}
+# Cases that wait for a deadline use short ones, so the suite stays fast; the defaults end them the same
+# way, later. Cases that expect an answer keep harness.base_job's 2 s, safe on a busy machine.
+SHORT = {"timeout": {"connect": 1, "read": 1}}  # merged into http:
+ROBOTS_FAST = {"timeout": 1, "unavailable_wait": 3}  # robots: (defaults 30 s each)
 
 
 # --- connections: resets, lying lengths, slow and silent servers ---------------------------------------
@@ -257,7 +259,7 @@ def _(env: Env) -> Plan:
 @case("content-length-longer-than-body-then-silence")
 def _(env: Env) -> Plan:
     site = env.site({"/": raw(head(200, [("Content-Length", "100000"), CT_HTML]) + b"x" * 1000, then="hold")})
-    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=requests_at_most(site, "/", 2)))
+    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=requests_at_most(site, "/", 2)), http=SHORT)
 
 
 @case("content-length-shorter-than-body")
@@ -303,7 +305,7 @@ def _(env: Env) -> Plan:
 @case("huge-chunk-size-then-silence")
 def _(env: Env) -> Plan:
     site = env.site({"/": raw(head(200, [CHUNKED, CT_HTML]) + b"ffffffffffff\r\n" + b"x" * 1000, then="hold")})
-    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=tried_twice(site)))
+    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=tried_twice(site)), http=SHORT)
 
 
 @case("endless-chunked-body-fast")
@@ -324,34 +326,34 @@ def _(env: Env) -> Plan:
     unit = b"400\r\n" + b"x" * 1024 + b"\r\n"
     site = env.site({"/": trickle(head(200, [CHUNKED, CT_HTML]), unit, 0.5)})
     return plan(site.url_for("/"), fails("total_timeout", wall=15, check=requests_at_most(site, "/", 2)),
-                http={"timeout": {"total": 3}})  # fmt: skip
+                http={"timeout": {"total": 1.5}})  # fmt: skip
 
 
 @case("trickled-body")
 def _(env: Env) -> Plan:
     site = env.site({"/": trickle(head(200, [("Content-Length", "100000"), CT_HTML]), b"x", 0.5)})
     return plan(site.url_for("/"), fails("total_timeout", wall=15, check=requests_at_most(site, "/", 2)),
-                http={"timeout": {"total": 3}})  # fmt: skip
+                http={"timeout": {"total": 1.5}})  # fmt: skip
 
 
 @case("trickled-head")
 def _(env: Env) -> Plan:
     site = env.site({"/": trickle(b"HTTP/1.1 200 OK\r\n", b"X-Slow: 1\r\n", 0.5)})
-    # The read timeout bounds the whole head (2 s here), the total deadline the whole request (3 s): either ends it.
+    # The read timeout bounds the whole head (2 s here), the total deadline the whole request: either ends it.
     return plan(site.url_for("/"), fails(("read_timeout", "total_timeout"), wall=15, check=requests_at_most(site, "/", 2)),
-                http={"timeout": {"total": 3}})  # fmt: skip
+                http={"timeout": {"total": 1.5}})  # fmt: skip
 
 
 @case("slow-first-byte")
 def _(env: Env) -> Plan:
     site = env.site({"/": delayed(5, html())})
-    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=requests_at_most(site, "/", 2)))
+    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=requests_at_most(site, "/", 2)), http=SHORT)
 
 
 @case("silent-server")
 def _(env: Env) -> Plan:
     site = env.site({"/": silent()})
-    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=requests_at_most(site, "/", 2)))
+    return plan(site.url_for("/"), fails("read_timeout", wall=15, check=requests_at_most(site, "/", 2)), http=SHORT)
 
 
 @case("header-flood")
@@ -1130,7 +1132,7 @@ def _(env: Env) -> Plan:
     site = env.site({"/": html()})  # plain HTTP: waits for a request head that a TLS ClientHello never completes
     return plan(site.url_for("/").replace("http://", "https://"),
                 fails("connect_timeout", wall=15),  # the TLS handshake is part of connecting
-                http={"verify": str(env.ca_path)})  # fmt: skip
+                http={"verify": str(env.ca_path), **SHORT})  # fmt: skip
 
 
 @case("http-url-to-a-tls-server")
@@ -1150,7 +1152,7 @@ def _(env: Env) -> Plan:
 @case("connect-timeout")
 def _(env: Env) -> Plan:
     site = env.site({}, accept=False)
-    return plan(site.url_for("/"), fails("connect_timeout", wall=15))
+    return plan(site.url_for("/"), fails("connect_timeout", wall=15), http=SHORT)
 
 
 @case("dns-failure")
@@ -1173,7 +1175,7 @@ def _(env: Env) -> Plan:
     # The token request carries the deadlines of the request it authorises: it times out, and the page with it.
     check = all_checks(requests_at_most(token, "/token", 2), never_requested(site))
     return plan(site.url_for("/"), Expect(exit=1, errors={"read_timeout": 1}, pages=0, wall=15, check=check),
-                http={"auth": auth})  # fmt: skip
+                http={"auth": auth, **SHORT})  # fmt: skip
 
 
 # --- HTTP/2 (hypercorn): RST_STREAM, GOAWAY, stalls, bombs ----------------------------------------------
@@ -1219,7 +1221,7 @@ def _(env: Env) -> Plan:
 
 @case("h2-stalled-body")
 def _(env: Env) -> Plan:
-    return _h2_plan(env, "/stall", fails("read_timeout", wall=15))
+    return _h2_plan(env, "/stall", fails("read_timeout", wall=15), http=SHORT)
 
 
 @case("h2-gzip-bomb")
