@@ -10,6 +10,7 @@ default) until the engine is fixed. STATUS.md lists every case with its result.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import email.utils
 import fnmatch
@@ -83,24 +84,37 @@ class Case:
     id: str
     build: Callable[[Env], Plan]
     pending: str | None = None
+    section: str = ""  # the class of fault, a heading of README "Reliability"
 
     def __repr__(self) -> str:
         return self.id
 
 
 CASES: list[Case] = []
+_section = ""
+
+
+def section(title: str) -> None:
+    """The cases registered from here on belong to `title`."""
+    global _section
+    _section = title
+
+
+def add_case(id: str, build: Callable[[Env], Plan], pending: str | None = None) -> None:
+    CASES.append(Case(id, build, pending, _section))
 
 
 def case(id: str, pending: str | None = None) -> Callable[[Callable[[Env], Plan]], Callable[[Env], Plan]]:
     def register(build: Callable[[Env], Plan]) -> Callable[[Env], Plan]:
-        CASES.append(Case(id, build, pending))
+        add_case(id, build, pending)
         return build
 
     return register
 
 
 class Env:
-    """What cases build on: the fault server, TLS material, and (lazily) the HTTP/2 servers."""
+    """What cases build on: the fault server, TLS material, and (lazily) the HTTP/2 servers. `for_case()`
+    gives each case a view that records the sites it makes (`sites`: what its server saw)."""
 
     def __init__(self, server: FaultServer, root: Path) -> None:
         import trustme
@@ -112,9 +126,20 @@ class Env:
         self.ca.cert_pem.write_to_path(str(self.ca_path))
         self._h2: dict[int, AsgiServer] = {}
         self._lock = threading.Lock()
+        self.sites: list[Site] = []
+        self.uses_h2_server = False  # hypercorn's requests are not logged
+
+    def for_case(self) -> Env:
+        """A view sharing everything but the record of sites made through it."""
+        view = copy.copy(self)
+        view.sites = []
+        view.uses_h2_server = False
+        return view
 
     def site(self, routes: dict[str, Any], **kwargs: Any) -> Site:
-        return self.server.site(routes, **kwargs)
+        site = self.server.site(routes, **kwargs)
+        self.sites.append(site)
+        return site
 
     def tls_context(self, *names: str, ca: Any = None, expired: bool = False) -> ssl.SSLContext:
         """A server-side TLS context with a certificate for `names`, from `ca` (default: the suite's CA)."""
@@ -130,6 +155,7 @@ class Env:
 
     def h2(self, max_requests: int = 10_000) -> AsgiServer:
         """hypercorn serving `server.h2_app` over HTTP/2 + TLS; `max_requests` per connection, then GOAWAY."""
+        self.uses_h2_server = True
         with self._lock:
             server = self._h2.get(max_requests)
             if server is None:
@@ -146,7 +172,7 @@ class Env:
         """A frame-level HTTP/2 site (h2 library) over TLS with ALPN h2, trusted through `ca_path`."""
         context = self.tls_context("127.0.0.1")
         context.set_alpn_protocols(["h2"])
-        return self.server.site({}, ssl_context=context, h2_routes=routes)
+        return self.site({}, ssl_context=context, h2_routes=routes)
 
     def close(self) -> None:
         for server in self._h2.values():
@@ -230,6 +256,7 @@ ROBOTS_FAST = {"timeout": 1, "unavailable_wait": 3}  # robots: (defaults 30 s ea
 
 
 # --- connections: resets, lying lengths, slow and silent servers ---------------------------------------
+section('Connections: resets, lying lengths, slow and silent servers')
 
 
 @case("reset-before-response")
@@ -408,6 +435,7 @@ def _(env: Env) -> Plan:
 
 
 # --- compression bombs ----------------------------------------------------------------------------------
+section('Compression bombs')
 
 
 def _bomb_site(env: Env, kind: str, encoding: str | None, content_type: str = "text/html", path: str = "/") -> Site:
@@ -499,6 +527,7 @@ def _(env: Env) -> Plan:
 
 
 # --- redirects ------------------------------------------------------------------------------------------
+section('Redirects')
 
 
 def _chain(request: RawRequest) -> str:
@@ -620,6 +649,7 @@ def _(env: Env) -> Plan:
 
 
 # --- traps ----------------------------------------------------------------------------------------------
+section('Traps and hostile pages')
 
 
 def _calendar(request: RawRequest) -> list[str]:
@@ -805,6 +835,7 @@ def _(env: Env) -> Plan:
 
 
 # --- robots.txt -----------------------------------------------------------------------------------------
+section('robots.txt')
 
 
 def _robots(body: bytes | str) -> Any:
@@ -912,6 +943,7 @@ def _(env: Env) -> Plan:
 
 
 # --- sitemaps -------------------------------------------------------------------------------------------
+section('Sitemaps')
 
 
 def _index(locs: list[str]) -> bytes:
@@ -996,6 +1028,7 @@ def _(env: Env) -> Plan:
 
 
 # --- rate limits: Retry-After and X-RateLimit of every shape --------------------------------------------
+section('Rate limits: Retry-After and X-RateLimit of every shape')
 
 
 def _gap(site: Site, path: str) -> float:
@@ -1049,7 +1082,7 @@ def _retry_after_case(value: str) -> Callable[[Env], Plan]:
 for _value, _id in (("86400", "retry-after-a-day"), ("inf", "retry-after-inf"), ("1e308", "retry-after-1e308"),
                     ("nan", "retry-after-nan"), ("-5", "retry-after-negative"), ("soon", "retry-after-garbage"),
                     ("1", "retry-after-429-forever")):  # fmt: skip
-    CASES.append(Case(_id, _retry_after_case(_value)))
+    add_case(_id, _retry_after_case(_value))
 
 
 def _quota_site(env: Env, remaining: str, reset: str) -> Site:
@@ -1075,7 +1108,7 @@ for _rem, _reset, _id, _pending in (
     ("0", str(int(time.time()) + 10 * 365 * 86400), "ratelimit-reset-epoch-in-10-years", None),
     ("0", "soon", "ratelimit-reset-garbage", None),
 ):
-    CASES.append(Case(_id, _quota_case(_rem, _reset), _pending))
+    add_case(_id, _quota_case(_rem, _reset), _pending)
 
 
 @case("max-pages-with-429-retries-pending")
@@ -1096,6 +1129,7 @@ def _(env: Env) -> Plan:
 
 
 # --- TLS ------------------------------------------------------------------------------------------------
+section('TLS')
 
 
 def _tls_plan(env: Env, context: ssl.SSLContext, **kw: Any) -> Plan:
@@ -1142,6 +1176,7 @@ def _(env: Env) -> Plan:
 
 
 # --- dead hosts, DNS, auth endpoints --------------------------------------------------------------------
+section('Dead hosts, DNS, auth endpoints')
 
 
 @case("connection-refused")
@@ -1179,6 +1214,7 @@ def _(env: Env) -> Plan:
 
 
 # --- HTTP/2 (hypercorn): RST_STREAM, GOAWAY, stalls, bombs ----------------------------------------------
+section('HTTP/2: RST_STREAM, GOAWAY, stalls, bombs')
 
 
 def _h2_plan(env: Env, path: str, expect: Expect, max_requests: int = 10_000, **job: Any) -> Plan:

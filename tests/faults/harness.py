@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.peak_rss import measure
 
-__all__ = ["CrawlRun", "base_job", "run_crawl"]
+__all__ = ["CrawlRun", "base_job", "run_crawl", "server_summary"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MB = 1_000_000
@@ -52,6 +52,7 @@ class CrawlRun:
     stderr: str
     timeout: float
     log: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # server-side requests, per site name
+    server: str = ""  # what the server saw, in a few words (`server_summary`)
 
     @property
     def hung(self) -> bool:
@@ -89,3 +90,23 @@ def run_crawl(job: dict[str, Any], workdir: Path, *, timeout: float = 25.0, args
                 items.append(json.loads(line))
     return CrawlRun(measured.code, measured.wall, measured.peak_rss, stats, items, out_path.read_text(errors="replace"),
                     err_path.read_text(errors="replace"), timeout)  # fmt: skip
+
+
+def _shown(path: str) -> str:
+    return path if len(path) <= 24 else f"{path[:12]}...({len(path):,} chars)"
+
+
+def server_summary(log: dict[str, list[dict[str, Any]]], *, hypercorn: bool = False, paths: int = 3) -> str:
+    """What the fault server saw, in a few words: each path requested with its count (`/robots.txt x3, /`),
+    or the first `paths` of them and the total (`40 requests: /cal, /cal/2024/2, /cal/2025/1 (+37 paths)`).
+    Requests to the shared hypercorn server are not logged."""
+    entries = [entry for site in log.values() for entry in site]
+    if not entries:
+        return "hypercorn: not logged" if hypercorn else ("no request" if log else "no server")
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry["path"]] = counts.get(entry["path"], 0) + 1
+    shown = ", ".join(_shown(p) + (f" x{n}" if n > 1 else "") for p, n in list(counts.items())[:paths])
+    if len(counts) <= paths:
+        return shown
+    return f"{len(entries)} requests: {shown} (+{len(counts) - paths} paths)"
