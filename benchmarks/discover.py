@@ -4,7 +4,7 @@ crawl that discovers 10M URLs stays under 300 MB).
 A raw asyncio server on loopback serves generated pages: page N links to `--links` new pages (ids
 N * links + 1 ...), each link unique, so every page fetched adds `--links` URLs to the frontier (seen set,
 queue, spill) until `scope.max_pages` stops the crawl. Run as a separate `crawler run` process; its peak RSS
-is the kernel's VmHWM, sampled over its lifetime.
+is the kernel's VmHWM, sampled over its lifetime (`tests.peak_rss`, the one sampler).
 
     python -m benchmarks.discover                          # 1,000 pages x 10,000 links = 10M URLs discovered
     python -m benchmarks.discover --pages 100 --links 10000
@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
+
+from tests.peak_rss import measure
 
 __all__ = ["main"]
 
@@ -66,16 +66,6 @@ class _Server:
         self._loop.run_forever()
 
 
-def _peak_rss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pages", type=int, default=1000, help="pages fetched (scope.max_pages)")
@@ -93,22 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         "http: {http2: false}\n"
         f"output: {{items: '{work / 'items.jsonl'}', stats: '{work / 'stats.json'}'}}\n"
     )
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job), "--progress", "off"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    peak = 0
-    while proc.poll() is None:
-        peak = max(peak, _peak_rss(proc.pid))
-        time.sleep(0.2)
-    stderr = proc.stderr.read() if proc.stderr else ""
-    wall = time.monotonic() - started
+    with (work / "stderr").open("w+b") as err:
+        run = measure([sys.executable, "-m", "crawler", "run", str(job), "--progress", "off"], timeout=3600,
+                      stderr=err, interval=0.1)  # fmt: skip
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
     stats = json.loads((work / "stats.json").read_text()) if (work / "stats.json").exists() else {}
     discovered = stats.get("pages", 0) * args.links
     print(json.dumps({"pages": stats.get("pages"), "links_per_page": args.links, "urls_discovered": discovered,
-                      "exit": proc.returncode, "wall_s": round(wall, 1), "peak_rss_mb": round(peak / 1e6, 1)}))
-    if proc.returncode != 0:
+                      "exit": run.code, "wall_s": round(run.wall, 1), "peak_rss_mb": round(run.peak_rss / 1e6, 1)}))
+    if run.code != 0:
         print(stderr[-3000:], file=sys.stderr)
-    return proc.returncode or 0
+    return 1 if run.code is None else run.code
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +29,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from tests.downloader.measure import wait_measuring_peak  # noqa: E402
 from tests.downloader.servers import NginxServer, find_nginx  # noqa: E402
+from tests.peak_rss import measure  # noqa: E402
 
 __all__ = ["run", "sweep_batch_sizes"]
 
@@ -103,15 +102,12 @@ def _measure(argv: list[str], timeout: float = 600.0) -> tuple[float, int, int, 
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     with tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env
-        )
-        code, peak = wait_measuring_peak(proc, timeout, interval=0.002)
-        elapsed = time.perf_counter() - started
+        measured = measure(argv, timeout=timeout, env=env, stderr=err, interval=0.002)
+        if measured.code is None:
+            raise TimeoutError(f"{argv[:2]!r} did not finish within {timeout}s")
         err.seek(0)
         tail = err.read()[-2000:].decode(errors="replace")
-    return elapsed, peak, code, tail
+    return measured.wall, measured.peak_rss, measured.code, tail
 
 
 def _out_dir(out_dir: str | os.PathLike[str] | None) -> Path:

@@ -9,8 +9,9 @@ Everything runs on loopback. nginx (Debian's package; installed with apt-get whe
 one worker process: the machine has 2 cores, one for the server and one for the client under test. Peers are
 installed into their own venv (benchmarks/_venv_peers), never into the project's dependencies. Every run is a
 separate process, measured from outside: wall time from spawn to exit (interpreter start-up included), CPU
-seconds from wait4's rusage, peak RSS from /proc (VmHWM of the process, and the sampled sum over its process
-tree). Runs are interleaved tool after tool, `--repeats` times; the table shows medians (peak RSS: the max).
+seconds from wait4's rusage, peak RSS from /proc (the sum of the VmHWM marks over its process tree:
+`tests.peak_rss`). Runs are interleaved tool after tool, `--repeats` times; the table shows medians (peak
+RSS: the max).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +40,7 @@ if str(REPO_ROOT) not in sys.path:
 from benchmarks.nginx import Nginx  # noqa: E402
 from benchmarks.realpages import build_real_site  # noqa: E402
 from benchmarks.site import generate_site, page_path  # noqa: E402
+from tests.peak_rss import measure as measure_process  # noqa: E402
 
 __all__ = [
     "CRAWL_TOOLS",
@@ -92,72 +93,19 @@ class ProcResult:
     timed_out: bool = False
 
 
-def _status_kb(pid: int, key: bytes) -> int:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-                out += kids
-                todo += kids
-        except OSError:
-            continue
-    return out
-
-
 def measure(argv: list[str], *, timeout: float, cwd: str | Path | None = None, env: dict[str, str] | None = None,
             interval: float = 0.02) -> ProcResult:  # fmt: skip
-    """Run `argv` to completion (killing its process group after `timeout` seconds) and measure it.
-
-    Peak RSS is the larger of the process's own VmHWM and the sampled sum of VmRSS over its process tree (a
-    crawl may fork workers). wait4's ru_maxrss is not used: Linux folds the parent's high-water mark into a
-    child that execs, so a small tool would report the size of this Python process."""
+    """Run `argv` to completion (killing its process group after `timeout` seconds) and measure it with the
+    tests' one sampler (`tests.peak_rss`): peak RSS is the sum of the process tree's VmHWM marks (exact for one
+    process; for a crawl with worker processes an upper bound), CPU from wait4."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=cwd, env=env,
-                                start_new_session=True)  # fmt: skip
-        peak, timed_out = 0, False
-        while True:
-            hwm = _status_kb(proc.pid, b"VmHWM:")
-            tree = hwm and sum(_status_kb(p, b"VmRSS:") for p in [proc.pid, *_descendants(proc.pid)])
-            peak = max(peak, hwm, tree)
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - started > timeout:
-                timed_out = True
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(interval)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        try:  # leave no grandchild behind (a crawl's worker processes)
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        res = measure_process(argv, timeout=timeout, cwd=cwd, env=env, stdout=out, stderr=err, interval=interval)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read()[-3000:].decode(errors="replace")
-    return ProcResult(code=proc.returncode, wall=wall, cpu=usage.ru_utime + usage.ru_stime, peak_rss=peak,
-                      stdout=stdout, stderr_tail=stderr, timed_out=timed_out)  # fmt: skip
+    return ProcResult(code=res.code, wall=res.wall, cpu=res.cpu, peak_rss=res.peak_rss, stdout=stdout,
+                      stderr_tail=stderr, timed_out=res.timed_out)  # fmt: skip
 
 
 def _loadavg() -> float:

@@ -17,9 +17,9 @@ import pytest
 from crawler import RetryConfig
 from crawler.config.job import BackoffConfig
 from tests.cli.conftest import crawler_command
+from tests.peak_rss import wait_measuring_peak
 from tests.http.tinyproxy import TinyProxy
 
-from .measure import wait_measuring_peak
 from .servers import EdgeServer, NginxServer, find_nginx
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,10 @@ class Spawned:
     def finish(self, timeout: float = 120.0) -> tuple[int, int, bytes, bytes]:
         """Wait; returns (exit code, peak RSS bytes, stdout, stderr)."""
         try:
-            code, peak = wait_measuring_peak(self.proc, timeout)
+            measured = wait_measuring_peak(self.proc, timeout)
+            if measured.code is None:
+                raise TimeoutError(f"crawler download did not finish within {timeout}s")
+            code, peak = measured.code, measured.peak_rss
             self._out.seek(0)
             self._err.seek(0)
             return code, peak, self._out.read(), self._err.read()

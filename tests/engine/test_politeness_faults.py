@@ -67,8 +67,8 @@ def _job(tmp_path: Path, start: str, **extra: str) -> Path:
     return path
 
 
-def test_adaptive_rate_meets_an_nginx_rate_limit_without_a_retry_storm(limited_nginx: NginxServer,
-                                                                      tmp_path: Path) -> None:  # fmt: skip
+def test_adaptive_rate_meets_an_nginx_rate_limit_without_a_retry_storm(
+        limited_nginx: NginxServer, tmp_path: Path, record_property: pytest.RecordProperty) -> None:  # fmt: skip
     before = len(limited_nginx.requests())
     job = _job(tmp_path, limited_nginx.url_for("/limited/0.html"))
     started = time.monotonic()
@@ -77,6 +77,10 @@ def test_adaptive_rate_meets_an_nginx_rate_limit_without_a_retry_storm(limited_n
     assert run.returncode == 0, run.stderr[-3000:]
     seen = limited_nginx.requests()[before:]
     throttled = [r for r in seen if r["status"] == "429"]
+    # The figures of README "Reliability" (python -m tests.faults.status reads them from the JUnit XML).
+    record_property("answers_429", len(throttled))
+    record_property("requests", len(seen))
+    record_property("wall_s", round(wall, 1))
     items = [json.loads(line) for line in (tmp_path / "items.jsonl").read_text().splitlines()]
     assert len({i["url"] for i in items}) == PAGES
     # Issue 10's targets: at most 20 answers of 429 (109 before AIMD), wall <= 1.5 x (60 pages / 5 per s).
@@ -84,6 +88,7 @@ def test_adaptive_rate_meets_an_nginx_rate_limit_without_a_retry_storm(limited_n
     assert wall <= 1.5 * PAGES / 5, f"{wall:.1f}s"
     stats = json.loads((tmp_path / "stats.json").read_text())
     (rate,) = stats["rates"].values()
+    record_property("learnt_rate", round(rate, 1))
     assert 1 <= rate <= 10  # what it learnt is near the server's 5/s
 
 

@@ -1,10 +1,6 @@
-"""Running the real `crawler run` against a fault: in a subprocess (its own session, so the whole process
-tree can be killed), under a hard timeout, sampling the peak RSS of the process tree from /proc, and
+"""Running the real `crawler run` against a fault: in a subprocess under a hard timeout, its peak RSS
+measured by the one sampler (`tests.peak_rss`: the process tree's VmHWM from /proc, every 20 ms), and
 reading back the exit code, stats.json, the items and the log.
-
-Peak RSS is the sum over the tree's processes of each one's VmHWM (its own resident high-water mark),
-sampled every 20 ms: an upper bound on the tree's peak (wait4's ru_maxrss cannot be used: Linux folds the
-parent's mark into an exec'ed child).
 """
 
 from __future__ import annotations
@@ -12,15 +8,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CrawlRun", "base_job", "run_crawl"]
+from tests.peak_rss import measure
+
+__all__ = ["CrawlRun", "base_job", "run_crawl", "server_summary"]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MB = 1_000_000
@@ -57,6 +52,7 @@ class CrawlRun:
     stderr: str
     timeout: float
     log: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # server-side requests, per site name
+    server: str = ""  # what the server saw, in a few words (`server_summary`)
 
     @property
     def hung(self) -> bool:
@@ -70,32 +66,6 @@ class CrawlRun:
         return f"--- stderr (last {n} chars) ---\n{self.stderr[-n:]}"
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(x) for x in f.read().split()]
-    return out
-
-
-def _tree(pid: int) -> list[int]:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        todo += _children(p)
-    return pids
-
-
-def _vm_hwm(pid: int) -> int:
-    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def run_crawl(job: dict[str, Any], workdir: Path, *, timeout: float = 25.0, args: tuple[str, ...] = ()) -> CrawlRun:
     """`python -m crawler run job.yaml --progress off` in `workdir`, killed (with its tree) after `timeout`."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -104,31 +74,9 @@ def run_crawl(job: dict[str, Any], workdir: Path, *, timeout: float = 25.0, args
     out_path, err_path = workdir / "stdout", workdir / "stderr"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("NO_COLOR", None)
-    started = time.monotonic()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "crawler", "run", str(job_path), "--progress", "off", *args],
-                                cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                start_new_session=True)  # fmt: skip
-        peak = 0
-        hwm: dict[int, int] = {}
-        returncode: int | None = None
-        while True:
-            for pid in _tree(proc.pid):
-                value = _vm_hwm(pid)
-                if value:
-                    hwm[pid] = max(hwm.get(pid, 0), value)
-            peak = max(peak, sum(hwm.values()))
-            code = proc.poll()
-            if code is not None:
-                returncode = code
-                break
-            if time.monotonic() - started > timeout:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                break
-            time.sleep(0.02)
-    wall = time.monotonic() - started
+        measured = measure([sys.executable, "-m", "crawler", "run", str(job_path), "--progress", "off", *args],
+                           timeout=timeout, cwd=workdir, env=env, stdout=out, stderr=err, interval=0.02)  # fmt: skip
     stats_path = workdir / "stats.json"
     stats: dict[str, Any] = {}
     if stats_path.exists():
@@ -140,5 +88,25 @@ def run_crawl(job: dict[str, Any], workdir: Path, *, timeout: float = 25.0, args
         for line in items_path.read_text(errors="replace").splitlines():
             with contextlib.suppress(ValueError):
                 items.append(json.loads(line))
-    return CrawlRun(returncode, wall, peak, stats, items, out_path.read_text(errors="replace"),
+    return CrawlRun(measured.code, measured.wall, measured.peak_rss, stats, items, out_path.read_text(errors="replace"),
                     err_path.read_text(errors="replace"), timeout)  # fmt: skip
+
+
+def _shown(path: str) -> str:
+    return path if len(path) <= 24 else f"{path[:12]}...({len(path):,} chars)"
+
+
+def server_summary(log: dict[str, list[dict[str, Any]]], *, hypercorn: bool = False, paths: int = 3) -> str:
+    """What the fault server saw, in a few words: each path requested with its count (`/robots.txt x3, /`),
+    or the first `paths` of them and the total (`40 requests: /cal, /cal/2024/2, /cal/2025/1 (+37 paths)`).
+    Requests to the shared hypercorn server are not logged."""
+    entries = [entry for site in log.values() for entry in site]
+    if not entries:
+        return "hypercorn: not logged" if hypercorn else ("no request" if log else "no server")
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry["path"]] = counts.get(entry["path"], 0) + 1
+    shown = ", ".join(_shown(p) + (f" x{n}" if n > 1 else "") for p, n in list(counts.items())[:paths])
+    if len(counts) <= paths:
+        return shown
+    return f"{len(entries)} requests: {shown} (+{len(counts) - paths} paths)"

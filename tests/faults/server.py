@@ -380,15 +380,29 @@ def _unaccepting_listener(host: str) -> int:
 
 
 def _zeros_compressed(size: int, wbits: int) -> bytes:
-    compressor = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    """`size` zero bytes compressed (wbits: 31 gzip, 15 zlib, -15 raw deflate), in ~0.2 s instead of ~3 s.
+
+    After a full flush the compressor starts over, so every MiB of zeros compresses to the same bytes: one
+    MiB is compressed and its output repeated. The gzip and zlib wrappers (header, CRC-32 or Adler-32, size)
+    are written here, the checksums computed over the zeros a MiB at a time."""
     chunk = bytes(1 << 20)
-    parts = []
-    left = size
-    while left > 0:
-        parts.append(compressor.compress(chunk[: min(left, len(chunk))]))
-        left -= len(chunk)
-    parts.append(compressor.flush())
-    return b"".join(parts)
+    count, rest = divmod(size, len(chunk))
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    raw = segment * count + compressor.compress(bytes(rest)) + compressor.flush()
+    if wbits < 0:
+        return raw
+    if wbits > 15:
+        crc = 0
+        for _ in range(count):
+            crc = zlib.crc32(chunk, crc)
+        crc = zlib.crc32(bytes(rest), crc)
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + raw + struct.pack("<II", crc, size & 0xFFFFFFFF)
+    adler = 1
+    for _ in range(count):
+        adler = zlib.adler32(chunk, adler)
+    adler = zlib.adler32(bytes(rest), adler)
+    return b"\x78\xda" + raw + struct.pack(">I", adler)
 
 
 def _make_bomb(kind: str, size: int) -> bytes:
@@ -399,7 +413,7 @@ def _make_bomb(kind: str, size: int) -> bytes:
     if kind == "deflate":
         return _zeros_compressed(size, -15)
     if kind == "gzip2":
-        return gzip.compress(_zeros_compressed(size, 31), 9)
+        return gzip.compress(_zeros_compressed(size, 31), 9, mtime=0)
     raise ValueError(kind)
 
 

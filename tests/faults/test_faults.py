@@ -9,11 +9,15 @@ default (`-m "not pending"` in pyproject's addopts); run them with `pytest -m pe
 
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
 from tests.faults.cases import CASES, Case, Expect, matches
-from tests.faults.conftest import Runner
+from tests.faults.conftest import JOBS, Runner
 from tests.faults.harness import MB, CrawlRun
+from tests.faults.status import BEGIN, END, REPO
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -69,7 +73,20 @@ def test_fault(case: Case, fault_runner: Runner, record_property: pytest.RecordP
     record_property("peak_rss_mb", round(run.peak_rss / MB))
     record_property("errors", ",".join(f"{k}:{n}" for k, n in sorted(run.errors.items())))
     record_property("pages", run.stats.get("pages", ""))
+    record_property("skipped", ",".join(f"{k}:{n}" for k, n in sorted(run.stats.get("skipped", {}).items()) if n))
+    record_property("server", run.server)
+    record_property("load", round(os.getloadavg()[0], 1))
+    record_property("finished_s", round(fault_runner.finished.get(case.id, 0.0), 1))
+    record_property("jobs", JOBS)
     check_run(plan.expect, run)
+
+
+def test_the_readme_reliability_tables_list_every_case_in_order() -> None:
+    # The tables are written by `python -m tests.faults.status` from a run: a case added, renamed or removed
+    # without a new run fails here.
+    text = (REPO / "README.md").read_text()
+    block = text[text.index(BEGIN) : text.index(END)]
+    assert re.findall(r"^\| `([a-z0-9-]+)` \|", block, re.MULTILINE) == [case.id for case in CASES]
 
 
 def test_there_are_at_least_sixty_cases() -> None:

@@ -4,7 +4,7 @@ bytes it likes. Every request is logged (method, path, headers). One connection 
 (`Connection: close`), so a test sees exactly what the crawler asked for.
 
 Used by tests/fetch, tests/politeness and tests/pipelines; `crawler_run` runs the real console script in
-a subprocess and returns its exit code, stats and peak RSS (the child's ru_maxrss, i.e. VmHWM).
+a subprocess and returns its exit code, stats and peak RSS (`tests.peak_rss`).
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
+import tempfile
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests.peak_rss import measure
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, "Seen"], Awaitable[None]]
 _MAX_HEAD = 64 * 1024
@@ -158,42 +158,22 @@ class RunResult:
         return dict(self.stats.get("errors", {}))
 
 
-# Forks and execs the command from a small fresh interpreter, then reports the child's own peak RSS: a
-# child forked straight from pytest would count pytest's pages in its ru_maxrss until it execs.
-_PEAK_WRAPPER = """
-import os, sys
-pid = os.fork()
-if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-sys.stderr.write("\\n__PEAK_KB__ %d\\n" % usage.ru_maxrss)
-sys.exit(os.waitstatus_to_exitcode(status))
-"""
-
-
 def run_measured(cmd: list[str], *, timeout: float, cwd: Path | None = None) -> tuple[int, str, str, float, float]:
-    """Run `cmd`: (exit code, stdout, stderr, peak RSS in MB of that process alone, seconds)."""
-    started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _PEAK_WRAPPER, *cmd], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=cwd, start_new_session=True, text=True,
-                            env={**os.environ, "COLUMNS": "200"})  # fmt: skip
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        raise AssertionError(f"{cmd[1:3]} did not end within {timeout}s: {err[-2000:]}") from None
-    seconds = time.monotonic() - started
-    peak = 0.0
-    if "__PEAK_KB__" in err:
-        err, _, tail = err.rpartition("__PEAK_KB__")
-        peak = int(tail.split()[0]) / 1024
-    return proc.returncode, out, err, peak, seconds
+    """Run `cmd`: (exit code, stdout, stderr, peak RSS in MiB (`tests.peak_rss`), seconds)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        measured = measure(cmd, timeout=timeout, cwd=cwd, env={**os.environ, "COLUMNS": "200"}, stdout=out,
+                           stderr=err)  # fmt: skip
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if measured.code is None:
+        raise AssertionError(f"{cmd[1:3]} did not end within {timeout}s: {stderr[-2000:]}")
+    return measured.code, stdout, stderr, measured.peak_rss / (1 << 20), measured.wall
 
 
 def crawler_run(job: dict[str, Any], tmp_path: Path, *, timeout: float = 60, args: list[str] | None = None) -> RunResult:
-    """Run `crawler run` on `job` in a subprocess (items and stats.json under tmp_path), measuring the
-    process's own peak RSS (ru_maxrss after exec: the same figure as its VmHWM)."""
+    """Run `crawler run` on `job` in a subprocess (items and stats.json under tmp_path), measuring its peak
+    RSS (`tests.peak_rss`)."""
     job = {"output": {"items": str(tmp_path / "items.jsonl"), "stats": str(tmp_path / "stats.json")},
            "http": {"http2": False}, **job}  # fmt: skip
     path = tmp_path / "job.yaml"

@@ -1,6 +1,6 @@
 """Bombs of every shape against the real `crawler run` (a subprocess): pages, robots.txt and sitemaps, with
 stacked, unknown and hidden codings. Each case asserts the crawl ends, the error kind, what the server saw,
-and that the process's peak RSS (its own ru_maxrss = VmHWM) stays under 250 MB."""
+and that the process's peak RSS (`tests.peak_rss`) stays under 250 MB."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 for HTTP/1.1 and HTTP/2, else the request fails as `header_too_large`, whatever the server keeps sending.
 
 The flood cases run the real `crawler run` in a subprocess against raw asyncio servers and bound its peak
-RSS (VmHWM from /proc); the HTTP/2 cases drive the transport against the scripted h2 server.
+RSS (`tests.peak_rss`); the HTTP/2 cases drive the transport against the scripted h2 server.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from crawler.http.transport.transport import make_transport
 from crawler.model.errors import error_kind
 from tests.cli.conftest import crawler_command
 from tests.http.h2_faults import H2FaultServer, frame
+from tests.peak_rss import measure
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -69,38 +69,23 @@ class _Flood:
             writer.close()
 
 
-def _vm_hwm_kb(pid: int) -> int:
-    """Peak resident set of a live process, in KB."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(next(x for x in status.splitlines() if x.startswith("VmHWM:")).split()[1])
-
-
 async def _run_crawl(tmp_path: Path, url: str, extra_http: str = "") -> tuple[int, dict[str, object], int]:
-    """`crawler run` on one URL: (exit code, stats.json, peak RSS in KB from VmHWM, polled while it runs)."""
+    """`crawler run` on one URL: (exit code, stats.json, peak RSS in KB from `tests.peak_rss`). The sampler
+    waits in a thread: the servers run on this event loop."""
     job = tmp_path / "job.yaml"
     job.write_text(f"start_urls: ['{url}']\nhttp: {{http2: false, trust_env: false{extra_http}}}\n"
                    "scope: {robots_txt: false}\nretry: {backoff: {initial: 0.05, max: 0.1}}\n"
                    "output: {stats: stats.json}\n")  # fmt: skip
-    proc = await asyncio.create_subprocess_exec(*crawler_command(), "run", "job.yaml", cwd=tmp_path,
-                                                stdout=asyncio.subprocess.DEVNULL,
-                                                stderr=asyncio.subprocess.PIPE)  # fmt: skip
-    peak = 0
-    deadline = time.monotonic() + 45
-    waiter = asyncio.ensure_future(proc.wait())
-    while not waiter.done():
-        try:
-            peak = max(peak, _vm_hwm_kb(proc.pid))
-        except (FileNotFoundError, ProcessLookupError, StopIteration, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("the crawl did not end within 45 s")
-        await asyncio.wait([waiter], timeout=0.02)
-    assert proc.stderr is not None
-    stderr = (await proc.stderr.read()).decode(errors="replace")
+    with (tmp_path / "stderr").open("w+b") as err:
+        measured = await asyncio.to_thread(measure, [*crawler_command(), "run", "job.yaml"], timeout=45,
+                                           cwd=tmp_path, stderr=err, interval=0.02)  # fmt: skip
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    if measured.code is None:
+        pytest.fail("the crawl did not end within 45 s")
     assert "Traceback" not in stderr, stderr
     stats = json.loads((tmp_path / "stats.json").read_text())
-    return waiter.result(), stats, peak
+    return measured.code, stats, measured.peak_rss // 1024
 
 
 _EARLY_HINTS = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n"
