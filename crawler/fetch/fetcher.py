@@ -223,9 +223,10 @@ class Fetcher:
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request, auth: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
-    """Send without following redirects. httpx still parses a 3xx's Location to offer `next_request`, and
-    raises InvalidURL for one it cannot parse (`javascript:...`): that is the redirect's fault, not the
-    request's, and is reported as such."""
+    """Send without following redirects. The shared client refuses a Location no hop could follow
+    (`crawler.http.redirects.refuse_unparseable_location`); a client passed in by a user has no such hook, and
+    httpx, preparing `next_request`, raises InvalidURL for such a Location: the redirect's fault, reported as
+    such."""
     try:
         return await client.send(request, stream=True, follow_redirects=False, auth=auth)
     except httpx.InvalidURL as exc:

@@ -163,16 +163,13 @@ def next_hop(response: httpx.Response, *, user_headers: Collection[str] = (),
 
 async def refuse_unparseable_location(response: httpx.Response) -> None:
     """A response event hook of the shared client. httpx prepares the next request of every redirect, even one
-    it is not to follow, and turns a Location its URL parser refuses (`http://[::1`) into a RemoteProtocolError
-    (kind `protocol_error`, retried) before the caller sees the response. This hook runs first and raises
-    what `next_hop` would: `RedirectError` (kind `redirect_bad_target`, not retried)."""
+    it is not to follow, and turns a Location it cannot use into an error of its own before the caller sees
+    the response: a RemoteProtocolError for `http://[::1` (kind `protocol_error`, retried), an InvalidURL for
+    `javascript:...`. This hook runs first and applies `next_hop`'s rule for targets (length aside: the
+    caller's `max_url_length` applies in `next_hop`), raising `RedirectError` (kind `redirect_bad_target`,
+    not retried)."""
     if response.has_redirect_location:
-        location = response.headers["location"]
-        try:
-            httpx.URL(location)
-        except httpx.InvalidURL as exc:
-            shown = location[:80] + ("..." if len(location) > 80 else "")
-            raise RedirectError(f"redirect target is not a URL: {shown!r} ({exc})") from None
+        _target(response.request.url, response.headers["location"], max_url_length=1 << 30)
 
 
 def build_hop_request(client: httpx.AsyncClient, hop: Redirect, content: bytes | None = None) -> httpx.Request:

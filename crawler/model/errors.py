@@ -6,21 +6,7 @@ or `process_exit_<code>` (a `--processes` child that died), never as a Python ex
 this list. What a server sends can never produce `stage_error` or `internal_error`: those name a bug in a
 user's stage or in the engine.
 
-| kind | what failed |
-|---|---|
-| `connect_timeout`, `read_timeout`, `write_timeout`, `pool_timeout`, `timeout` | a network wait ran out |
-| `connect_error`, `read_error`, `write_error`, `network_error`, `transport_error`, `proxy_error` | the connection |
-| `protocol_error` | the server broke HTTP/1.1 or HTTP/2 |
-| `too_many_redirects` | more than `http.max_redirects` hops |
-| `unsupported_protocol` | a URL or redirect target that is not http(s) |
-| `invalid_url` | a URL httpx cannot send (too long, bad characters, bad port) |
-| `decoding_error` | an unknown, stacked-too-deep, corrupt or truncated Content-Encoding |
-| `body_too_large` | the decoded body passed `http.max_body` (a sitemap: 50 MB) |
-| `fetch_error` | another failure a retry will not fix |
-| `robots_unavailable` | robots.txt stayed unreachable (5xx, 429, network) for `robots.unavailable_wait` |
-| `crawl_delay_too_long` | robots.txt asks for a Crawl-delay above `robots.max_crawl_delay` |
-| `stage_error` | a stage raised (a bug in user code; the log has the exception) |
-| `internal_error` | anything else (a bug in the crawler: please report it) |
+What each kind means is the README's "Error kinds" table (a test keeps the two lists equal).
 
 Not failures, counted apart in `stats.skipped` (`SKIPPED_KINDS`): the trap defences of the scope
 (`url_too_long`, `repeated_segments`, `too_many_params`, `host_budget`, `sitemap_depth`).

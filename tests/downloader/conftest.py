@@ -17,8 +17,8 @@ import pytest
 from crawler import RetryConfig
 from crawler.config.job import BackoffConfig
 from tests.cli.conftest import crawler_command
-from tests.peak_rss import wait_measuring_peak
 from tests.http.tinyproxy import TinyProxy
+from tests.peak_rss import wait_measuring_peak
 
 from .servers import EdgeServer, NginxServer, find_nginx
 
