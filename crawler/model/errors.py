@@ -19,6 +19,8 @@ user's stage or in the engine.
 | `fetch_error` | another failure a retry will not fix |
 | `robots_unavailable` | robots.txt stayed unreachable (5xx, 429, network) for `robots.unavailable_wait` |
 | `crawl_delay_too_long` | robots.txt asks for a Crawl-delay above `robots.max_crawl_delay` |
+| `unsafe_path` | a `save:` path that would leave `save.dir` (a symlink pointing out, no usable name) |
+| `file_exists` | `save.on_collision: fail` and the name is taken by a file that is not this URL's |
 | `stage_error` | a stage raised (a bug in user code; the log has the exception) |
 | `internal_error` | anything else (a bug in the crawler: please report it) |
 
@@ -39,6 +41,7 @@ ERROR_KINDS: frozenset[str] = frozenset({
     "protocol_error", "too_many_redirects", "unsupported_protocol", "invalid_url", "decoding_error",
     "body_too_large", "fetch_error", "robots_unavailable", "crawl_delay_too_long", "stage_error", "internal_error",
     "total_timeout", "header_too_large", "redirect_bad_target", "redirect_out_of_scope", "html_too_deep",
+    "unsafe_path", "file_exists",
 })  # fmt: skip
 _KIND_PATTERNS = ("http_", "process_exit_")
 SKIPPED_KINDS = ("url_too_long", "repeated_segments", "too_many_params", "host_budget", "sitemap_depth")
