@@ -170,6 +170,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--proxy", metavar="URL",
                    help="send requests through this proxy (http://[user:pass@]host:port); without it, "
                         "http_proxy/https_proxy/no_proxy from the environment apply, as for curl and wget")  # fmt: skip
+    p.add_argument("--warc", metavar="FILE",
+                   help="also write a WARC archive: a request and a response record for every file downloaded "
+                        "(FILE.warc.gz compresses each record, FILE.warc does not), as wget --warc-file")  # fmt: skip
     p.add_argument("--progress", choices=["auto", "live", "plain", "off"], default="auto",
                    help="live display (auto: on a terminal), plain lines every --progress-interval "
                         "(auto: otherwise), or none")  # fmt: skip
@@ -276,6 +279,7 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
 
     from crawler.downloader import Downloader, DownloadResult, InputError
     from crawler.engine.runtime import install_stop_signals
+    from crawler.model.errors import OutputError
     from crawler.output.report import download_summary, failure_lines
 
     failures: list[DownloadResult] = []
@@ -318,7 +322,7 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
                             headers=headers, min_segment_size=args.min_split_size, max_time=args.max_time,
                             speed_limit=args.speed_limit, speed_time=args.speed_time,
                             on_progress=display if callable(display) else None, on_result=on_result,
-                            progress_interval=interval)  # fmt: skip
+                            progress_interval=interval, warc=args.warc)  # fmt: skip
     downloader.files_total = total
     code = EXIT_OK
     try:
@@ -333,6 +337,9 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     except InputError as exc:
         print(f"crawler download: error: {exc}", file=sys.stderr)
         code = EXIT_USAGE
+    except OutputError as exc:  # the WARC archive cannot be written (a full disk): stop, say so, exit 1
+        print(f"crawler download: stopped: {exc}", file=sys.stderr)
+        code = EXIT_ERRORS
     elapsed = time.monotonic() - started
     d = downloader
     if not args.quiet:

@@ -581,6 +581,10 @@ class SaveConfig(_Section):
     match: list[str] = Field(default_factory=list)
     content_types: list[str] = Field(default_factory=list)
     dir: str = "out/files"
+    # A name taken by a file that is not this URL's (not an earlier crawl's copy): the allocator's policy,
+    # as `crawler download --on-collision` (rename: `name.1.ext`; overwrite: replace it; fail: the URL
+    # fails as `file_exists`).
+    on_collision: Literal["rename", "overwrite", "fail"] = "rename"
 
     @field_validator("match")
     @classmethod

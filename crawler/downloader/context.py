@@ -1,5 +1,6 @@
 """What every file of a download run shares: the settings, the client and writer threads, politeness
-(host gate, retry policy), the name allocator, the bandwidth cap, and the live transfer counters.
+(host gate, retry policy), the name allocator, the bandwidth cap, the live transfer counters, and the
+WARC archive (`--warc`).
 
 `Downloader` builds one `RunContext`; each file job reads it. Nothing else of the driver is visible to a
 file job.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 
@@ -18,6 +19,9 @@ from crawler.downloader.results import ActiveFile
 from crawler.fetch.names import NameAllocator
 from crawler.politeness.limiter import HostGate
 from crawler.politeness.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from crawler.output.warc import WarcArchive  # loaded only for `--warc` (start-up time)
 
 __all__ = ["COLLISIONS", "Collision", "LiveTransfers", "RunContext", "Settings"]
 
@@ -77,3 +81,4 @@ class RunContext:
     names: NameAllocator
     byte_rate: ByteRate | None
     live: LiveTransfers
+    archive: WarcArchive | None = None

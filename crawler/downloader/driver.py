@@ -3,7 +3,7 @@
 `Downloader` pulls entries lazily, runs up to `jobs` files at once (one `FileJob` per entry and mirror)
 through the shared client, and reports progress. Everything the file jobs share is one `RunContext`:
 the host gate and the retry policy of `crawler.politeness` (the crawl's own), one name allocator, the
-writer threads, the bandwidth cap.
+writer threads, the bandwidth cap, and the WARC archive of the crawl's writer (`crawler.output.warc`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Ma
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -34,6 +34,9 @@ from crawler.fetch.sidecar import PART_SUFFIX, SIDECAR_SUFFIX
 from crawler.http.client import build_client
 from crawler.politeness.limiter import HostGate, HostLimiter
 from crawler.politeness.retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from crawler.output.warc import WarcArchive
 
 __all__ = ["COLLISIONS", "Downloader", "EntrySource", "download"]
 
@@ -85,6 +88,7 @@ class Downloader:
         on_progress: Callable[[DownloadProgress], Any] | None = None,
         on_result: Callable[[DownloadResult], Any] | None = None,
         progress_interval: float = 0.25,
+        warc: str | os.PathLike[str] | None = None,
     ) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
@@ -130,6 +134,8 @@ class Downloader:
         self._client = client
         self._owns_client = client is None
         self._http = http
+        self.warc = None if warc is None else Path(warc)
+        self._archive: WarcArchive | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._ctx: RunContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -148,8 +154,12 @@ class Downloader:
         workers = max(2, min(8, self.jobs * self.settings.segments))
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawler-download-write")
         names = NameAllocator(self.dest, companions=(PART_SUFFIX, SIDECAR_SUFFIX))
+        if self.warc is not None:
+            from crawler.output.warc import WarcArchive  # only for `--warc`: start-up time
+
+            self._archive = WarcArchive(self.warc, software="crawler download")
         self._ctx = RunContext(self.settings, self._client, self._executor, HostGate(self.limiter), self.policy,
-                               names, self._byte_rate, self._live)  # fmt: skip
+                               names, self._byte_rate, self._live, self._archive)  # fmt: skip
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -166,6 +176,9 @@ class Downloader:
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
+        if self._archive is not None:
+            archive, self._archive = self._archive, None
+            await asyncio.to_thread(archive.close)  # waits for the records still being written
 
     @property
     def context(self) -> RunContext:
@@ -373,6 +386,7 @@ async def download(
     speed_limit: int | str | None = None,
     speed_time: float = 30.0,
     progress_interval: float = 0.25,
+    warc: str | os.PathLike[str] | None = None,
 ) -> list[DownloadResult]:
     """Download every URL or `DownloadEntry` into `dest`; one `DownloadResult` per entry, in input order.
 
@@ -387,7 +401,9 @@ async def download(
     `speed_time` (seconds): fail a URL that streams slower than that for that long (curl's names).
     Redirects are followed up to `http.max_redirects` hops (none with `http.follow_redirects: false`); a hop
     to another origin drops `headers` and `http.headers` (not User-Agent) unless `http.forward_headers`
-    names them. Each result has the `final_url` and the number of `redirects`.
+    names them. Each result has the `final_url` and the number of `redirects`. `warc`: a WARC file
+    (`.warc.gz` compressed per record, `.warc` plain) getting a request and a response record for every
+    file downloaded (the file is the response's payload); one that cannot be written raises `OutputError`.
     """
     results: list[DownloadResult] = []
     async with Downloader(dest, jobs=jobs, segments=segments, client=client, http=http, retry=retry,
@@ -395,7 +411,7 @@ async def download(
                           collision=collision, resume=resume, headers=headers, min_segment_size=min_segment_size,
                           batch_size=batch_size, flush_interval=flush_interval, max_time=max_time,
                           speed_limit=speed_limit, speed_time=speed_time, on_progress=on_progress,
-                          on_result=on_result, progress_interval=progress_interval) as downloader:  # fmt: skip
+                          on_result=on_result, progress_interval=progress_interval, warc=warc) as downloader:  # fmt: skip
         async for result in downloader.run(urls_or_entries, checksums=checksums):
             results.append(result)
     results.sort(key=lambda r: r.index)

@@ -6,7 +6,9 @@ into the entry's `DownloadResult`.
 from __future__ import annotations
 
 import logging
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
+
+import httpx
 
 from crawler.downloader.context import RunContext
 from crawler.downloader.deadlines import SpeedFloor
@@ -20,6 +22,7 @@ from crawler.downloader.sender import FileRequest, OpenResponse, open_get
 from crawler.fetch.disk import IncompletePart, PartFile, plan_segments
 from crawler.fetch.names import Reservation, UnsafePath, choose_name, safe_subpath
 from crawler.fetch.sidecar import PART_SUFFIX, SIDECAR_SUFFIX, PartState, Segment, Sidecar
+from crawler.model.errors import OutputError
 
 __all__ = ["FileJob"]
 
@@ -54,6 +57,7 @@ class FileJob:
         self.http_status: int | None = None
         self.final_url: str | None = None  # where the first response came from, after redirects
         self.redirects = 0
+        self.answer: httpx.Response | None = None  # that response (closed), for the WARC records
 
     # --- the whole file ---------------------------------------------------------------------------------
 
@@ -62,6 +66,8 @@ class FileJob:
         live = self.ctx.live
         try:
             outcome = await self._run()
+        except OutputError:
+            raise  # the run's output failed, not this file: the run stops
         except (OSError, UnsafePath) as exc:
             outcome = Failure(describe(exc))
         except IncompletePart as exc:  # the part does not hold what its record says
@@ -227,7 +233,7 @@ class FileJob:
         opened = await open_get(self.ctx, self.request, extra, ok_416=ok_416, deadline=self.deadline)
         if isinstance(opened, OpenResponse):
             self.http_status = opened.resp.status_code
-            self.final_url, self.redirects = opened.url, opened.hops
+            self.final_url, self.redirects, self.answer = opened.url, opened.hops, opened.resp
         elif opened.http_status is not None:
             self.http_status = opened.http_status
         return opened
@@ -265,8 +271,25 @@ class FileJob:
         self.part = None
         if done.error is not None:
             return Failure(done.error)  # the part is already deleted
+        if self.ctx.archive is not None:
+            await self._archive(part.final)
         return DownloadResult(self.url, part.final, done.size, done.digests["sha256"], "ok", None, self.http_status,
                               self.progress.resumed_from, len(state.segments))  # fmt: skip
+
+    async def _archive(self, path: Path) -> None:
+        """The file's request and response records in the run's WARC: the response that started it (its
+        headers; a whole file is status 200 whatever the ranges it came in), the file as its payload. An
+        archive that cannot be written stops the run (`OutputError`), as a full items file stops a crawl."""
+        archive, answer = self.ctx.archive, self.answer
+        assert archive is not None and answer is not None
+        request = answer.request
+        sent = [(k, v) for k, v in request.headers.multi_items() if k.lower() not in ("range", "if-range")]
+        try:
+            await archive.write_file(str(answer.url), path, http_version=answer.http_version,
+                                     headers=answer.headers.multi_items(), request_url=str(request.url),
+                                     request_headers=sent)  # fmt: skip
+        except OSError as exc:
+            raise OutputError(f"cannot write the WARC archive {archive.path}: {exc.strerror or exc}") from exc
 
     def _close_part(self) -> None:
         if self.part is not None:

@@ -145,7 +145,7 @@ class Crawler:
         if self._frontier.shares_rates:
             # A shared frontier (Redis) enforces per-host rates for all processes together.
             self.limiter.share_rates()
-        saver = FileSaver(job.save.dir, job.save.match, job.save.content_types)
+        saver = FileSaver(job.save.dir, job.save.match, job.save.content_types, job.save.on_collision)
         self._fetcher = Fetcher.for_job(self._client, job, retry_statuses=self.retry_policy.statuses,
                                         saver=saver if saver.active else None)  # fmt: skip
         if job.scope.robots_txt:

@@ -26,6 +26,7 @@ ERROR_KINDS: frozenset[str] = frozenset({
     "body_too_large", "fetch_error", "robots_unavailable", "crawl_delay_too_long", "stage_error", "internal_error",
     "total_timeout", "header_too_large", "redirect_bad_target", "redirect_out_of_scope", "html_too_deep",
     "html_too_large",
+    "unsafe_path", "file_exists",
 })  # fmt: skip
 _KIND_PATTERNS = ("http_", "process_exit_")
 SKIPPED_KINDS = ("url_too_long", "repeated_segments", "too_many_params", "host_budget", "sitemap_depth")

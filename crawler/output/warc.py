@@ -1,7 +1,9 @@
 """WARC output (`output.warc`): a request and a response record (WARC/1.1) for every fetched page, written
 with FastWARC, one gzip member per record, rotated to a new file at `output.warc_max_size`.
 
-Each file starts with a `warcinfo` record. A response record holds the HTTP status line, the response
+Each file starts with a `warcinfo` record. `write_file` archives a response whose body is a file on disk (a
+download of `crawler download --warc`, a page `save:` streamed to disk): the body is streamed from the file
+twice (once for the digests, once into the record), never held in memory. A response record holds the HTTP status line, the response
 headers and the body; a request record, linked to it by `WARC-Concurrent-To`, the request as sent (method,
 target, Host, the client's headers, Referer and per-request headers). Both carry `WARC-Target-URI`,
 `WARC-Date`, `WARC-Block-Digest`; the response also `WARC-Payload-Digest` (SHA-1, base32, of the body).
@@ -21,13 +23,14 @@ size. FastWARC it is: as fast or faster at the same size, and its level can be t
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import logging
 import os
 import re
 import socket
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -42,6 +45,9 @@ __all__ = ["WarcArchive", "warc_file_names"]
 log = logging.getLogger("crawler.output")
 
 _DROPPED_HEADERS = frozenset(("content-encoding", "transfer-encoding", "content-length"))
+# A file's record is the whole file: the range a 206 carried does not describe it.
+_FILE_DROPPED_HEADERS = _DROPPED_HEADERS | {"content-range"}
+_CHUNK = 1 << 20
 _NUMBERED = re.compile(r"-(\d{5})\.warc(\.gz)?$")
 
 
@@ -95,12 +101,75 @@ class WarcArchive:
         """Archive `page` (request and response records) on the writer thread."""
         await asyncio.get_running_loop().run_in_executor(self._executor, self.write_sync, page)
 
+    async def write_file(self, url: str, path: Path, *, status: int = 200, http_version: str = "HTTP/1.1",
+                         headers: Iterable[tuple[str, str]] = (), request_url: str | None = None,
+                         request_headers: Iterable[tuple[str, str]] = ()) -> None:  # fmt: skip
+        """Archive a response from `url` whose body is the file at `path`, streamed from disk: `status` and
+        `headers` (less codings, lengths and Content-Range; Content-Length is the file's), and the GET of
+        `request_url` (default `url`) with `request_headers` (Host added) as its request record."""
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.write_file_sync, url, path, status, http_version, list(headers),
+            request_url or url, list(request_headers),
+        )  # fmt: skip
+
+    def write_file_sync(self, url: str, path: Path, status: int, http_version: str,
+                        headers: list[tuple[str, str]], request_url: str,
+                        request_headers: list[tuple[str, str]]) -> None:  # fmt: skip
+        from fastwarc.warc import WarcRecordType
+
+        out = self._current()
+        response_id = _record_id()
+        with open(path, "rb") as body:
+            size = os.fstat(body.fileno()).st_size
+            head = _http_head(status, [(k, v) for k, v in headers if k.lower() not in _FILE_DROPPED_HEADERS], size)
+            extra = {"WARC-Protocol": http_version.lower()} if http_version != "HTTP/1.1" else {}
+            self._file_record(out, response_id, url, head, body, size, extra)
+        request = _http_request("GET", request_url, request_headers)
+        self._record(out, WarcRecordType.request, _record_id(), url, datetime.now(UTC), request,
+                     "application/http; msgtype=request", None, {"WARC-Concurrent-To": response_id})  # fmt: skip
+        self.records += 1
+
+    def _file_record(self, out: Any, record_id: str, url: str, head: bytes, body: Any, size: int,
+                     extra: dict[str, str]) -> None:  # fmt: skip
+        """A response record whose block is `head` then `size` bytes of the open file `body`, streamed."""
+        from fastwarc.stream_io import GzipWriter
+        from fastwarc.warc import WarcRecord, WarcRecordType
+
+        block_hash, payload_hash = hashlib.sha1(head), hashlib.sha1()
+        for chunk in _read_exactly(body, size):
+            block_hash.update(chunk)
+            payload_hash.update(chunk)
+        record = WarcRecord()
+        record.init_headers(WarcRecordType.response, record_id.removeprefix("<urn:").removesuffix(">").encode())
+        headers = record.headers
+        headers["WARC-Date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        headers["WARC-Target-URI"] = url
+        headers["Content-Type"] = "application/http; msgtype=response"
+        for key, value in extra.items():
+            headers[key] = value
+        headers["WARC-Payload-Digest"] = "sha1:" + base64.b32encode(payload_hash.digest()).decode()
+        headers["WARC-Block-Digest"] = "sha1:" + base64.b32encode(block_hash.digest()).decode()
+        headers["Content-Length"] = str(len(head) + size)
+        member = GzipWriter(out, compression_level=self.compression_level) if self.gzip else out
+        headers.write(member)  # the version line, the fields and the blank line
+        member.write(head)
+        body.seek(0)
+        for chunk in _read_exactly(body, size):
+            member.write(chunk)
+        member.write(b"\r\n\r\n")
+        if self.gzip:
+            member.finish()  # one gzip member per record, as for pages
+
     def write_sync(self, page: Page) -> None:
         from fastwarc.warc import WarcRecordType
 
-        body = self._body(page)
-        if body is None:
+        if page.path is not None:
+            if self._too_large(page):
+                return
+            self.write_file_sync(page.url, page.path, page.status, page.http_version, list(page.headers.multi_items()),
+                                 page.request.url, self._request_headers_of(page))  # fmt: skip
             return
+        body = page.body
         out = self._current()
         now = datetime.now(UTC)
         response_id = _record_id()
@@ -113,29 +182,28 @@ class WarcArchive:
                      "application/http; msgtype=request", None, {"WARC-Concurrent-To": response_id})  # fmt: skip
         self.records += 1
 
-    def _body(self, page: Page) -> bytes | None:
-        if page.path is None:
-            return page.body
-        # A response `save:` streamed to disk: archived from the file, up to max_record_body.
+    def _too_large(self, page: Page) -> bool:
+        """A response `save:` streamed to disk is archived from the file, up to max_record_body."""
+        assert page.path is not None
         size = page.path.stat().st_size
         if self.max_record_body is not None and size > self.max_record_body:
             log.warning("%s: %d bytes saved to %s are past the WARC record limit; not archived", page.url, size,
                         page.path)  # fmt: skip
-            return None
-        return page.path.read_bytes()
+            return True
+        return False
 
-    def _http_request(self, page: Page) -> bytes:
+    def _request_headers_of(self, page: Page) -> list[tuple[str, str]]:
         req = page.request
-        parts = urlsplit(page.request.url)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        headers = {"Host": parts.netloc, **self._request_headers}
+        headers = dict(self._request_headers)
         if req.referer:
             headers["Referer"] = req.referer
         extra = req.meta.get("headers") if req.meta else None
         if isinstance(extra, dict):
             headers.update(extra)
-        lines = [f"{req.method} {target} HTTP/1.1", *(f"{k}: {v}" for k, v in headers.items())]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+        return list(headers.items())
+
+    def _http_request(self, page: Page) -> bytes:
+        return _http_request(page.request.method, page.request.url, self._request_headers_of(page))
 
     def _current(self) -> Any:
         if self._file is not None and self.max_size is not None and self._file.tell() >= self.max_size:
@@ -199,12 +267,38 @@ def _record_id() -> str:
     return f"<urn:uuid:{uuid.uuid4()}>"
 
 
-def _http_response(page: Page, body: bytes) -> bytes:
+def _http_head(status: int, headers: Iterable[tuple[str, str]], length: int) -> bytes:
+    """An HTTP/1.1 status line, `headers` and `Content-Length: length`, through the blank line."""
     try:
-        reason = HTTPStatus(page.status).phrase
+        reason = HTTPStatus(status).phrase
     except ValueError:
         reason = ""
-    lines = [f"HTTP/1.1 {page.status} {reason}".rstrip()]
-    lines += [f"{k}: {v}" for k, v in page.headers.multi_items() if k.lower() not in _DROPPED_HEADERS]
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+    lines = [f"HTTP/1.1 {status} {reason}".rstrip(), *(f"{k}: {v}" for k, v in headers)]
+    lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
+def _http_response(page: Page, body: bytes) -> bytes:
+    headers = [(k, v) for k, v in page.headers.multi_items() if k.lower() not in _DROPPED_HEADERS]
+    return _http_head(page.status, headers, len(body)) + body
+
+
+def _http_request(method: str, url: str, headers: Iterable[tuple[str, str]]) -> bytes:
+    """The request block: the request line (origin-form target), Host, then `headers` (a Host among them
+    is dropped: the URL's is the one sent)."""
+    parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {parts.netloc}"]
+    lines += [f"{k}: {v}" for k, v in headers if k.lower() != "host"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace")
+
+
+def _read_exactly(f: Any, size: int) -> Iterable[bytes]:
+    """`size` bytes of `f` in chunks; OSError if the file holds fewer (it changed under the archive)."""
+    left = size
+    while left:
+        chunk = f.read(min(_CHUNK, left))
+        if not chunk:
+            raise OSError(f"{getattr(f, 'name', 'file')} shrank while it was archived")
+        left -= len(chunk)
+        yield chunk
