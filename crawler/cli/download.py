@@ -182,7 +182,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     out.add_argument(
         "-q", "--quiet", action="store_true", help="no progress or summary; failures still listed"
     )
-    out.add_argument("--json", action="store_true", help="one JSON object per finished file on stdout")
+    out.add_argument("--json", action="store_true", help="one JSON object per finished file on stdout (progress and summary stay on stderr)")
     p.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default), ERROR")
     p.set_defaults(handler=main)
 
@@ -288,7 +288,7 @@ async def _run(args: argparse.Namespace, entries: Iterator[Any], total: int | No
     interval = 0.25
     from crawler.cli.crawl_progress import choose_mode  # auto: live on a terminal, plain lines otherwise
 
-    mode = "off" if args.quiet or args.json else choose_mode(args.progress)
+    mode = "off" if args.quiet else choose_mode(args.progress)  # --json: stdout only; progress is on stderr
     if mode == "live":
         from crawler.cli.download_progress import ProgressDisplay  # rich costs ~25 ms to import: TTY only
 

@@ -308,8 +308,8 @@ class HttpConfig(_Section):
     def proxy_list(self) -> list[str]:
         """Every configured proxy, `proxy` first."""
         return ([self.proxy] if self.proxy else []) + [p for p in self.proxies if p != self.proxy]
-    # HTTP cache directory (hishel, crawler/http/cache.py); `cache_mode: always` stores every 2xx response
-    # and serves it from then on (development), `rfc9111` follows the server's caching headers.
+    # HTTP cache directory (hishel, crawler/http/cache.py); `cache_mode: always` stores every answer
+    # but 429/5xx and serves it from then on (development), `rfc9111` follows the server's caching headers.
     cache: str | None = None
     cache_mode: Literal["rfc9111", "always"] = "rfc9111"
     cache_max_size: SizeValue = Field(default=1_000_000_000)

@@ -41,6 +41,20 @@ def test_plain_progress_lines_when_stderr_is_not_a_terminal(
     assert lines[-1].startswith("1 downloaded, 0 skipped, 0 failed; 1.0 MB in ")
 
 
+def test_json_results_on_stdout_keep_the_progress_lines_on_stderr(
+    edge: EdgeServer, key: str, tmp_path: Path
+) -> None:
+    url = edge.url_for("/file/j.bin", size=600_000, seed=key, key=key, rate=350_000)
+
+    run = run_cli(url, "-d", str(tmp_path), "--json", "--progress-interval", "0.5")
+
+    assert run.returncode == 0, run.stderr
+    assert [json.loads(line)["bytes"] for line in run.stdout.splitlines()] == [600_000]
+    lines = run.stderr.splitlines()
+    assert len([m for m in map(_LINE.match, lines[:-1]) if m]) >= 2, run.stderr
+    assert lines[-1].startswith("1 downloaded")
+
+
 def test_progress_off_and_quiet_print_no_progress(edge: EdgeServer, key: str, tmp_path: Path) -> None:
     url = edge.url_for("/file/q.bin", size=300_000, seed=key, key=key, rate=400_000)
 

@@ -51,6 +51,61 @@ def test_second_run_of_a_cached_job_makes_zero_requests(cli: Cli, tmp_path: Path
     assert "pages 14" in second.stderr
 
 
+def test_always_mode_caches_redirects_and_error_pages_but_not_transient_answers(
+        cli: Cli, tmp_path: Path, static_site: SiteFactory) -> None:  # fmt: skip
+    # nginx answers /sub with a 301 to /sub/ and /missing.html with a 404: both are kept, so the second run
+    # still makes no request (Scrapy's HTTPCACHE keeps them too; a broken-link check reruns from the cache).
+    root = tmp_path / "www"
+    write_page(root, "/", "Home", ["/sub", "/missing.html", "/p.html"])
+    write_page(root, "/sub/", "Sub")
+    write_page(root, "/p.html", "P")
+    site = static_site(root)
+    job_yaml(tmp_path, _job(site))
+    first = cli("run", "job.yaml", "--progress", "off")
+    served = {r["uri"]: r["status"] for r in site.requests()}
+    assert served == {"/robots.txt": "404", "/": "200", "/sub": "301", "/sub/": "200", "/missing.html": "404",
+                      "/p.html": "200"}  # fmt: skip
+    assert "http_404" in first.stderr
+    titles = sorted(str(i["title"]) for i in jsonl(tmp_path / "items.jsonl"))
+    assert titles == ["Home", "P", "Sub"]
+
+    site.clear_log()
+    second = cli("run", "job.yaml", "--progress", "off")
+    assert [(r["uri"], r["status"]) for r in site.requests()] == []
+    assert second.returncode == first.returncode
+    assert "http_404" in second.stderr
+    assert sorted(str(i["title"]) for i in jsonl(tmp_path / "items.jsonl")) == titles
+
+
+async def test_always_mode_never_keeps_a_429_or_a_5xx_and_ignores_a_servers_own_marker() -> None:
+    import httpx
+
+    from crawler.config.job import HttpConfig as Http
+    from crawler.http.cache import cached_transport
+
+    calls: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        status = {"/busy": 503, "/slow": 429, "/gone": 410}.get(request.url.path, 200)
+        # A server sending the cache's own header never changes the status the crawl sees.
+        return httpx.Response(status, headers={"X-Crawler-Cached-Status": "404"}, text=request.url.path)
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache_dir:
+        transport = cached_transport(httpx.MockTransport(answer), Http(cache=cache_dir, cache_mode="always"))
+        async with httpx.AsyncClient(transport=transport) as client:
+            for _ in range(2):
+                seen = {path: (await client.get(f"http://t.test{path}")) for path in ("/ok", "/busy", "/slow", "/gone")}
+                assert {p: r.status_code for p, r in seen.items()} == {"/ok": 200, "/busy": 503, "/slow": 429,
+                                                                      "/gone": 410}  # fmt: skip
+                assert all("x-crawler-cached-status" not in r.headers for r in seen.values())
+                assert seen["/gone"].text == "/gone"
+    # Kept: /ok and /gone (asked once); never kept: /busy and /slow (asked both times).
+    assert sorted(calls) == ["/busy", "/busy", "/gone", "/ok", "/slow", "/slow"]
+
+
 def test_rfc9111_mode_honours_the_servers_caching_rules(cli: Cli, tmp_path: Path, static_site: SiteFactory) -> None:
     _site(tmp_path / "www", pages=3)
     site = static_site(tmp_path / "www")

@@ -50,3 +50,30 @@ async def test_non_html_responses_are_not_parsed_for_links(api: ApiServer, tmp_p
     await run_job({"start_urls": [f"{api.url}/sitemaps/c.txt", f"{api.url}/next/items"],
                    "scope": {"robots_txt": False}}, tmp_path)  # fmt: skip
     assert not [p for p in api.paths() if p.startswith("/p/")]
+
+
+UNLABELLED = {
+    # Short pages, where the detector alone confuses windows-1252 with its Baltic and Central European cousins.
+    "french": ("Déjà vu à la crème brûlée, café résumé", "cp1252"),
+    "spanish": ("¿Dónde está el niño? ¡Olé! Año", "cp1252"),
+    "german": ("Über die Straße gehen, schön, Größe", "cp1252"),
+    "polish": ("Zażółć gęślą jaźń, żółw łódź", "cp1250"),
+    "czech": ("Příliš žluťoučký kůň úpěl ďábelské ódy", "cp1250"),
+    "russian": ("Съешь же ещё этих мягких французских булок", "cp1251"),
+    "greek": ("Ξεσκεπάζω την ψυχοφθόρα βδελυγμία", "cp1253"),
+    "japanese": ("こんにちは世界、これはテストです", "shift_jis"),
+}
+
+
+@pytest.mark.parametrize("language", sorted(UNLABELLED))
+def test_an_unlabelled_short_page_reads_in_its_own_language(language: str) -> None:
+    import httpx
+
+    from crawler.model.page import Page
+    from crawler.model.request import Request
+
+    text, encoding = UNLABELLED[language]
+    html = f"<html><head><title>{text[:12]}</title></head><body><h1>{text}</h1></body></html>"
+    page = Page(Request("http://t.test/"), "http://t.test/", 200, "HTTP/1.1",
+                httpx.Headers({"content-type": "text/html"}), html.encode(encoding))  # fmt: skip
+    assert page.text == html
