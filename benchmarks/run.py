@@ -222,6 +222,7 @@ class CrawlTool:
     needs: str | None  # a peer distribution, or None for ours
     argv: Callable[[RunContext], list[str]]
     note: str = ""
+    root: Path = REPO_ROOT  # the checkout whose crawler runs (ours unless --baseline)
 
 
 @dataclass
@@ -255,9 +256,9 @@ def _job_yaml(ctx: RunContext, *, http2: bool) -> Path:
     return path
 
 
-def _ours(http2: bool, processes: int = 1) -> Callable[[RunContext], list[str]]:
+def _ours(http2: bool, processes: int = 1, python: str | None = None) -> Callable[[RunContext], list[str]]:
     def argv(ctx: RunContext) -> list[str]:
-        cmd = [sys.executable, "-m", "crawler", "run", str(_job_yaml(ctx, http2=http2)), "--progress", "off",
+        cmd = [python or sys.executable, "-m", "crawler", "run", str(_job_yaml(ctx, http2=http2)), "--progress", "off",
                "--log-level", "WARNING"]  # fmt: skip
         if processes > 1:
             cmd += ["--processes", str(processes)]
@@ -343,11 +344,11 @@ def _one_crawl(tool: CrawlTool, ctx: RunContext, nginx: Nginx | None, sizes: dic
     ctx.run_dir.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     if tool.needs is None:
-        env["PYTHONPATH"] = str(REPO_ROOT)
+        env["PYTHONPATH"] = str(tool.root)
     argv = tool.argv(ctx)
     load = _loadavg()
     server_cpu0 = nginx.server_cpu_seconds() if nginx else 0.0
-    res = measure(argv, timeout=timeout, cwd=ctx.run_dir if tool.needs else REPO_ROOT, env=env)
+    res = measure(argv, timeout=timeout, cwd=ctx.run_dir if tool.needs else tool.root, env=env)
     server_cpu = (nginx.server_cpu_seconds() - server_cpu0) if nginx else 0.0
     row: dict[str, Any] = {"wall": res.wall, "cpu": res.cpu, "peak_rss": res.peak_rss, "code": res.code,
                            "server_cpu": server_cpu, "load": load}  # fmt: skip
@@ -1044,6 +1045,17 @@ def _write_report(results: dict[str, Any], results_md: Path, chart_png: Path, js
     print(md)
 
 
+def _add_baseline(python: str) -> None:
+    """Tools baseline-h1 and baseline-h2: the crawler of another checkout (its venv's `python`)."""
+    probe = subprocess.run([python, "-c", "import crawler, os; print(os.path.dirname(os.path.dirname(crawler.__file__)))"],
+                           capture_output=True, text=True, timeout=60, cwd="/")  # fmt: skip
+    root = probe.stdout.strip()
+    sha = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    label = f"crawler (baseline {sha or root})"
+    for key, protocol, http2 in (("baseline-h1", "h1", False), ("baseline-h2", "h2", True)):
+        CRAWL_TOOLS[key] = CrawlTool(key, label, protocol, "crawler", None, _ours(http2, python=python), root=Path(root))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
@@ -1069,6 +1081,9 @@ def main(argv: list[str] | None = None) -> int:
         "--render", type=Path, metavar="JSON", help="only rewrite the markdown and chart from a run's JSON"
     )
     ap.add_argument("--no-install", action="store_true", help="do not create or install the peers venv")
+    ap.add_argument("--baseline", metavar="PYTHON",
+                    help="also crawl with the crawler installed for this interpreter (another checkout's venv), as "
+                         "tools baseline-h1 and baseline-h2, interleaved with ours: a before/after in one run")  # fmt: skip
     ap.add_argument("--results", type=Path, help="markdown output (default benchmarks/RESULTS.md)")
     ap.add_argument("--chart", type=Path, help="PNG output (default benchmarks/results.png)")
     args = ap.parse_args(argv)
@@ -1092,6 +1107,8 @@ def main(argv: list[str] | None = None) -> int:
     def log(msg: str) -> None:
         print(msg, flush=True)
 
+    if args.baseline:
+        _add_baseline(args.baseline)
     load_before = _loadavg()
     peers = ensure_peers(install=not args.no_install, log=log)
     tools = args.tools.split(",") if args.tools else list(DEFAULT_TOOLS)
