@@ -422,7 +422,7 @@ class RedisFrontier(FrontierBase):
         for shard, indexes in groups.items():
             for start in range(0, len(indexes), _PUSH_BATCH):  # one call must not hold Redis long
                 calls.append(self._push_batch(self._shards[shard], requests, indexes[start : start + _PUSH_BATCH]))
-        for indexes, flags in await asyncio.gather(*calls):
+        for indexes, flags in [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls):
             for i, flag in zip(indexes, flags, strict=True):
                 fresh[i] = flag == "1"
         return fresh
@@ -473,8 +473,9 @@ class RedisFrontier(FrontierBase):
             picks = self._pick(limit, budget)
         if not picks:
             return []
-        replies = await asyncio.gather(*(self._pop(self._shards[s], shard_picks, sum(p[1] for p in shard_picks))
-                                         for s, shard_picks in picks.items()))  # fmt: skip
+        calls = [self._pop(self._shards[s], shard_picks, sum(p[1] for p in shard_picks))
+                 for s, shard_picks in picks.items()]  # fmt: skip
+        replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         out: list[Request] = []
         outstanding = self._outstanding
         known = self._known
