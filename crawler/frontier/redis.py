@@ -80,6 +80,7 @@ from crawler.frontier.base import FrontierBase, FrontierUnavailable
 from crawler.frontier.redis_client import open_client, split_url
 from crawler.frontier.redis_layout import Layout, key_prefix
 from crawler.frontier.redis_ops import discard, parse_journal, read_status, repair
+from crawler.frontier.redis_partitions import LocalQueues, owned_partitions
 from crawler.frontier.redis_scripts import SCRIPTS
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
@@ -107,6 +108,10 @@ _READY_CACHE_SECONDS = 0.2  # reuse the ready hosts of the last reply for this l
 _CLOCK_SLACK = 0.002
 _IDLE_POLL_SECONDS = 0.05
 _SETTLE_EVERY = 1.0  # look at a shard's limbo at most this often
+# Host-partitioned workers: how often to read the live workers (a joining one gets its share this fast), and
+# how many pulled requests to keep at hand (four pops' worth, within these bounds), at most so many per host.
+_MEMBERS_EVERY = 1.0
+_PULL_MIN, _PULL_MAX, _PULL_PER_HOST = 64, 1024, 16
 
 
 class WorkerBusy(RuntimeError):
@@ -172,10 +177,23 @@ class RedisFrontier(FrontierBase):
         self._reconnect_lock = asyncio.Lock()
         p = self._prefix = layout.prefix
         self._k_checkpoint, self._k_journal = p + "checkpoint", p + "journal"
-        self._k_workers, self._k_beat = p + "workers", p + "beat"
+        self._k_workers, self._k_beat, self._k_members = p + "workers", p + "beat", p + "members"
         self._k_alive = f"{p}worker:{worker}:alive"
         self._alive_value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._journaled = "1" if layout.journaled else "0"
+        # What the scripts need to know of the crawl's design (see keys_of in lua/prelude.lua).
+        self._mode = ("j" if layout.journaled else "") + ("p" if layout.partitioned else "") or "-"
+        self.partitioned = layout.partitioned
+        # Host-partitioned workers hold politeness themselves (the engine's limiter); see redis_partitions.
+        self.shares_rates = not layout.partitioned
+        self._local = LocalQueues()
+        self._members: tuple[str, ...] = ()
+        self._members_at = 0.0
+        self._owned: dict[int, list[int]] = {}  # shard -> partitions this worker owns there
+        self._owned_set: set[int] = set()
+        self._handover: set[int] = set()  # partitions lost to another worker, to unlock once drained
+        self._pulled_at = 0.0
+        self._pull_dry = False  # the last pull found nothing
+        self._want = _PULL_MIN
         self._shards = [_Shard(i, prefix, worker) for i, prefix in enumerate(layout.prefixes)]
         self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self._outstanding: dict[int, Request] = {}  # token -> request, leased by this worker
@@ -207,7 +225,8 @@ class RedisFrontier(FrontierBase):
         works too: see `crawler.frontier.redis_client`); `?lease=SECONDS` sets the lease timeout (default 60 s):
         how long the work of a crashed process stays leased before others take it; `?outage=SECONDS` how long
         to wait out a Redis outage before giving up (default 60 s); `?shards=N` the number of shards of a new
-        crawl (default: one on a server, two per master on a cluster). `wait` bounds how long to wait for the
+        crawl (default: one on a server, two per master on a cluster); `?partitions=N` starts a new crawl with
+        host-partitioned workers (`crawler.frontier.redis_partitions`). `wait` bounds how long to wait for the
         identity's previous holder to expire (default: its liveness timeout, at most 15 s). `per_host` caps
         each host's requests in flight across every process (`concurrency.per_host`).
         """
@@ -215,9 +234,10 @@ class RedisFrontier(FrontierBase):
         lease = float(target.options.get("lease", lease_timeout or DEFAULT_LEASE_SECONDS))
         outage = float(target.options.get("outage", DEFAULT_OUTAGE_SECONDS))
         shards = int(target.options["shards"]) if "shards" in target.options else None
+        partitions = int(target.options["partitions"]) if "partitions" in target.options else None
         client, cluster = await open_client(target)
         try:
-            layout = await Layout.load(client, job_name, cluster=cluster, shards=shards)
+            layout = await Layout.load(client, job_name, cluster=cluster, shards=shards, partitions=partitions)
             identity = await _claim_identity(client, job_name, worker, items, lease,
                                              _alive_seconds(lease) + 1.0 if wait is None else wait)  # fmt: skip
             self = cls(client, layout, identity, lease_timeout=lease, items=items, outage_limit=outage,
@@ -242,13 +262,15 @@ class RedisFrontier(FrontierBase):
                 "worker %s: %d requests leased by its previous run are queued again", self.worker, released
             )
         await self.renew()  # the first heartbeat: `crawler status` shows the worker at once
+        if self.partitioned:
+            await self._refresh_members()  # a member from now on: the others make room before it pops
         self._keepalive = asyncio.create_task(self._renew_forever(), name=f"frontier-leases-{self.worker}")
 
     async def _release(self, shard: _Shard, committed: Iterable[int] = (), ids: Iterable[int] = ()) -> int:
         """Finish `committed` and put this worker's leases among `ids` (none: all of them) back on the queues."""
         done = list(committed)
         return int(await self._scripts["release"](keys=shard.release_keys, args=[
-            shard.prefix, self.worker, self._journaled, len(done), *done, *ids]))  # fmt: skip
+            shard.prefix, self.worker, self._mode, len(done), *done, *ids]))  # fmt: skip
 
     async def close(self) -> None:
         if self._closed:
@@ -269,6 +291,8 @@ class RedisFrontier(FrontierBase):
                     await asyncio.gather(*(self._release(self._shards[s], self._unapplied.get(s, ()), ids)
                                            for s, ids in by_shard.items()))  # fmt: skip
                     self._outstanding.clear()
+                if self.partitioned:
+                    await self._leave()
                 await self._r.delete(self._k_alive)
         except _OUTAGE_ERRORS as exc:
             log.warning("worker %s: could not hand back its leases (%s): they expire within %gs",
@@ -430,7 +454,9 @@ class RedisFrontier(FrontierBase):
     async def _push_batch(self, shard: _Shard, requests: list[Request], indexes: list[int]) -> tuple[list[int], str]:
         keys = list(shard.push_keys)
         index: dict[str, int] = {}
-        args: list[Any] = []
+        partitioned = self.partitioned
+        partition_of = self.layout.partition_of
+        args: list[Any] = ["p" if partitioned else "-"]
         prefix = shard.prefix
         seen = self.layout.seen
         sent: list[int] = []
@@ -454,6 +480,8 @@ class RedisFrontier(FrontierBase):
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
             args += (seen_idx, member, key_index(f"{prefix}q:{req.host}"), req.host, priority,
                      orjson.dumps(req.to_dict()).decode())  # fmt: skip
+            if partitioned:
+                args.append(partition_of(req.host))
         script = self._scripts["push"]
         flags = str(await self._call(lambda: script(keys=keys, args=args)))
         for fp in sent:
@@ -463,6 +491,8 @@ class RedisFrontier(FrontierBase):
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         if limit <= 0:
             return []
+        if self.partitioned:
+            return await self._pop_partitioned(limit, budget)
         now = time.monotonic()
         stale = [sh for sh in self._shards if now - sh.ready_at >= _READY_CACHE_SECONDS]
         if stale:
@@ -477,25 +507,28 @@ class RedisFrontier(FrontierBase):
                  for s, shard_picks in picks.items()]  # fmt: skip
         replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         out: list[Request] = []
-        outstanding = self._outstanding
-        known = self._known
-        token = self.layout.token
         for shard, reply in zip(picks, replies, strict=True):
-            n = int(reply[2])
-            for i in range(3, 3 + n, 2):
-                rid = token(shard, int(reply[i]))
-                record = reply[i + 1]
-                if record is None:  # cannot happen: a queued id always has its record
-                    continue
-                req = Request.from_dict(orjson.loads(record.split(" ", 2)[2]))
-                req.token = rid
-                outstanding[rid] = req
-                known.add(req.fingerprint)
-                out.append(req)
+            self._take_requests(shard, reply, out)
         if not out:
             for sh in self._shards:
                 sh.ready_at = 0.0  # look again next time rather than trust the cached hosts
         return out
+
+    def _take_requests(self, shard: int, reply: list[Any], out: list[Request]) -> None:
+        """The requests a pop or pull reply leased to this worker, appended to `out` (and now outstanding)."""
+        outstanding = self._outstanding
+        known = self._known
+        token = self.layout.token
+        for i in range(3, 3 + int(reply[2]), 2):
+            rid = token(shard, int(reply[i]))
+            record = reply[i + 1]
+            if record is None:  # cannot happen: a queued id always has its record
+                continue
+            req = Request.from_dict(orjson.loads(record.split(" ", 2)[2]))
+            req.token = rid
+            outstanding[rid] = req
+            known.add(req.fingerprint)
+            out.append(req)
 
     async def _refresh(self, shards: list[_Shard]) -> None:
         if len(shards) == 1:
@@ -510,7 +543,7 @@ class RedisFrontier(FrontierBase):
         pauses, shard.pauses = shard.pauses, {}
         keys = list(shard.pop_keys)
         args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, shard.prefix, _MAX_READY_HOSTS,
-                           _READY_HORIZON_MS, self.per_host, self._journaled, len(releases), *releases,
+                           _READY_HORIZON_MS, self.per_host, self._mode, len(releases), *releases,
                            len(pauses)]  # fmt: skip
         for host, seconds in pauses.items():
             args += (host, int(seconds * 1000))
@@ -521,6 +554,11 @@ class RedisFrontier(FrontierBase):
         script = self._scripts["pop"]
         reply: list[Any] = await self._call(lambda: script(keys=keys, args=args))
         self._take_ready(shard, reply, 3 + int(reply[2]))
+        await self._maybe_settle(shard, reply)
+        return reply
+
+    async def _maybe_settle(self, shard: _Shard, reply: list[Any]) -> None:
+        """A pop or pull reply says the shard has leases in limbo: settle them (at most once a second)."""
         if int(reply[1]) and not self._settling and time.monotonic() - shard.settled_at >= _SETTLE_EVERY:
             shard.settled_at = time.monotonic()
             self._settling = True
@@ -528,7 +566,6 @@ class RedisFrontier(FrontierBase):
                 await self._settle_limbo(shard)
             finally:
                 self._settling = False
-        return reply
 
     def _take_ready(self, shard: _Shard, reply: list[Any], start: int) -> None:
         """Cache a shard's ready hosts of a pop reply, with their start times on the local clock."""
@@ -576,12 +613,14 @@ class RedisFrontier(FrontierBase):
     def release(self, request: Request) -> None:
         """The engine is done with `request` (its fetch and stages ended and no retry waits): its host's slot
         goes back to all processes with the next call to its shard."""
-        if self.per_host and request.token is not None:
+        if self.per_host and request.token is not None and not self.partitioned:
             shard, rid = self.layout.split(request.token)
             self._shards[shard].releases.append(rid)
 
     def pause(self, host: str, seconds: float) -> None:
         """`host` asked to wait `seconds` (Retry-After): every process holds it, from the next call on."""
+        if self.partitioned:
+            return  # only this worker fetches from the host: the engine's own limiter holds the pause
         shard = self._shards[self.layout.shard_of(host)]
         shard.pauses[host] = max(seconds, shard.pauses.get(host, 0.0))
         shard.ready_at = 0.0
@@ -600,7 +639,7 @@ class RedisFrontier(FrontierBase):
                 else:
                     shard = self._shards[0]
                     script = self._scripts["ack"]
-                    args = [self.worker, payload, shard.prefix, "0", *tokens]
+                    args = [self.worker, payload, shard.prefix, self._mode, *tokens]
                     lost = int(await self._call(lambda: script(keys=shard.ack_keys, args=args)))
             except FrontierUnavailable:
                 # Nothing acked: these pages are fetched again after a restart, as after a crash (the items
@@ -631,7 +670,7 @@ class RedisFrontier(FrontierBase):
 
         async def apply(shard: _Shard, ids: list[int]) -> int:
             lost = int(await self._call(lambda: ack(keys=shard.ack_keys,
-                                                    args=[self.worker, "", shard.prefix, "1", *ids])))  # fmt: skip
+                                                    args=[self.worker, "", shard.prefix, self._mode, *ids])))  # fmt: skip
             pending.pop(shard.index, None)
             return lost
 
@@ -664,6 +703,8 @@ class RedisFrontier(FrontierBase):
     def next_wakeup(self) -> float | None:
         """Seconds until this process should look again: the next rate-limited host's start, or a short poll
         when nothing is queued (another process may push, or a lease expire). None: a local event will do."""
+        if self.partitioned:
+            return None if len(self._local) else _IDLE_POLL_SECONDS
         soonest: float | None = None
         for sh in self._shards:
             if sh.ready:
@@ -677,6 +718,101 @@ class RedisFrontier(FrontierBase):
     @property
     def leased_here(self) -> int:
         return len(self._outstanding)
+
+    # -- host-partitioned workers ---------------------------------------------------------------------
+
+    async def _pop_partitioned(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
+        """Serve from the requests pulled from this worker's partitions, within the engine's budget (its own
+        limiter holds politeness); pull more when they run low."""
+        now = time.monotonic()
+        if now - self._members_at >= _MEMBERS_EVERY:
+            await self._refresh_members()
+        self._want = min(_PULL_MAX, max(self._want, 4 * limit))
+        local = self._local
+        if len(local) < self._want // 2 and (not self._pull_dry or now - self._pulled_at >= _IDLE_POLL_SECONDS):
+            await self._pull(self._want - len(local))
+        return local.pop_ready(limit, budget)
+
+    async def _refresh_members(self) -> None:
+        """Read the live workers (renewing this one's membership) and, when they changed, which partitions are
+        this worker's: what it pulled from the ones it lost goes back, and their locks are handed over."""
+        script = self._scripts["members"]
+        alive_ms = int(_alive_seconds(self.lease_timeout) * 1000)
+        members = tuple(sorted(await self._call(lambda: script(keys=[self._k_members], args=[self.worker, alive_ms]))))
+        self._members_at = time.monotonic()
+        if members == self._members and self._owned:
+            return
+        self._members = members
+        owned = owned_partitions(self.worker, members, self.layout.partitions)
+        lost = self._owned_set - owned
+        self._owned_set = owned
+        shards = self.layout.shards
+        self._owned = {}
+        for p in sorted(owned):
+            self._owned.setdefault(p % shards, []).append(p)
+        if lost:
+            partition_of = self.layout.partition_of
+            back = self._local.take(lambda host: partition_of(host) not in lost)
+            for req in back:
+                self._outstanding.pop(req.token, None)
+            if back:
+                by_shard = self._by_shard(r.token for r in back)
+                await asyncio.gather(*(self._call(functools.partial(self._release, self._shards[s], (), ids))
+                                       for s, ids in by_shard.items()))  # fmt: skip
+            self._handover |= lost
+            log.info("worker %s: %d workers; %d of %d partitions are this one's (%d handed over, %d pulled "
+                     "requests given back)", self.worker, len(members), len(owned), self.layout.partitions,
+                     len(lost), len(back))  # fmt: skip
+        self._handover -= owned
+        if self._handover:
+            await self._pull(0)  # hand over the locks of what has drained
+
+    def _drained(self) -> dict[int, list[int]]:
+        """Per shard, the partitions being handed over that this worker has nothing left in flight in."""
+        if not self._handover:
+            return {}
+        busy = {self.layout.partition_of(r.host) for r in self._outstanding.values()}
+        drained = self._handover - busy
+        self._handover -= drained
+        out: dict[int, list[int]] = {}
+        for p in drained:
+            out.setdefault(p % self.layout.shards, []).append(p)
+        return out
+
+    async def _pull(self, want: int) -> None:
+        """Lease up to `want` queued requests from this worker's partitions (one call per shard), into the
+        local queues; hand over the locks of drained partitions on the way."""
+        drained = self._drained()
+        shards = sorted(set(self._owned) | set(drained))
+        if not shards:
+            return
+        each = -(-want // len(shards)) if want > 0 else 0
+        replies = await asyncio.gather(*(self._pull_shard(self._shards[s], each, self._owned.get(s, []),
+                                                          drained.get(s, [])) for s in shards))  # fmt: skip
+        got: list[Request] = []
+        for s, reply in zip(shards, replies, strict=True):
+            self._take_requests(s, reply, got)
+        for req in got:
+            self._local.add(req)
+        self._pulled_at = time.monotonic()
+        self._pull_dry = want > 0 and not got
+
+    async def _pull_shard(self, shard: _Shard, limit: int, owned: list[int], drained: list[int]) -> list[Any]:
+        script = self._scripts["pull"]
+        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, self.per_host or _PULL_PER_HOST,
+                           int(_alive_seconds(self.lease_timeout) * 1000), shard.prefix, self._mode, len(owned),
+                           *owned, *drained]  # fmt: skip
+        keys = [shard.push_keys[1], shard.k_leased, shard.k_owner, shard.k_my_leases, shard.k_stats]
+        reply: list[Any] = await self._call(lambda: script(keys=keys, args=args))
+        await self._maybe_settle(shard, reply)
+        return reply
+
+    async def _leave(self) -> None:
+        """Closing: leave the members (the others take this worker's partitions at once) and unlock them all."""
+        await self._scripts["members"](keys=[self._k_members], args=[self.worker, 0])
+        for s, owned in self._owned.items():
+            await self._pull_shard(self._shards[s], 0, [], [*owned, *self._handover])
+        self._owned = {}
 
     # -- limbo (journaled crawls) --------------------------------------------------------------------
 
@@ -717,7 +853,7 @@ class RedisFrontier(FrontierBase):
             return None
         committed = parse_journal(await self._r.hget(self._k_journal, owner)).get(shard.index, [])
         return int(await self._scripts["release"](keys=_worker_release_keys(shard, owner), args=[
-            shard.prefix, owner, "1", len(committed), *committed, *rids]))  # fmt: skip
+            shard.prefix, owner, self._mode, len(committed), *committed, *rids]))  # fmt: skip
 
     # -- leases ------------------------------------------------------------------------------------
 

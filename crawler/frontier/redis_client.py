@@ -7,7 +7,8 @@
   from any of the listed nodes (the client learns the others, and follows the slots as they move).
 
 Our own options ride in the query string and are taken out before redis-py sees the URL: `?lease=SECONDS`,
-`?outage=SECONDS` (see `crawler.frontier.redis`) and `?shards=N` (see `crawler.frontier.redis_layout`).
+`?outage=SECONDS` (see `crawler.frontier.redis`), `?shards=N` and `?partitions=N` (see
+`crawler.frontier.redis_layout`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 __all__ = ["CLUSTER_SCHEMES", "OUR_OPTIONS", "Target", "open_client", "split_url"]
 
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
-OUR_OPTIONS = ("lease", "outage", "shards")
+OUR_OPTIONS = ("lease", "outage", "shards", "partitions")
 SOCKET_TIMEOUT, CONNECT_TIMEOUT = 10.0, 5.0
 
 

@@ -75,7 +75,7 @@ async def repair(url: str, job_name: str) -> list[dict[str, Any]]:
     client, layout = await _open(url, job_name)
     p = layout.prefix
     release = client.register_script(SCRIPTS["release"])
-    journaled = "1" if layout.journaled else "0"
+    mode = ("j" if layout.journaled else "") + ("p" if layout.partitioned else "") or "-"
     out = []
     try:
         workers = await client.hgetall(p + "workers")
@@ -90,7 +90,7 @@ async def repair(url: str, job_name: str) -> list[dict[str, Any]]:
                 requeued += int(await release(
                     keys=[sp + "ready", sp + "leased", sp + "owner", sp + "req", sp + "stats",
                           f"{sp}worker:{w}:leases", sp + "slots", sp + "slot"],
-                    args=[sp, w, journaled, len(done), *done]))  # fmt: skip
+                    args=[sp, w, mode, len(done), *done]))  # fmt: skip
             if committed:
                 await client.hdel(p + "journal", w)
             info = orjson.loads(info_raw)

@@ -8,8 +8,8 @@ from importlib import resources
 __all__ = ["SCRIPTS"]
 
 _LUA = resources.files("crawler.frontier") / "lua"
-_USES_PRELUDE = frozenset({"pop", "ack", "release"})
-_NAMES = ("push", "pop", "ack", "commit", "renew", "beat", "release")
+_USES_PRELUDE = frozenset({"pop", "pull", "ack", "release"})
+_NAMES = ("push", "pop", "pull", "ack", "commit", "renew", "beat", "members", "release")
 
 
 def _load(name: str) -> str:

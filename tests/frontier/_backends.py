@@ -187,6 +187,11 @@ class Backend:
         """Several live instances may work on the same crawl at once."""
         return self.name.startswith("redis")
 
+    @property
+    def shares_rates(self) -> bool:
+        """The backend holds per-host rates for every process (host-partitioned workers hold their own)."""
+        return self.shared and self.name != "redis-partitioned"
+
     async def open(self, *, worker: str | None = None, lease: float = 30.0, **kwargs: Any) -> FrontierBackend:
         frontier: Any
         if self.name == "memory":
@@ -202,7 +207,8 @@ class Backend:
             from crawler.frontier.redis import RedisFrontier
 
             assert self.redis is not None
-            frontier = await RedisFrontier.connect(f"{self.redis.url}?lease={lease}", self.job,
+            options = f"?lease={lease}" + ("&partitions=8" if self.name == "redis-partitioned" else "")
+            frontier = await RedisFrontier.connect(f"{self.redis.url}{options}", self.job,
                                                    worker=worker or f"w-{uuid.uuid4().hex[:6]}", **kwargs)  # fmt: skip
         self.opened.append(frontier)
         return frontier  # type: ignore[no-any-return]

@@ -41,8 +41,8 @@ def redis_cluster() -> Iterator[RedisClusterServers]:
         cluster.stop()
 
 
-BACKENDS = ["memory", "sqlite", "redis", "redis-cluster"]
-_SERVERS = {"redis": "redis_server", "redis-cluster": "redis_cluster"}
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster", "redis-partitioned"]
+_SERVERS = {"redis": "redis_server", "redis-cluster": "redis_cluster", "redis-partitioned": "redis_server"}
 
 
 async def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:

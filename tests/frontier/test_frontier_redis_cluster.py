@@ -2,7 +2,8 @@
 script within one slot, and exactly-once kept across slots by the journaled commit (checkpoint + ids in the
 worker's slot, then one ack per shard): a worker cut between the two has its committed pages finished, not
 fetched again, by whoever finds their leases expired, by its own restart, or by `crawler status --repair`.
-The crawl at the end runs two real `crawler run` processes over a 64-host site on the cluster."""
+The crawls at the end run two real `crawler run` processes over a 64-host site on the cluster, with shared
+politeness and with host-partitioned workers."""
 
 from __future__ import annotations
 
@@ -178,8 +179,9 @@ def _commands_per_master(cluster: RedisClusterServers) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@pytest.mark.parametrize("design", ["shared", "partitioned"])
 def test_two_processes_crawl_a_site_exactly_once_spread_evenly_over_three_masters(
-    many_hosts_site: StaticSite, redis_cluster: RedisClusterServers, tmp_path: Path
+    many_hosts_site: StaticSite, redis_cluster: RedisClusterServers, tmp_path: Path, design: str
 ) -> None:
     for client in redis_cluster.clients():
         client.config_resetstat()
@@ -187,8 +189,8 @@ def test_two_processes_crawl_a_site_exactly_once_spread_evenly_over_three_master
     files = {w: tmp_path / f"items-{w}.jsonl" for w in ("A", "B")}
     procs = []
     for w, items in files.items():
-        job = write_job(tmp_path / f"job-{w}.yaml", many_hosts_site.url, items=items, frontier=redis_cluster.url,
-                        name=f"cluster-{tmp_path.name}", scope={"allowed_domains": many_hosts_site.hosts},
+        job = write_job(tmp_path / f"job-{w}.yaml", many_hosts_site.url, items=items, name=f"cluster-{tmp_path.name}",
+                        frontier=redis_cluster.url + ("?partitions=48" if design == "partitioned" else ""), scope={"allowed_domains": many_hosts_site.hosts},
                         concurrency={"workers": 32, "per_host": 4})  # fmt: skip
         procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
     try:
@@ -201,6 +203,6 @@ def test_two_processes_crawl_a_site_exactly_once_spread_evenly_over_three_master
     assert all(item_urls([f]) for f in files.values()), "both processes took part"
     counts = _commands_per_master(redis_cluster)
     pages = len(many_hosts_site.expected_urls())
-    print(f"\ncommands per master for {pages} pages: {counts} "
+    print(f"\n{design}: commands per master for {pages} pages: {counts} "
           f"({[round(c / pages, 1) for c in counts]} per page; max/min {max(counts) / min(counts):.2f})")  # fmt: skip
     assert min(counts) > 0 and max(counts) <= 1.5 * min(counts), counts

@@ -1,6 +1,6 @@
 -- ack: finish leased requests and (on one slot) store the worker's checkpoint, atomically.
 -- KEYS: ready req leased owner my-leases stats checkpoint done slots slot. ARGV: worker, checkpoint JSON or ''
--- ('' on a journaled crawl: the checkpoint went with the journal), prefix, journaled (1/0), ids.
+-- ('' on a journaled crawl: the checkpoint went with the journal), prefix, mode (see keys_of), ids.
 -- Returns how many acked ids were no longer leased by this worker and had been taken by another.
 local K = keys_of(ARGV[3], ARGV[4])
 local now = now_ms()

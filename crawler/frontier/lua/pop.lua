@@ -3,7 +3,7 @@
 -- With no hosts it only reports: then it is how a process learns which hosts are ready.
 -- KEYS: ready req leased owner my-leases tat stats slots slot pause rate, then one queue key per host (all
 -- of one shard: the hosts a worker picks are grouped by shard, one call each).
--- ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, cap (in-flight per host, 0: none), journaled,
+-- ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, cap (in-flight per host, 0: none), mode,
 --   then the ids this worker is done with (their slots come back): a count, the ids;
 --   then the pauses it was asked for (Retry-After): a count, then host and ms for each;
 --   then four per host: host, allowance, interval ms (0: unlimited), set (1: store the interval as the host's

@@ -6,17 +6,44 @@ local RECLAIM_BATCH = 200  -- expired leases put back per call: one call must no
 local BUCKET_MS = 100      -- a host's GCRA bucket holds 0.1 s of requests (as the local limiter's does)
 local WAITING_MS = 500     -- a worker held back by a host's cap is served next for this long
 
--- `journaled`: the crawl's acks are journaled (its shards are not in the slot of the workers' checkpoints,
--- as on a Redis Cluster): an expired lease may belong to a page its worker has already committed, so it goes to
--- `limbo` until a process reads that worker's journal, instead of straight back to its queue.
-local function keys_of(prefix, journaled)
+-- `mode` holds 'j' when the crawl's acks are journaled (its shards are not in the slot of the workers'
+-- checkpoints, as on a Redis Cluster): an expired lease may belong to a page its worker has already committed,
+-- so it goes to `limbo` until a process reads that worker's journal, instead of straight back to its queue;
+-- and 'p' when its workers are host-partitioned: a host with queued work is listed in its partition's
+-- `pready:<p>` (and the partition in `pwork`), not in the shard's `ready`.
+local function keys_of(prefix, mode)
   return {
     prefix = prefix, req = prefix .. 'req', ready = prefix .. 'ready', tat = prefix .. 'tat',
     leased = prefix .. 'leased', owner = prefix .. 'owner', stats = prefix .. 'stats', done = prefix .. 'done',
     checkpoint = prefix .. 'checkpoint', slots = prefix .. 'slots', slot = prefix .. 'slot',
     pause = prefix .. 'pause', rate = prefix .. 'rate', waiting = prefix .. 'waiting', limbo = prefix .. 'limbo',
-    journaled = journaled == '1',
+    hostp = prefix .. 'hostp', pwork = prefix .. 'pwork',
+    journaled = string.find(mode, 'j', 1, true) ~= nil, partitioned = string.find(mode, 'p', 1, true) ~= nil,
   }
+end
+
+-- `host` has queued work again: list it where pickers look.
+local function mark_ready(K, host)
+  if K.partitioned then
+    local p = redis.call('HGET', K.hostp, host)
+    if redis.call('ZADD', K.prefix .. 'pready:' .. p, 'NX', 0, host) == 1 then
+      redis.call('ZADD', K.pwork, 'NX', 0, p)
+    end
+  else
+    redis.call('ZADD', K.ready, 'NX', 0, host)
+  end
+end
+
+-- `host`'s queue is empty: unlist it.
+local function unmark_ready(K, host)
+  if K.partitioned then
+    local p = redis.call('HGET', K.hostp, host)
+    local pk = K.prefix .. 'pready:' .. p
+    redis.call('ZREM', pk, host)
+    if redis.call('ZCARD', pk) == 0 then redis.call('ZREM', K.pwork, p) end
+  else
+    redis.call('ZREM', K.ready, host)
+  end
 end
 
 local function now_ms()
@@ -50,7 +77,7 @@ local function requeue(K, id, now)
   if rec then
     local score, host = string.match(rec, '^(%S+) (%S+) ')
     redis.call('ZADD', K.prefix .. 'q:' .. host, score, id)
-    redis.call('ZADD', K.ready, 'NX', 0, host)
+    mark_ready(K, host)
     redis.call('HINCRBY', K.stats, 'queued', 1)
     redis.call('HINCRBY', K.stats, 'requeued', 1)
   end
@@ -77,7 +104,7 @@ local function finish(K, id, me, now)
     local qk = K.prefix .. 'q:' .. host
     if redis.call('ZREM', qk, id) == 1 then
       redis.call('HINCRBY', K.stats, 'queued', -1)
-      if redis.call('ZCARD', qk) == 0 then redis.call('ZREM', K.ready, host) end
+      if redis.call('ZCARD', qk) == 0 then unmark_ready(K, host) end
     end
   else
     return -1

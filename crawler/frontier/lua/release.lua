@@ -2,7 +2,7 @@
 -- at close (requests popped but not finished), for `crawler status --repair` (a dead worker's), and for leases
 -- in limbo whose (dead) worker's journal has been read. Ids in the worker's journal (committed: their pages are
 -- in its output below its checkpoint) are finished instead.
--- KEYS: ready leased owner req stats my-leases slots slot. ARGV: prefix, worker, journaled, count of committed
+-- KEYS: ready leased owner req stats my-leases slots slot. ARGV: prefix, worker, mode, count of committed
 -- ids, the committed ids, then the ids to release (none: every lease of the worker).
 -- Returns the number of ids put back on their queues.
 local K = keys_of(ARGV[1], ARGV[3])
