@@ -225,7 +225,7 @@ class RedisFrontier(FrontierBase):
         works too: see `crawler.frontier.redis_client`); `?lease=SECONDS` sets the lease timeout (default 60 s):
         how long the work of a crashed process stays leased before others take it; `?outage=SECONDS` how long
         to wait out a Redis outage before giving up (default 60 s); `?shards=N` the number of shards of a new
-        crawl (default: one on a server, two per master on a cluster); `?partitions=N` starts a new crawl with
+        crawl (default: one on a server, one per master on a cluster); `?partitions=N` starts a new crawl with
         host-partitioned workers (`crawler.frontier.redis_partitions`). `wait` bounds how long to wait for the
         identity's previous holder to expire (default: its liveness timeout, at most 15 s). `per_host` caps
         each host's requests in flight across every process (`concurrency.per_host`).

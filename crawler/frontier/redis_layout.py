@@ -11,7 +11,7 @@ sharded the same way (a URL's fingerprint always comes with the same host), so d
 
 On one Redis server a crawl has one shard whose tag is the job name: every key shares one slot, and an ack
 stores the worker's checkpoint in the same script (the layout of the first releases). On a Redis Cluster a
-crawl has `?shards=N` shards (default: two per master), with tags `JOB#i` picked at creation so that each
+crawl has `?shards=N` shards (default: one per master), with tags `JOB#i` picked at creation so that each
 master holds as many shards as any other; the acks of a worker then span slots, and are journaled (see
 `commit.lua`). The layout is written once, by the first process (`crawler:{JOB}:layout`), and every later
 process reads it, so all of them agree whatever their options say. `?partitions=N` starts a crawl with
@@ -31,7 +31,7 @@ __all__ = ["Layout", "key_prefix"]
 
 log = logging.getLogger("crawler.frontier")
 
-_SHARDS_PER_MASTER = 2
+_SHARDS_PER_MASTER = 1
 _MAX_SHARDS = 1024
 _MAX_PARTITIONS = 65_536
 
@@ -144,8 +144,8 @@ class Layout:
 
 
 async def _choose_tags(client: Any, job: str, *, cluster: bool, shards: int | None) -> list[str]:
-    """One tag (the job's) on one server unless `shards` asks for more; on a cluster `shards` tags (default two
-    per master), picked so that the masters hold equal numbers of them (as the slots are assigned now)."""
+    """One tag (the job's) on one server unless `shards` asks for more; on a cluster `shards` tags (default one
+    per master: more only help a crawl that will outgrow its cluster, at a round trip per shard per pop), picked so that the masters hold equal numbers of them (as the slots are assigned now)."""
     if not cluster:
         return [job] if not shards or shards == 1 else [f"{job}#{i}" for i in range(shards)]
     masters = _masters_by_slot(client)

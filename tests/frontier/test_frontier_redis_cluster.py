@@ -80,9 +80,9 @@ async def test_a_crawls_shards_are_spread_evenly_over_the_masters(cluster_backen
     cluster = cluster_backend.redis
     f = await cluster_backend.open(worker="w")
     assert isinstance(f, RedisFrontier)
-    assert f.cluster and f.layout.journaled and f.layout.shards == 6
+    assert f.cluster and f.layout.journaled and f.layout.shards == 3
     masters = Counter(_master_of(cluster, p + "x") for p in f.layout.prefixes)
-    assert masters == {0: 2, 1: 2, 2: 2}, "two shards on each master"
+    assert masters == {0: 1, 1: 1, 2: 1}, "one shard on each master"
     await f.push_many([Request.make(f"http://{h}/{i}") for h in HOSTS for i in range(3)])
     hosts_per_master = Counter(_master_of(cluster, f.layout.prefixes[f.layout.shard_of(h)] + "x") for h in HOSTS)
     assert set(hosts_per_master) == {0, 1, 2}
@@ -116,7 +116,7 @@ async def test_a_commit_cut_after_its_journal_is_finished_by_whoever_finds_the_l
     assert await b.size() == 0
     assert cluster_backend.redis is not None
     status = await read_status(cluster_backend.redis.url, cluster_backend.job)
-    assert status["done"] == 12 and status["requeued"] == 3 and status["shards"] == 6
+    assert status["done"] == 12 and status["requeued"] == 3 and status["shards"] == 3
 
 
 async def test_a_restarted_worker_replays_its_journal_before_anything_else(cluster_backend: Backend) -> None:
