@@ -20,7 +20,7 @@ commands and bytes per second, what one master can run at the stated CPU budget 
 command), and so how many masters the crawl needs. It prints a markdown table and writes it into
 benchmarks/RESULTS.md between `<!-- scale-model -->` markers (replacing an earlier one; `make bench` keeps it).
 
-    python -m benchmarks.scale_model                      # 5,000 pages on 16 hosts
+    python -m benchmarks.scale_model                      # 5,000 pages on 64 hosts
     python -m benchmarks.scale_model --pages 2000 --procs 1 2 --no-cluster --no-write
 """
 
@@ -244,7 +244,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=5_000)
-    parser.add_argument("--hosts", type=int, default=16)
+    parser.add_argument("--hosts", type=int, default=64)
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--no-cluster", action="store_true", help="leave out the Redis Cluster rows")
     parser.add_argument("--no-write", action="store_true", help="print the table, leave RESULTS.md alone")

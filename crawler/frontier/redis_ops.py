@@ -112,7 +112,13 @@ async def _read_shard(client: Any, prefix: str) -> tuple[dict[str, str], int, di
         pipe.hgetall(prefix + "done")
         pipe.zrange(prefix + "ready", 0, -1)
         pipe.hgetall(prefix + "owner")
-        stats, leased, limbo, done, ready, owners = await pipe.execute()
+        pipe.zrange(prefix + "pwork", 0, -1)
+        stats, leased, limbo, done, ready, owners, pwork = await pipe.execute()
+    if pwork:  # host-partitioned workers list a partition's hosts with work in pready:<p>
+        async with client.pipeline(transaction=False) as pipe:
+            for p in pwork:
+                pipe.zrange(f"{prefix}pready:{p}", 0, -1)
+            ready = [h for hosts in await pipe.execute() for h in hosts]
     queued: dict[str, int] = {}
     if ready:
         async with client.pipeline(transaction=False) as pipe:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from crawler.demo.site import SiteServer
-from crawler.frontier.redis import RedisFrontier
+from crawler.frontier.redis import RedisFrontier, read_status
 from crawler.frontier.redis_partitions import LocalQueues, owned_partitions
 from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisServer
@@ -75,10 +75,16 @@ async def test_each_worker_pulls_only_the_hosts_of_its_own_partitions(redis_back
     workers = [await _partitioned(redis_backend, w) for w in ("a", "b", "c")]
     assert all(not f.shares_rates for f in workers), "politeness is each worker's own"
     await workers[0].push_many([Request.make(f"http://{h}/{i}") for h in HOSTS for i in range(3)])
+    assert redis_backend.redis is not None
+    queued = await read_status(redis_backend.redis.url, redis_backend.job, top_hosts=100)
+    assert sorted(h["host"] for h in queued["hosts"]) == sorted(HOSTS) and {h["queued"] for h in queued["hosts"]} == {3}
     await asyncio.sleep(1.1)  # every worker's view of the members is fresh at its next pop
     got = await asyncio.gather(*(_drain(f) for f in workers))
     assert sorted(r.url for batch in got for r in batch) == sorted(f"http://{h}/{i}" for h in HOSTS for i in range(3))
     layout = workers[0].layout
+    assert redis_backend.redis is not None
+    status = await read_status(redis_backend.redis.url, redis_backend.job)
+    assert status["done"] == 120 and status["queued"] == 0 and status["shards"] == 1
     for f, batch in zip(workers, got, strict=True):
         mine = owned_partitions(f.worker, ["a", "b", "c"], layout.partitions)
         assert {layout.partition_of(r.host) for r in batch} <= mine
