@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import run as bench_run
 from benchmarks.scale_model import MARK_END, MARK_START, carry_over, render
 
 
@@ -31,3 +37,22 @@ def test_the_projection_sizes_the_cluster_from_the_measured_cost_per_command() -
     # 100,000 pages/s need 2,000,000 commands/s: 15 masters.
     assert "| redis (2 processes) | 2,000,000 | 45 | 10.0 | 140,000 | **15** | 6,667 |" in block
     assert "7.0 / 6.0 / 7.0 (1.17)" in block
+
+
+def test_make_bench_rewriting_results_md_keeps_the_scale_model_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The path `make bench` ends on (`benchmarks.run` writing its report), through `--render`; no peers, no chart.
+    monkeypatch.setattr(bench_run, "ensure_peers", lambda **_: bench_run.Peers(None))
+    block = render([_row("memory", 1), _row("redis", 1, crawler_cpu_ms=1.1), _row("cluster", 2)], 999, 16)
+    results_md = tmp_path / "RESULTS.md"
+    results_md.write_text("# Benchmark results\n\nold tables\n\n" + block)
+    run_json = tmp_path / "run.json"
+    meta = {"date": "today", "args": "", "duration_min": 1, "machine": {"cores": "2"}, "problems": [],
+            "nginx": "nginx/test", "versions": {"crawler": "test"}, "load_before": 0.0, "load_after": 0.0}  # fmt: skip
+    run_json.write_text(json.dumps({"meta": meta}))
+    assert bench_run.main(["--render", str(run_json), "--results", str(results_md),
+                           "--chart", str(tmp_path / "chart.png")]) == 0  # fmt: skip
+    rewritten = results_md.read_text()
+    assert "old tables" not in rewritten and "**Versions**: crawler test." in rewritten
+    assert block.strip() in rewritten and rewritten.count(MARK_START) == 1 and rewritten.count(MARK_END) == 1
