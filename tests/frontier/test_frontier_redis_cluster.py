@@ -75,6 +75,27 @@ def test_the_cluster_url_names_every_node_and_keeps_our_options() -> None:
     assert target.url == "redis://user:pw@10.0.0.1:7000/" and target.where == "10.0.0.1:7000,10.0.0.2:7001"
 
 
+async def test_a_plain_redis_url_of_any_cluster_node_opens_the_whole_cluster(
+    redis_cluster: RedisClusterServers, tmp_path: Path
+) -> None:
+    # Autodetection: the frontier asks the node (INFO cluster) and opens the cluster it belongs to.
+    job = f"autodetect-{tmp_path.name}"
+    urls = [f"redis://127.0.0.1:{port}/?lease=5" for port in redis_cluster.ports]
+    first = await RedisFrontier.connect(urls[0], job, worker="a")
+    second = await RedisFrontier.connect(urls[2], job, worker="b")
+    try:
+        assert first.cluster and second.cluster
+        assert first.layout.shards == 3 and second.layout.prefixes == first.layout.prefixes
+        assert Counter(_master_of(redis_cluster, p + "x") for p in first.layout.prefixes) == {0: 1, 1: 1, 2: 1}
+        await first.push_many([Request.make(f"http://{h}/") for h in HOSTS])
+        popped = await drain(second)
+        assert sorted(r.url for r in popped) == sorted(f"http://{h}/" for h in HOSTS)
+    finally:
+        await first.close()
+        await second.close()
+        await RedisFrontier.discard(redis_cluster.url, job, force=True)
+
+
 async def test_a_crawls_shards_are_spread_evenly_over_the_masters(cluster_backend: Backend) -> None:
     assert isinstance(cluster_backend.redis, RedisClusterServers)
     cluster = cluster_backend.redis
