@@ -1040,6 +1040,10 @@ def _write_report(results: dict[str, Any], results_md: Path, chart_png: Path, js
     md = render_markdown(results)
     if not problem:
         md += f"\n![results]({os.path.relpath(chart_png, results_md.parent)})\n"
+    # Blocks other benchmarks keep in this file (the Redis scale model, between its markers) are carried over.
+    from benchmarks.scale_model import carry_over
+
+    md = carry_over(results_md.read_text() if results_md.exists() else "", md)
     results_md.write_text(md)
     log(f"\nwrote {results_md}\n")
     print(md)

@@ -223,7 +223,7 @@ class AuthConfig(_Section):
         return self
 
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 DEFAULT_USER_AGENT = "crawler/0.1 (+https://github.com/crawler/crawler)"
 
 
@@ -741,7 +741,7 @@ class Job(_Section):
     @classmethod
     def _known_frontier(cls, frontier: str) -> str:
         if frontier != "memory" and not frontier.startswith(REDIS_SCHEMES):
-            raise ValueError("frontier is 'memory' or a redis:// URL")
+            raise ValueError("frontier is 'memory', a redis:// URL or a redis+cluster://host:port,... URL")
         if frontier.startswith(("redis://", "rediss://")):
             try:
                 urlsplit(frontier).port  # noqa: B018  (parsing the port validates it)

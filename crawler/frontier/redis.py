@@ -1,65 +1,91 @@
-"""The distributed frontier: any number of processes share one crawl's queues, seen set and rate limits in Redis.
+"""The distributed frontier: any number of processes share one crawl's queues, seen set and politeness limits in
+Redis, one server or a Redis Cluster.
 
-Keys, all under `crawler:{JOB}:` (the braces make the job name a Redis Cluster hash tag, so every key of
-a crawl lives in one slot and the Lua scripts below may touch any of them):
+The crawl's keys are split into small global keys, under `crawler:{JOB}:`, and shards, each under a hash tag
+of its own, `crawler:{TAG}:` (see `crawler.frontier.redis_layout`: one shard whose tag is the job on one
+server, so every key shares one slot; several, spread over the masters, on a cluster). A host and all its URLs
+belong to one shard. Global keys:
 
-    seq                  STRING  last request id (INCR)
+    layout               STRING  {"shards": [TAG, ...]}: written once by the first process
+    workers              HASH    worker -> JSON {host, pid, items, started}
+    beat                 HASH    worker -> "<Redis time ms> <pages/s> <acked>": its last heartbeat
+    checkpoint           HASH    worker -> JSON checkpoint ({"items_offset": N} of that worker's file)
+    journal              HASH    worker -> "shard:id,id;shard:id": the ids its last checkpoint covers
+                                 (journaled crawls only: see Exactly-once below)
+    worker:<id>:alive    STRING  present while the worker runs (TTL min(lease, 15 s), renewed)
+
+Keys of each shard:
+
+    seq                  STRING  last request id of the shard (INCR)
     req                  HASH    id -> "<score> <host> <Request.to_dict() as JSON>"  (queued or leased)
     q:<host>             ZSET    queued ids of a host; score = -priority * 2**32 + id (priority, then FIFO)
-    ready                ZSET    hosts with queued work; score = earliest start (ms, Redis clock)
+    ready                ZSET    hosts with queued work; score = earliest start (ms, the shard's Redis clock)
     tat                  HASH    host -> GCRA theoretical arrival time (ms): the shared per-host rate
     rate                 HASH    host -> GCRA interval (ms) set by the last worker whose own rate for it changed
     pause                HASH    host -> until when (ms) every worker holds it (Retry-After)
     slots                HASH    host -> requests in flight, all workers together (capped at per_host)
     slot                 HASH    leased id -> host, while the id holds one of its host's slots
     waiting              HASH    host -> "<worker> <ms>": a worker its cap held back, served next (fairness)
-    leased               ZSET    leased ids; score = lease expiry (ms, Redis clock)
+    leased               ZSET    leased ids; score = lease expiry (ms)
+    limbo                SET     expired leases of a journaled crawl, until their worker's journal is read
     owner                HASH    leased id -> worker identity
-    worker:<id>:leases   SET     ids leased by one worker (released when it restarts or closes)
-    worker:<id>:alive    STRING  present while the worker runs (TTL min(lease, 15 s), renewed)
-    workers              HASH    worker -> JSON {host, pid, items, started}
-    beat                 HASH    worker -> "<Redis time ms> <pages/s> <acked>": its last heartbeat (renewal)
-    checkpoint           HASH    worker -> JSON checkpoint ({"items_offset": N} of that worker's file)
-    seen:<hhhh>          SET     fingerprints whose top 16 bits are hhhh, as their low 48 bits: 65,536
-                                 small integer sets that Redis stores as packed intsets (8 bytes a URL)
+    worker:<id>:leases   SET     ids leased by one worker
+    seen:<hhhh>          SET     fingerprints whose top bits are hhhh, as their low bits: small integer sets
+                                 that Redis stores as packed intsets (8 bytes a URL)
     stats                HASH    queued, pushed, seen, acked, requeued, lost_leases
     done                 HASH    host -> pages acked
 
-Outages: every call rides out a Redis outage (connection refused or reset, a timeout, a server still loading
-its AOF) by waiting and retrying with backoff for up to `?outage=SECONDS` (default 60): the crawl pauses.
-When Redis answers again, this worker's leases are renewed before anything else, so no process reclaims them;
-past the limit, or if Redis came back without the crawl's data, the calls raise `FrontierUnavailable`.
+A request's token (`Request.token`) is its shard's id with the shard folded in (`Layout.token`).
 
-Every state change is one Lua script (`crawler/frontier/lua/*.lua`, read once at import and shipped in the
-wheel), so it is atomic across processes: push (dedup + enqueue), pop (token bucket + lease), ack (release +
-checkpoint), renew, and reclaim (expired leases back to their host's queue, run by every process as part of
-looking for ready hosts).
+Exactly-once. On one slot, an ack finishes the requests and stores the worker's checkpoint in one script. When
+the shards span slots (a cluster), a commit is journaled: (1) one script in the global slot stores the
+checkpoint together with the ids it covers (`journal`); (2) one ack script per shard finishes them. A
+worker that dies between the two leaves its committed ids leased; when their leases expire they go to the
+shard's `limbo`, not back to a queue, and the first process to see them there (once the worker's liveness
+key is gone) reads the worker's journal: committed ids are finished, the others queued again. A restarted
+worker, and `crawler status --repair`, replay the journal first. So a page is finished exactly when its item
+is below its worker's checkpoint, as on one slot.
+
+Outages: every call rides out a Redis outage (connection refused or reset, a timeout, a server still loading
+its AOF, a cluster without quorum) by waiting and retrying with backoff for up to `?outage=SECONDS` (default
+60): the crawl pauses. When Redis answers again, this worker's leases are renewed before anything else, so no
+process reclaims them; past the limit, or if Redis came back without the crawl's data, the calls raise
+`FrontierUnavailable`.
+
+Every state change is one Lua script (`crawler/frontier/lua/*.lua`) within one slot, so it is atomic across
+processes: push (dedup + enqueue), pop (the shared limits + lease), ack (finish + checkpoint), commit (journal
++ checkpoint), renew, beat, release, and reclaim (expired leases back to their queue or to limbo, run by every
+process as part of looking for ready hosts).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import heapq
 import logging
 import os
 import secrets
 import socket
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from importlib import resources
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
 from crawler.frontier.base import FrontierBase, FrontierUnavailable
+from crawler.frontier.redis_client import open_client, split_url
+from crawler.frontier.redis_layout import Layout, key_prefix
+from crawler.frontier.redis_ops import discard, parse_journal, read_status, repair
+from crawler.frontier.redis_partitions import LocalQueues, owned_partitions
+from crawler.frontier.redis_scripts import SCRIPTS
 from crawler.model.request import Request
 from crawler.model.seen import CompactSeenSet
 
-__all__ = ["RedisFrontier", "WorkerBusy"]
+__all__ = ["RedisFrontier", "WorkerBusy", "key_prefix", "read_status", "repair"]
 
 T = TypeVar("T")
 
@@ -67,57 +93,58 @@ log = logging.getLogger("crawler.frontier")
 
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_OUTAGE_SECONDS = 60.0
-# What an outage looks like from here (BusyLoadingError, a server still loading its AOF, is a ConnectionError).
-_OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError)
+# What an outage looks like from here (BusyLoadingError, a server still loading its AOF, is a ConnectionError;
+# a cluster that lost a master answers CLUSTERDOWN, or TRYAGAIN while its slots move).
+_OUTAGE_ERRORS = (redis_errors.ConnectionError, redis_errors.TimeoutError, redis_errors.ClusterDownError,
+                  redis_errors.TryAgainError)  # fmt: skip
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 2.0
-_SOCKET_TIMEOUT, _CONNECT_TIMEOUT = 10.0, 5.0
 # A worker's liveness key outlives it by at most this: a restarted worker waits this long for its identity.
 _ALIVE_SECONDS = 15.0
-_SEEN_BUCKET_BITS = 16
-_SEEN_MEMBER_MASK = (1 << (64 - _SEEN_BUCKET_BITS)) - 1
 _PRIORITY_LIMIT = 1 << 20  # keeps -priority * 2**32 + id exact in a double
-# Like the local HostLimiter: a bucket holds 0.1 s of requests, so 20/s is spread over the second.
 _MAX_READY_HOSTS = 256
 _PUSH_BATCH = 1000
 _READY_HORIZON_MS = 1000  # also list hosts that may start within this, to know when to wake up
 _READY_CACHE_SECONDS = 0.2  # reuse the ready hosts of the last reply for this long: one round trip a pop
 _CLOCK_SLACK = 0.002
 _IDLE_POLL_SECONDS = 0.05
+_SETTLE_EVERY = 1.0  # look at a shard's limbo at most this often
+# Host-partitioned workers: how often to read the live workers (a joining one gets its share this fast), and
+# how many pulled requests to keep at hand (four pops' worth, within these bounds), at most so many per host.
+_MEMBERS_EVERY = 1.0
+_PULL_MIN, _PULL_MAX, _PULL_PER_HOST = 64, 1024, 16
 
 
 class WorkerBusy(RuntimeError):
     """The worker identity is held by a live process."""
 
 
-def _load_script(name: str) -> str:
-    """The source of `lua/<name>.lua`, with the shared prelude in front when it uses it. Read once, at import."""
-    text = (_LUA / f"{name}.lua").read_text(encoding="utf-8")
-    return (_LUA / "prelude.lua").read_text(encoding="utf-8") + text if name in _USES_PRELUDE else text
+class _Shard:
+    """One shard's keys, and what this process knows of it: the hosts ready there (from its last reply, on the
+    local clock), the slots to give back and the pauses to send with the next call."""
 
+    __slots__ = ("ack_keys", "index", "k_leased", "k_limbo", "k_my_leases", "k_owner", "k_stats", "pauses",
+                 "pop_keys", "prefix", "push_keys", "ready", "ready_at", "release_keys", "releases",
+                 "settled_at")  # fmt: skip
 
-# Every state change is one script, so it is atomic across processes. The sources ship in the wheel
-# (crawler/frontier/lua/*.lua); each file's header states its KEYS, ARGV and reply.
-_LUA = resources.files("crawler.frontier") / "lua"
-_USES_PRELUDE = frozenset({"pop", "ack", "renew", "release"})
-_SCRIPTS = {name: _load_script(name) for name in ("push", "pop", "ack", "renew", "release")}
-
-
-def key_prefix(job_name: str) -> str:
-    """`crawler:{JOB}:`: the prefix of every key of a crawl (the job name is the Cluster hash tag)."""
-    return f"crawler:{{{job_name}}}:"
-
-
-def _split_url(url: str) -> tuple[str, dict[str, str]]:
-    """Separate our options (`?lease=SECONDS`, `?outage=SECONDS`) from the URL handed to redis-py."""
-    parts = urlsplit(url)
-    ours: dict[str, str] = {}
-    rest = []
-    for k, v in parse_qsl(parts.query, keep_blank_values=True):
-        if k in ("lease", "outage"):
-            ours[k] = v
-        else:
-            rest.append((k, v))
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+    def __init__(self, index: int, prefix: str, worker: str) -> None:
+        p = self.prefix = prefix
+        self.index = index
+        self.k_leased, self.k_owner, self.k_stats, self.k_limbo = p + "leased", p + "owner", p + "stats", p + "limbo"
+        self.k_my_leases = f"{p}worker:{worker}:leases"
+        ready, req = p + "ready", p + "req"
+        self.pop_keys = [ready, req, self.k_leased, self.k_owner, self.k_my_leases, p + "tat", self.k_stats,
+                         p + "slots", p + "slot", p + "pause", p + "rate"]  # fmt: skip
+        # `checkpoint` here is the global one when the shard shares the job's slot (ack stores it), else unused.
+        self.ack_keys = [ready, req, self.k_leased, self.k_owner, self.k_my_leases, self.k_stats,
+                         p + "checkpoint", p + "done", p + "slots", p + "slot"]  # fmt: skip
+        self.release_keys = [ready, self.k_leased, self.k_owner, req, self.k_stats, self.k_my_leases,
+                             p + "slots", p + "slot"]  # fmt: skip
+        self.push_keys = [p + "seq", req, ready, self.k_stats]
+        self.ready: list[tuple[str, float]] = []  # (host, local monotonic start), soonest first
+        self.ready_at = 0.0
+        self.releases: list[int] = []  # ids whose host slot goes back with the next call
+        self.pauses: dict[str, float] = {}  # host -> seconds to pause it for, sent with the next call
+        self.settled_at = 0.0
 
 
 class RedisFrontier(FrontierBase):
@@ -129,49 +156,55 @@ class RedisFrontier(FrontierBase):
     or a one-off `HOST-PID-RANDOM` (a crawl without an items file has nothing to resume).
     """
 
-    def __init__(self, client: aioredis.Redis, job_name: str, worker: str, *, lease_timeout: float,
+    def __init__(self, client: Any, layout: Layout, worker: str, *, lease_timeout: float,
                  items: str | None = None, outage_limit: float = DEFAULT_OUTAGE_SECONDS,
-                 per_host: int | None = None) -> None:  # fmt: skip
-        self.job_name = job_name
+                 per_host: int | None = None, where: str = "Redis", cluster: bool = False) -> None:  # fmt: skip
+        self.job_name = layout.job
+        self.layout = layout
+        self.cluster = cluster
         # In-flight requests per host for all processes together (a lease-based semaphore); 0: no cap here.
         self.per_host = per_host or 0
-        self._releases: list[int] = []  # ids whose host slot goes back with the next pop
-        self._pauses: dict[str, float] = {}  # host -> seconds to pause it for, sent with the next pop
         self._rates_seen: dict[str, float] = {}  # host -> the last GCRA interval this worker's own limiter gave
         self.worker: str = worker
         self.items = items
         self.lease_timeout = lease_timeout
         self.outage_limit = outage_limit
         self._r = client
-        kwargs = client.connection_pool.connection_kwargs
-        self._where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        self._where = where
         self._outage_since: float | None = None  # monotonic time of the first failure of the current outage
         self._outage_error = ""
         self._gave_up: FrontierUnavailable | None = None
         self._reconnect_lock = asyncio.Lock()
-        p = self._prefix = key_prefix(job_name)
-        self._k_seq, self._k_req, self._k_ready = p + "seq", p + "req", p + "ready"
-        self._k_tat, self._k_leased, self._k_owner = p + "tat", p + "leased", p + "owner"
-        self._k_slots, self._k_slot, self._k_pause, self._k_rate = p + "slots", p + "slot", p + "pause", p + "rate"
-        self._k_stats, self._k_checkpoint, self._k_done = p + "stats", p + "checkpoint", p + "done"
-        self._k_workers, self._k_beat = p + "workers", p + "beat"
-        self._k_my_leases = f"{p}worker:{worker}:leases"
+        p = self._prefix = layout.prefix
+        self._k_checkpoint, self._k_journal = p + "checkpoint", p + "journal"
+        self._k_workers, self._k_beat, self._k_members = p + "workers", p + "beat", p + "members"
         self._k_alive = f"{p}worker:{worker}:alive"
         self._alive_value = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._push_script = client.register_script(_SCRIPTS["push"])
-        self._pop_script = client.register_script(_SCRIPTS["pop"])
-        self._ack_script = client.register_script(_SCRIPTS["ack"])
-        self._renew_script = client.register_script(_SCRIPTS["renew"])
-        self._release_script = client.register_script(_SCRIPTS["release"])
-        self._outstanding: dict[int, Request] = {}
-        self._acking: set[int] = set()  # ids whose ack is on its way: a renewal racing it may not find them
+        # What the scripts need to know of the crawl's design (see keys_of in lua/prelude.lua).
+        self._mode = ("j" if layout.journaled else "") + ("p" if layout.partitioned else "") or "-"
+        self.partitioned = layout.partitioned
+        # Host-partitioned workers hold politeness themselves (the engine's limiter); see redis_partitions.
+        self.shares_rates = not layout.partitioned
+        self._local = LocalQueues()
+        self._members: tuple[str, ...] = ()
+        self._members_at = 0.0
+        self._owned: dict[int, list[int]] = {}  # shard -> partitions this worker owns there
+        self._owned_set: set[int] = set()
+        self._handover: set[int] = set()  # partitions lost to another worker, to unlock once drained
+        self._pulled_at = 0.0
+        self._pull_dry = False  # the last pull found nothing
+        self._want = _PULL_MIN
+        self._shards = [_Shard(i, prefix, worker) for i, prefix in enumerate(layout.prefixes)]
+        self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._outstanding: dict[int, Request] = {}  # token -> request, leased by this worker
+        self._acking: set[int] = set()  # tokens whose ack is on its way: a renewal racing it may not find them
+        # Journaled crawls: ids committed (in the journal) whose ack on their shard has not been applied yet.
+        self._unapplied: dict[int, list[int]] = {}
         self._acked = 0  # pages this worker acked, and when and at what count it last sent a heartbeat
         self._beat_at, self._beat_acked = time.monotonic(), 0
         self._ack_lock = asyncio.Lock()
+        self._settling = False
         self._rate_of: Callable[[str], float | None] | None = None
-        # Hosts with queued work and when each may start (local monotonic time), from the last reply.
-        self._ready: list[tuple[str, float]] = []
-        self._ready_at = 0.0
         # Fingerprints pushed or popped by this process: certainly in the shared seen set already.
         self._known = CompactSeenSet()
         self._keepalive: asyncio.Task[None] | None = None
@@ -188,23 +221,27 @@ class RedisFrontier(FrontierBase):
                       per_host: int | None = None) -> RedisFrontier:  # fmt: skip
         """Connect, claim a worker identity, and put back what a previous run under it left leased.
 
-        `url` is a redis-py URL; `?lease=SECONDS` sets the lease timeout (default 60 s): how long the
-        work of a crashed process stays leased before others take it; `?outage=SECONDS` how long to wait
-        out a Redis outage before giving up (default 60 s). `wait` bounds how long to wait for the identity's
-        previous holder to expire (default: its liveness timeout, at most 15 s). `per_host` caps each host's
-        requests in flight across every process (`concurrency.per_host`).
+        `url` is a redis-py URL, or `redis+cluster://host:port,host:port` (a `redis://` URL of a cluster node
+        works too: see `crawler.frontier.redis_client`); `?lease=SECONDS` sets the lease timeout (default 60 s):
+        how long the work of a crashed process stays leased before others take it; `?outage=SECONDS` how long
+        to wait out a Redis outage before giving up (default 60 s); `?shards=N` the number of shards of a new
+        crawl (default: one on a server, one per master on a cluster); `?partitions=N` starts a new crawl with
+        host-partitioned workers (`crawler.frontier.redis_partitions`). `wait` bounds how long to wait for the
+        identity's previous holder to expire (default: its liveness timeout, at most 15 s). `per_host` caps
+        each host's requests in flight across every process (`concurrency.per_host`).
         """
-        redis_url, opts = _split_url(url)
-        lease = float(opts.get("lease", lease_timeout or DEFAULT_LEASE_SECONDS))
-        outage = float(opts.get("outage", DEFAULT_OUTAGE_SECONDS))
-        client = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT,
-                                   socket_connect_timeout=_CONNECT_TIMEOUT)  # fmt: skip
+        target = split_url(url)
+        lease = float(target.options.get("lease", lease_timeout or DEFAULT_LEASE_SECONDS))
+        outage = float(target.options.get("outage", DEFAULT_OUTAGE_SECONDS))
+        shards = int(target.options["shards"]) if "shards" in target.options else None
+        partitions = int(target.options["partitions"]) if "partitions" in target.options else None
+        client, cluster = await open_client(target)
         try:
-            await client.ping()
+            layout = await Layout.load(client, job_name, cluster=cluster, shards=shards, partitions=partitions)
             identity = await _claim_identity(client, job_name, worker, items, lease,
                                              _alive_seconds(lease) + 1.0 if wait is None else wait)  # fmt: skip
-            self = cls(client, job_name, identity, lease_timeout=lease, items=items, outage_limit=outage,
-                       per_host=per_host)
+            self = cls(client, layout, identity, lease_timeout=lease, items=items, outage_limit=outage,
+                       per_host=per_host, where=target.where, cluster=cluster)  # fmt: skip
             await self._start()
         except BaseException:
             await client.aclose()
@@ -215,13 +252,25 @@ class RedisFrontier(FrontierBase):
         items = _absolute(self.items.replace("{worker}", self.worker)) if self.items else None
         info = {"host": socket.gethostname(), "pid": os.getpid(), "items": items, "started": time.time()}
         await self._r.hset(self._k_workers, self.worker, orjson.dumps(info).decode())
-        released = await self._release_script(keys=self._release_keys(), args=[self._prefix, self.worker])
+        # What a previous run under this identity committed is finished, the rest of its leases queued again.
+        committed = parse_journal(await self._r.hget(self._k_journal, self.worker)) if self.layout.journaled else {}
+        released = sum(await asyncio.gather(*(self._release(sh, committed.get(sh.index, ())) for sh in self._shards)))
+        if committed:
+            await self._r.hdel(self._k_journal, self.worker)
         if released:
             log.info(
                 "worker %s: %d requests leased by its previous run are queued again", self.worker, released
             )
         await self.renew()  # the first heartbeat: `crawler status` shows the worker at once
+        if self.partitioned:
+            await self._refresh_members()  # a member from now on: the others make room before it pops
         self._keepalive = asyncio.create_task(self._renew_forever(), name=f"frontier-leases-{self.worker}")
+
+    async def _release(self, shard: _Shard, committed: Iterable[int] = (), ids: Iterable[int] = ()) -> int:
+        """Finish `committed` and put this worker's leases among `ids` (none: all of them) back on the queues."""
+        done = list(committed)
+        return int(await self._scripts["release"](keys=shard.release_keys, args=[
+            shard.prefix, self.worker, self._mode, len(done), *done, *ids]))  # fmt: skip
 
     async def close(self) -> None:
         if self._closed:
@@ -238,15 +287,27 @@ class RedisFrontier(FrontierBase):
             if self._gave_up is None and self._outage_since is None:
                 if self._outstanding:
                     # Popped but not finished (stopped mid-crawl): let the other processes have them now.
-                    await self._release_script(keys=self._release_keys(),
-                                               args=[self._prefix, self.worker, *self._outstanding])  # fmt: skip
+                    by_shard = self._by_shard(self._outstanding)
+                    await asyncio.gather(*(self._release(self._shards[s], self._unapplied.get(s, ()), ids)
+                                           for s, ids in by_shard.items()))  # fmt: skip
                     self._outstanding.clear()
+                if self.partitioned:
+                    await self._leave()
                 await self._r.delete(self._k_alive)
         except _OUTAGE_ERRORS as exc:
             log.warning("worker %s: could not hand back its leases (%s): they expire within %gs",
                         self.worker, _describe(exc), self.lease_timeout)  # fmt: skip
         finally:
             await self._r.aclose()
+
+    def _by_shard(self, tokens: Iterable[int]) -> dict[int, list[int]]:
+        """Tokens grouped by shard, as each shard's own ids."""
+        out: dict[int, list[int]] = defaultdict(list)
+        split = self.layout.split
+        for token in tokens:
+            shard, rid = split(token)
+            out[shard].append(rid)
+        return out
 
     # -- outages -----------------------------------------------------------------------------------
 
@@ -304,11 +365,14 @@ class RedisFrontier(FrontierBase):
     async def _release_orphans(self) -> int:
         """Requests leased to this worker that it never received (a pop whose reply was lost with the
         connection): back on their queues now, not when their lease expires."""
-        leased = await self._r.smembers(self._k_my_leases)
-        orphans = [rid for rid in leased if int(rid) not in self._outstanding]
-        if not orphans:
-            return 0
-        return int(await self._release_script(keys=self._release_keys(), args=[self._prefix, self.worker, *orphans]))
+        released = 0
+        token = self.layout.token
+        for sh in self._shards:
+            leased = await self._r.smembers(sh.k_my_leases)
+            orphans = [rid for rid in map(int, leased) if token(sh.index, rid) not in self._outstanding]
+            if orphans:
+                released += await self._release(sh, self._unapplied.get(sh.index, ()), orphans)
+        return released
 
     def _give_up(self, why: str) -> None:
         self._gave_up = FrontierUnavailable(
@@ -320,28 +384,7 @@ class RedisFrontier(FrontierBase):
     @staticmethod
     async def discard(url: str, job_name: str, *, force: bool = False) -> int:
         """Delete every key of the crawl (`crawler run --fresh`); refuses while a worker is alive."""
-        redis_url, _ = _split_url(url)
-        client = aioredis.from_url(redis_url, decode_responses=True)
-        try:
-            pattern = _glob_escape(key_prefix(job_name)) + "*"
-            if not force:
-                alive = [k async for k in client.scan_iter(match=pattern[:-1] + "worker:*:alive", count=1000)]
-                if alive:
-                    raise WorkerBusy(
-                        f"{len(alive)} worker(s) of job {job_name!r} are running; stop them first"
-                    )
-            deleted = 0
-            batch: list[str] = []
-            async for key in client.scan_iter(match=pattern, count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    deleted += await client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                deleted += await client.unlink(*batch)
-            return deleted
-        finally:
-            await client.aclose()
+        return await discard(url, job_name, force=force, busy=WorkerBusy)
 
     # Per-host rates are GCRA buckets in Redis, consulted by the pop script: one rate for all processes.
     shares_rates = True
@@ -354,7 +397,8 @@ class RedisFrontier(FrontierBase):
 
     async def push_many(self, requests: Iterable[Request]) -> int:
         """Push, coalesced: the pushes of every worker that arrive while a push is on its way go out together
-        in the next script call (one round trip for many pages' links), and each caller waits for its own."""
+        in the next script call per shard (one round trip for many pages' links), and each caller waits for
+        its own."""
         known = self._known
         # Pushed or popped here before, so in the shared seen set already: no round trip for those.
         batch = [req for req in requests if req.dont_filter or req.fingerprint not in known]
@@ -375,9 +419,7 @@ class RedisFrontier(FrontierBase):
                 group, self._push_queue = self._push_queue, []
                 requests = [req for batch, _ in group for req in batch]
                 try:
-                    flags = ""
-                    for start in range(0, len(requests), _PUSH_BATCH):  # one call must not hold Redis long
-                        flags += await self._push_batch(requests[start : start + _PUSH_BATCH])
+                    fresh = await self._push_all(requests)
                 except Exception as exc:  # FrontierUnavailable included: every waiting caller gets it
                     for _, done in group:
                         if not done.done():
@@ -386,14 +428,37 @@ class RedisFrontier(FrontierBase):
                 at = 0
                 for batch, done in group:
                     if not done.done():
-                        done.set_result(flags.count("1", at, at + len(batch)))
+                        done.set_result(sum(fresh[at : at + len(batch)]))
                     at += len(batch)
 
-    async def _push_batch(self, requests: list[Request]) -> str:
-        keys = [self._k_seq, self._k_req, self._k_ready, self._k_stats]
+    async def _push_all(self, requests: list[Request]) -> list[bool]:
+        """Push `requests` to their shards (one script call per shard and batch, concurrently); whether each
+        was new, in order."""
+        fresh = [False] * len(requests)
+        if self.layout.shards == 1:
+            groups = {0: list(range(len(requests)))}
+        else:
+            groups = defaultdict(list)
+            shard_of = self.layout.shard_of
+            for i, req in enumerate(requests):
+                groups[shard_of(req.host)].append(i)
+        calls = []
+        for shard, indexes in groups.items():
+            for start in range(0, len(indexes), _PUSH_BATCH):  # one call must not hold Redis long
+                calls.append(self._push_batch(self._shards[shard], requests, indexes[start : start + _PUSH_BATCH]))
+        for indexes, flags in [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls):
+            for i, flag in zip(indexes, flags, strict=True):
+                fresh[i] = flag == "1"
+        return fresh
+
+    async def _push_batch(self, shard: _Shard, requests: list[Request], indexes: list[int]) -> tuple[list[int], str]:
+        keys = list(shard.push_keys)
         index: dict[str, int] = {}
-        args: list[Any] = []
-        prefix = self._prefix
+        partitioned = self.partitioned
+        partition_of = self.layout.partition_of
+        args: list[Any] = ["p" if partitioned else "-"]
+        prefix = shard.prefix
+        seen = self.layout.seen
         sent: list[int] = []
 
         def key_index(key: str) -> int:
@@ -403,41 +468,59 @@ class RedisFrontier(FrontierBase):
                 i = index[key] = len(keys)
             return i
 
-        for req in requests:
+        for i in indexes:
+            req = requests[i]
             if req.dont_filter:
                 seen_idx, member = 0, 0
             else:
                 fp = req.fingerprint
                 sent.append(fp)
-                seen_idx = key_index(f"{prefix}seen:{fp >> (64 - _SEEN_BUCKET_BITS):04x}")
-                member = fp & _SEEN_MEMBER_MASK
+                seen_key, member = seen(shard.index, fp)
+                seen_idx = key_index(seen_key)
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
             args += (seen_idx, member, key_index(f"{prefix}q:{req.host}"), req.host, priority,
                      orjson.dumps(req.to_dict()).decode())  # fmt: skip
-        flags = str(await self._call(lambda: self._push_script(keys=keys, args=args)))
+            if partitioned:
+                args.append(partition_of(req.host))
+        script = self._scripts["push"]
+        flags = str(await self._call(lambda: script(keys=keys, args=args)))
         for fp in sent:
             self._known.add(fp)
-        return flags
+        return indexes, flags
 
     async def pop_ready(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
         if limit <= 0:
             return []
-        cached = time.monotonic() - self._ready_at < _READY_CACHE_SECONDS
-        if not cached:
-            await self._pop([], 0)  # which hosts are ready
+        if self.partitioned:
+            return await self._pop_partitioned(limit, budget)
+        now = time.monotonic()
+        stale = [sh for sh in self._shards if now - sh.ready_at >= _READY_CACHE_SECONDS]
+        if stale:
+            await self._refresh(stale)  # which hosts are ready
         picks = self._pick(limit, budget)
-        if not picks and cached:
-            await self._pop([], 0)
+        if not picks and len(stale) < len(self._shards):
+            await self._refresh([sh for sh in self._shards if sh not in stale])
             picks = self._pick(limit, budget)
         if not picks:
             return []
-        reply = await self._pop(picks, limit)
-        n = int(reply[1])
+        calls = [self._pop(self._shards[s], shard_picks, sum(p[1] for p in shard_picks))
+                 for s, shard_picks in picks.items()]  # fmt: skip
+        replies = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
         out: list[Request] = []
+        for shard, reply in zip(picks, replies, strict=True):
+            self._take_requests(shard, reply, out)
+        if not out:
+            for sh in self._shards:
+                sh.ready_at = 0.0  # look again next time rather than trust the cached hosts
+        return out
+
+    def _take_requests(self, shard: int, reply: list[Any], out: list[Request]) -> None:
+        """The requests a pop or pull reply leased to this worker, appended to `out` (and now outstanding)."""
         outstanding = self._outstanding
         known = self._known
-        for i in range(2, 2 + n, 2):
-            rid = int(reply[i])
+        token = self.layout.token
+        for i in range(3, 3 + int(reply[2]), 2):
+            rid = token(shard, int(reply[i]))
             record = reply[i + 1]
             if record is None:  # cannot happen: a queued id always has its record
                 continue
@@ -446,55 +529,82 @@ class RedisFrontier(FrontierBase):
             outstanding[rid] = req
             known.add(req.fingerprint)
             out.append(req)
-        if not out:
-            self._ready_at = 0.0  # look again next time rather than trust the cached hosts
-        return out
 
-    async def _pop(self, picks: list[tuple[str, int, float, int]], limit: int) -> list[Any]:
-        """One call of the pop script (with no picks: only the ready hosts), carrying the slots given back
-        and the pauses asked for since the last call; caches the ready hosts of the reply."""
-        releases, self._releases = self._releases, []
-        pauses, self._pauses = self._pauses, {}
-        keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_tat,
-                self._k_stats, self._k_slots, self._k_slot, self._k_pause, self._k_rate]  # fmt: skip
-        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, self._prefix, _MAX_READY_HOSTS,
-                           _READY_HORIZON_MS, self.per_host, len(releases), *releases, len(pauses)]  # fmt: skip
+    async def _refresh(self, shards: list[_Shard]) -> None:
+        if len(shards) == 1:
+            await self._pop(shards[0], [], 0)
+        else:
+            await asyncio.gather(*(self._pop(sh, [], 0) for sh in shards))
+
+    async def _pop(self, shard: _Shard, picks: list[tuple[str, int, float, int]], limit: int) -> list[Any]:
+        """One call of the pop script on one shard (with no picks: only its ready hosts), carrying the slots
+        given back and the pauses asked for since the last call; caches the shard's ready hosts of the reply."""
+        releases, shard.releases = shard.releases, []
+        pauses, shard.pauses = shard.pauses, {}
+        keys = list(shard.pop_keys)
+        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, shard.prefix, _MAX_READY_HOSTS,
+                           _READY_HORIZON_MS, self.per_host, self._mode, len(releases), *releases,
+                           len(pauses)]  # fmt: skip
         for host, seconds in pauses.items():
             args += (host, int(seconds * 1000))
+        prefix = shard.prefix
         for host, allowance, interval, share in picks:
-            keys.append(f"{self._prefix}q:{host}")
+            keys.append(f"{prefix}q:{host}")
             args += (host, allowance, interval, share)
-        reply: list[Any] = await self._call(lambda: self._pop_script(keys=keys, args=args))
-        self._take_ready(reply, 2 + int(reply[1]))
+        script = self._scripts["pop"]
+        reply: list[Any] = await self._call(lambda: script(keys=keys, args=args))
+        self._take_ready(shard, reply, 3 + int(reply[2]))
+        await self._maybe_settle(shard, reply)
         return reply
 
-    def _take_ready(self, reply: list[Any], start: int) -> None:
-        """Cache the ready hosts of a pop reply, with their start times on the local clock."""
-        now = time.monotonic()
-        offset = now - float(reply[0]) / 1000  # Redis ms -> local monotonic seconds
-        self._ready = [(reply[i], float(reply[i + 1]) / 1000 + offset) for i in range(start, len(reply), 2)]
-        self._ready_at = now
+    async def _maybe_settle(self, shard: _Shard, reply: list[Any]) -> None:
+        """A pop or pull reply says the shard has leases in limbo: settle them (at most once a second)."""
+        if int(reply[1]) and not self._settling and time.monotonic() - shard.settled_at >= _SETTLE_EVERY:
+            shard.settled_at = time.monotonic()
+            self._settling = True
+            try:
+                await self._settle_limbo(shard)
+            finally:
+                self._settling = False
 
-    def _pick(self, limit: int, budget: Callable[[str], int]) -> list[tuple[str, int, float, int]]:
-        """(host, allowance, GCRA interval ms, share) for the cached hosts that may start now. `share` is 1 when
-        this worker's own rate for the host changed (Crawl-delay, an adaptive step): the new rate then becomes
-        the one every process uses; otherwise the shared rate wins."""
+    def _take_ready(self, shard: _Shard, reply: list[Any], start: int) -> None:
+        """Cache a shard's ready hosts of a pop reply, with their start times on the local clock."""
+        now = time.monotonic()
+        offset = now - float(reply[0]) / 1000  # the shard's Redis ms -> local monotonic seconds
+        shard.ready = [(reply[i], float(reply[i + 1]) / 1000 + offset) for i in range(start, len(reply), 2)]
+        shard.ready_at = now
+
+    def _ready_hosts(self) -> Iterator[tuple[str, float, int]]:
+        """(host, start, shard) of every cached ready host, soonest first."""
+        if len(self._shards) == 1:
+            for host, start in self._shards[0].ready:
+                yield host, start, 0
+            return
+        lists = [[(start, host, sh.index) for host, start in sh.ready] for sh in self._shards if sh.ready]
+        for start, host, shard in heapq.merge(*lists):
+            yield host, start, shard
+
+    def _pick(self, limit: int, budget: Callable[[str], int]) -> dict[int, list[tuple[str, int, float, int]]]:
+        """Per shard, (host, allowance, GCRA interval ms, share) for the cached hosts that may start now, at
+        most `limit` requests in all. `share` is 1 when this worker's own rate for the host changed
+        (Crawl-delay, an adaptive step): the new rate then becomes the one every process uses; otherwise the
+        shared rate wins."""
         now = time.monotonic() + _CLOCK_SLACK
         rates = self._rate_of
         seen = self._rates_seen
-        picks = []
+        picks: dict[int, list[tuple[str, int, float, int]]] = {}
         wanted = 0
-        for host, start in self._ready:
+        for host, start, shard in self._ready_hosts():
             if start > now:
                 continue
-            allowance = budget(host)
+            allowance = min(budget(host), limit - wanted)
             if allowance <= 0:
                 continue
             rate = rates(host) if rates is not None else None
             interval = 1000.0 / rate if rate else 0.0
             before = seen.get(host)
             seen[host] = interval
-            picks.append((host, allowance, interval, int(before is not None and before != interval)))
+            picks.setdefault(shard, []).append((host, allowance, interval, int(before is not None and before != interval)))
             wanted += allowance
             if wanted >= limit:
                 break
@@ -502,53 +612,89 @@ class RedisFrontier(FrontierBase):
 
     def release(self, request: Request) -> None:
         """The engine is done with `request` (its fetch and stages ended and no retry waits): its host's slot
-        goes back to all processes with the next call."""
-        if self.per_host and request.token is not None:
-            self._releases.append(request.token)
+        goes back to all processes with the next call to its shard."""
+        if self.per_host and request.token is not None and not self.partitioned:
+            shard, rid = self.layout.split(request.token)
+            self._shards[shard].releases.append(rid)
 
     def pause(self, host: str, seconds: float) -> None:
         """`host` asked to wait `seconds` (Retry-After): every process holds it, from the next call on."""
-        self._pauses[host] = max(seconds, self._pauses.get(host, 0.0))
-        self._ready_at = 0.0
+        if self.partitioned:
+            return  # only this worker fetches from the host: the engine's own limiter holds the pause
+        shard = self._shards[self.layout.shard_of(host)]
+        shard.pauses[host] = max(seconds, shard.pauses.get(host, 0.0))
+        shard.ready_at = 0.0
 
     async def ack(self, requests: Sequence[Request], checkpoint: dict[str, Any] | None = None) -> None:
-        ids = [r.token for r in requests if r.token is not None]
+        tokens = [r.token for r in requests if r.token is not None]
         payload = orjson.dumps(checkpoint).decode() if checkpoint is not None else ""
-        if not ids and not payload:
+        if not tokens and not payload:
             return
-        keys = [self._k_ready, self._k_req, self._k_leased, self._k_owner, self._k_my_leases, self._k_stats,
-                self._k_checkpoint, self._k_done, self._k_slots, self._k_slot]  # fmt: skip
-        args = [self.worker, payload, self._prefix, *ids]
         # Serialised: a later checkpoint (a larger offset) must never be overwritten by an earlier one.
         async with self._ack_lock:
-            self._acking.update(ids)
+            self._acking.update(tokens)
             try:
-                lost = await self._call(lambda: self._ack_script(keys=keys, args=args))
+                if self.layout.journaled:
+                    lost = await self._ack_journaled(tokens, payload)
+                else:
+                    shard = self._shards[0]
+                    script = self._scripts["ack"]
+                    args = [self.worker, payload, shard.prefix, self._mode, *tokens]
+                    lost = int(await self._call(lambda: script(keys=shard.ack_keys, args=args)))
             except FrontierUnavailable:
                 # Nothing acked: these pages are fetched again after a restart, as after a crash (the items
                 # past the checkpoint are cut off then). The error itself reaches the engine once, elsewhere.
                 return
             finally:
-                self._acking.difference_update(ids)
-        self._acked += len(ids) - int(lost)
-        for rid in ids:
-            self._outstanding.pop(rid, None)
+                self._acking.difference_update(tokens)
+        self._acked += len(tokens) - lost
+        for token in tokens:
+            self._outstanding.pop(token, None)
         if lost:
             log.warning("worker %s: %d finished requests had been re-leased to another worker after this "
                         "worker's lease expired (stalled longer than %gs?): they may be in the output twice",
                         self.worker, lost, self.lease_timeout)  # fmt: skip
 
+    async def _ack_journaled(self, tokens: list[int], payload: str) -> int:
+        """The two steps of a commit across slots: the checkpoint with the ids it covers (the journal), then
+        one ack per shard. Ids whose ack failed stay in `_unapplied` and go into the next journal entry."""
+        pending = self._unapplied
+        for shard, ids in self._by_shard(tokens).items():
+            pending.setdefault(shard, []).extend(ids)
+        if payload:
+            entry = ";".join(f"{s}:{','.join(map(str, ids))}" for s, ids in pending.items() if ids)
+            script = self._scripts["commit"]
+            await self._call(lambda: script(keys=[self._k_checkpoint, self._k_journal],
+                                            args=[self.worker, payload, entry]))  # fmt: skip
+        ack = self._scripts["ack"]
+
+        async def apply(shard: _Shard, ids: list[int]) -> int:
+            lost = int(await self._call(lambda: ack(keys=shard.ack_keys,
+                                                    args=[self.worker, "", shard.prefix, self._mode, *ids])))  # fmt: skip
+            pending.pop(shard.index, None)
+            return lost
+
+        results = await asyncio.gather(*(apply(self._shards[s], ids) for s, ids in list(pending.items()) if ids),
+                                       return_exceptions=True)  # fmt: skip
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return sum(r for r in results if isinstance(r, int))
+
     async def size(self) -> int:
         """Requests queued or leased by any process: 0 only when the whole crawl is done."""
 
-        async def read() -> list[Any]:
+        async def read(shard: _Shard) -> int:
             async with self._r.pipeline(transaction=False) as pipe:
-                pipe.hget(self._k_stats, "queued")
-                pipe.zcard(self._k_leased)
-                return await pipe.execute()
+                pipe.hget(shard.k_stats, "queued")
+                pipe.zcard(shard.k_leased)
+                if self.layout.journaled:
+                    pipe.scard(shard.k_limbo)
+                replies = await pipe.execute()
+            return int(replies[0] or 0) + sum(int(n) for n in replies[1:])
 
-        queued, leased = await self._call(read)
-        return int(queued or 0) + int(leased)
+        counts = await asyncio.gather(*(self._call(functools.partial(read, sh)) for sh in self._shards))
+        return sum(counts)
 
     async def checkpoint(self) -> dict[str, Any] | None:
         raw = await self._call(lambda: self._r.hget(self._k_checkpoint, self.worker))
@@ -557,22 +703,159 @@ class RedisFrontier(FrontierBase):
     def next_wakeup(self) -> float | None:
         """Seconds until this process should look again: the next rate-limited host's start, or a short poll
         when nothing is queued (another process may push, or a lease expire). None: a local event will do."""
-        if not self._ready:
+        if self.partitioned:
+            return None if len(self._local) else _IDLE_POLL_SECONDS
+        soonest: float | None = None
+        for sh in self._shards:
+            if sh.ready:
+                start = sh.ready[0][1]
+                soonest = start if soonest is None else min(soonest, start)
+        if soonest is None:
             return _IDLE_POLL_SECONDS
         now = time.monotonic()
-        if any(start <= now for _, start in self._ready):
-            return None
-        return max(0.0, min(start for _, start in self._ready) - now)
+        return None if soonest <= now else soonest - now
 
     @property
     def leased_here(self) -> int:
         return len(self._outstanding)
 
-    # -- leases ------------------------------------------------------------------------------------
+    # -- host-partitioned workers ---------------------------------------------------------------------
 
-    def _release_keys(self) -> list[str]:
-        return [self._k_ready, self._k_leased, self._k_owner, self._k_req, self._k_stats, self._k_my_leases,
-                self._k_slots, self._k_slot]
+    async def _pop_partitioned(self, limit: int, budget: Callable[[str], int]) -> list[Request]:
+        """Serve from the requests pulled from this worker's partitions, within the engine's budget (its own
+        limiter holds politeness); pull more when they run low."""
+        now = time.monotonic()
+        if now - self._members_at >= _MEMBERS_EVERY:
+            await self._refresh_members()
+        self._want = min(_PULL_MAX, max(self._want, 4 * limit))
+        local = self._local
+        if len(local) < self._want // 2 and (not self._pull_dry or now - self._pulled_at >= _IDLE_POLL_SECONDS):
+            await self._pull(self._want - len(local))
+        return local.pop_ready(limit, budget)
+
+    async def _refresh_members(self) -> None:
+        """Read the live workers (renewing this one's membership) and, when they changed, which partitions are
+        this worker's: what it pulled from the ones it lost goes back, and their locks are handed over."""
+        script = self._scripts["members"]
+        alive_ms = int(_alive_seconds(self.lease_timeout) * 1000)
+        members = tuple(sorted(await self._call(lambda: script(keys=[self._k_members], args=[self.worker, alive_ms]))))
+        self._members_at = time.monotonic()
+        if members == self._members and self._owned:
+            return
+        self._members = members
+        owned = owned_partitions(self.worker, members, self.layout.partitions)
+        lost = self._owned_set - owned
+        self._owned_set = owned
+        shards = self.layout.shards
+        self._owned = {}
+        for p in sorted(owned):
+            self._owned.setdefault(p % shards, []).append(p)
+        if lost:
+            partition_of = self.layout.partition_of
+            back = self._local.take(lambda host: partition_of(host) not in lost)
+            for req in back:
+                self._outstanding.pop(req.token, None)
+            if back:
+                by_shard = self._by_shard(r.token for r in back)
+                await asyncio.gather(*(self._call(functools.partial(self._release, self._shards[s], (), ids))
+                                       for s, ids in by_shard.items()))  # fmt: skip
+            self._handover |= lost
+            log.info("worker %s: %d workers; %d of %d partitions are this one's (%d handed over, %d pulled "
+                     "requests given back)", self.worker, len(members), len(owned), self.layout.partitions,
+                     len(lost), len(back))  # fmt: skip
+        self._handover -= owned
+        if self._handover:
+            await self._pull(0)  # hand over the locks of what has drained
+
+    def _drained(self) -> dict[int, list[int]]:
+        """Per shard, the partitions being handed over that this worker has nothing left in flight in."""
+        if not self._handover:
+            return {}
+        busy = {self.layout.partition_of(r.host) for r in self._outstanding.values()}
+        drained = self._handover - busy
+        self._handover -= drained
+        out: dict[int, list[int]] = {}
+        for p in drained:
+            out.setdefault(p % self.layout.shards, []).append(p)
+        return out
+
+    async def _pull(self, want: int) -> None:
+        """Lease up to `want` queued requests from this worker's partitions (one call per shard), into the
+        local queues; hand over the locks of drained partitions on the way."""
+        drained = self._drained()
+        shards = sorted(set(self._owned) | set(drained))
+        if not shards:
+            return
+        each = -(-want // len(shards)) if want > 0 else 0
+        replies = await asyncio.gather(*(self._pull_shard(self._shards[s], each, self._owned.get(s, []),
+                                                          drained.get(s, [])) for s in shards))  # fmt: skip
+        got: list[Request] = []
+        for s, reply in zip(shards, replies, strict=True):
+            self._take_requests(s, reply, got)
+        for req in got:
+            self._local.add(req)
+        self._pulled_at = time.monotonic()
+        self._pull_dry = want > 0 and not got
+
+    async def _pull_shard(self, shard: _Shard, limit: int, owned: list[int], drained: list[int]) -> list[Any]:
+        script = self._scripts["pull"]
+        args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, self.per_host or _PULL_PER_HOST,
+                           int(_alive_seconds(self.lease_timeout) * 1000), shard.prefix, self._mode, len(owned),
+                           *owned, *drained]  # fmt: skip
+        keys = [shard.push_keys[1], shard.k_leased, shard.k_owner, shard.k_my_leases, shard.k_stats]
+        reply: list[Any] = await self._call(lambda: script(keys=keys, args=args))
+        await self._maybe_settle(shard, reply)
+        return reply
+
+    async def _leave(self) -> None:
+        """Closing: leave the members (the others take this worker's partitions at once) and unlock them all."""
+        await self._scripts["members"](keys=[self._k_members], args=[self.worker, 0])
+        for s, owned in self._owned.items():
+            await self._pull_shard(self._shards[s], 0, [], [*owned, *self._handover])
+        self._owned = {}
+
+    # -- limbo (journaled crawls) --------------------------------------------------------------------
+
+    async def _settle_limbo(self, shard: _Shard) -> None:
+        """Settle the expired leases waiting in a shard's limbo: for each worker whose liveness key is gone,
+        finish the ids its journal committed and queue the rest again. A live worker's stay (it renews them)."""
+
+        async def read() -> tuple[list[str], list[str | None]]:
+            ids = list(await self._r.smembers(shard.k_limbo))
+            owners = await self._r.hmget(shard.k_owner, ids) if ids else []
+            return ids, list(owners)
+
+        ids, owners = await self._call(read)
+        by_owner: dict[str, list[int]] = defaultdict(list)
+        stray: list[str] = []
+        for rid, owner in zip(ids, owners, strict=True):
+            if owner is None:
+                stray.append(rid)  # finished or requeued meanwhile: nothing is owed to anyone
+            else:
+                by_owner[owner].append(int(rid))
+        if stray:
+            await self._call(lambda: self._r.srem(shard.k_limbo, *stray))
+        for owner, rids in by_owner.items():
+            if owner == self.worker:
+                mine = [r for r in rids if self.layout.token(shard.index, r) not in self._outstanding]
+                if mine:  # ours but never received: as after an outage
+                    await self._call(functools.partial(self._release, shard, (), mine))
+                continue
+            back = await self._call(functools.partial(self._settle_for, shard, owner, rids))
+            if back is not None:
+                log.info("worker %s is gone: %d of its expired leases finished (committed), %d queued again",
+                         owner, len(rids) - back, back)  # fmt: skip
+
+    async def _settle_for(self, shard: _Shard, owner: str, rids: list[int]) -> int | None:
+        """Settle `owner`'s ids in limbo on `shard` from its journal, unless it is alive (a stalled worker may
+        still commit them; its liveness key expires soon). Returns how many went back to a queue."""
+        if await self._r.exists(f"{self._prefix}worker:{owner}:alive"):
+            return None
+        committed = parse_journal(await self._r.hget(self._k_journal, owner)).get(shard.index, [])
+        return int(await self._scripts["release"](keys=_worker_release_keys(shard, owner), args=[
+            shard.prefix, owner, self._mode, len(committed), *committed, *rids]))  # fmt: skip
+
+    # -- leases ------------------------------------------------------------------------------------
 
     async def _renew_forever(self) -> None:
         """Renew this worker's leases (in flight or waiting for a retry) and its liveness key; through an
@@ -591,18 +874,32 @@ class RedisFrontier(FrontierBase):
         now = time.monotonic()
         rate = (self._acked - self._beat_acked) / max(now - self._beat_at, 1e-3)
         self._beat_at, self._beat_acked = now, self._acked
-        lost = await self._renew_script(keys=[self._k_leased, self._k_owner, self._k_alive, self._k_beat],
-                                        args=[self.worker, int(self.lease_timeout * 1000), self._alive_value,
-                                              int(_alive_seconds(self.lease_timeout) * 1000),
-                                              f"{rate:.2f} {self._acked}", *self._outstanding])  # fmt: skip
+        lease_ms = int(self.lease_timeout * 1000)
+        beat = self._scripts["beat"](keys=[self._k_alive, self._k_beat], args=[
+            self.worker, self._alive_value, int(_alive_seconds(self.lease_timeout) * 1000),
+            f"{rate:.2f} {self._acked}"])  # fmt: skip
+        renew = self._scripts["renew"]
+        shards = list(self._by_shard(self._outstanding).items())
+        replies = await asyncio.gather(beat, *(renew(keys=[sh.k_leased, sh.k_owner, sh.k_limbo],
+                                                     args=[self.worker, lease_ms, *ids])
+                                               for sh, ids in ((self._shards[s], ids) for s, ids in shards)))  # fmt: skip
+        token = self.layout.token
+        lost = [token(s, int(rid)) for (s, _), reply in zip(shards, replies[1:], strict=True) for rid in reply]
         # An id acked while this renewal ran is no longer ours, and rightly so.
-        lost = [rid for rid in lost if int(rid) in self._outstanding and int(rid) not in self._acking]
+        lost = [t for t in lost if t in self._outstanding and t not in self._acking]
         if lost:
             log.warning("worker %s: %d leases expired before they could be renewed; another worker may fetch "
                         "those pages too", self.worker, len(lost))  # fmt: skip
 
 
-async def _claim_identity(client: aioredis.Redis, job_name: str, worker: str | None, items: str | None,
+def _worker_release_keys(shard: _Shard, worker: str) -> list[str]:
+    """The release script's keys for another worker's leases on `shard`."""
+    keys = list(shard.release_keys)
+    keys[5] = f"{shard.prefix}worker:{worker}:leases"
+    return keys
+
+
+async def _claim_identity(client: Any, job_name: str, worker: str | None, items: str | None,
                           lease: float, wait: float) -> str:  # fmt: skip
     prefix = key_prefix(job_name)
     value = f"{socket.gethostname()}:{os.getpid()}"
@@ -647,96 +944,3 @@ def _alive_seconds(lease: float) -> float:
 def _absolute(path: str) -> str:
     return os.path.abspath(path)
 
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
-
-
-async def repair(url: str, job_name: str) -> list[dict[str, Any]]:
-    """`crawler status --repair`: for every worker whose liveness key has expired (no heartbeat for 15 s: dead,
-    or frozen), put its leases back on their queues now instead of when they expire. Returns, per such worker,
-    how many requests went back, with its items file and checkpoint (the caller trims the file)."""
-    redis_url, _ = _split_url(url)
-    client = aioredis.from_url(redis_url, decode_responses=True, socket_timeout=_SOCKET_TIMEOUT,
-                               socket_connect_timeout=_CONNECT_TIMEOUT)  # fmt: skip
-    p = key_prefix(job_name)
-    release = client.register_script(_SCRIPTS["release"])
-    out = []
-    try:
-        workers = await client.hgetall(p + "workers")
-        checkpoints = await client.hgetall(p + "checkpoint")
-        for name, info_raw in workers.items():
-            w = name if isinstance(name, str) else name.decode()
-            if await client.exists(f"{p}worker:{w}:alive"):
-                continue
-            requeued = await release(keys=[p + "ready", p + "leased", p + "owner", p + "req", p + "stats",
-                                           f"{p}worker:{w}:leases", p + "slots", p + "slot"], args=[p, w])  # fmt: skip
-            info = orjson.loads(info_raw)
-            cp = orjson.loads(checkpoints[w]) if w in checkpoints else None
-            out.append({"worker": w, "requeued": int(requeued), "host": info.get("host"), "items": info.get("items"),
-                        "checkpoint": cp})  # fmt: skip
-    finally:
-        await client.aclose()
-    return out
-
-
-async def read_status(url: str, job_name: str, *, top_hosts: int = 10) -> dict[str, Any]:
-    """Shared progress of a crawl, for `crawler status`."""
-    redis_url, _ = _split_url(url)
-    client = aioredis.from_url(redis_url, decode_responses=True)
-    p = key_prefix(job_name)
-    try:
-        async with client.pipeline(transaction=False) as pipe:
-            pipe.hgetall(p + "stats")
-            pipe.zcard(p + "leased")
-            pipe.hgetall(p + "workers")
-            pipe.hgetall(p + "checkpoint")
-            pipe.hgetall(p + "done")
-            pipe.zrange(p + "ready", 0, -1)
-            pipe.hgetall(p + "owner")
-            pipe.hgetall(p + "beat")
-            pipe.time()
-            stats, leased, workers, checkpoints, done, ready, owners, beats, clock = await pipe.execute()
-        async with client.pipeline(transaction=False) as pipe:
-            for w in workers:
-                pipe.exists(f"{p}worker:{w}:alive")
-            for h in ready:
-                pipe.zcard(f"{p}q:{h}")
-            replies = await pipe.execute()
-    finally:
-        await client.aclose()
-    alive = replies[: len(workers)]
-    queued_by_host = dict(zip(ready, replies[len(workers) :], strict=True))
-    leased_by: dict[str, int] = defaultdict(int)
-    for w in owners.values():
-        leased_by[w] += 1
-    now_ms = int(clock[0]) * 1000 + int(clock[1]) // 1000
-    worker_rows = []
-    for (w, info_raw), is_alive in zip(workers.items(), alive, strict=True):
-        info = orjson.loads(info_raw)
-        cp = orjson.loads(checkpoints[w]) if w in checkpoints else None
-        beat_ms, rate, acked = beats[w].split()[:3] if w in beats else ("", "0", "0")
-        worker_rows.append({"worker": w, "alive": bool(is_alive), "host": info.get("host"), "pid": info.get("pid"),
-                            "items": info.get("items"), "leased": leased_by.get(w, 0), "checkpoint": cp,
-                            "pages_per_second": float(rate), "acked": int(acked),
-                            # Seconds since its last heartbeat (a live worker beats every few seconds).
-                            "lag": round((now_ms - int(beat_ms)) / 1000, 1) if beat_ms else None})  # fmt: skip
-    hosts = sorted(
-        set(queued_by_host) | set(done), key=lambda h: (-queued_by_host.get(h, 0), -int(done.get(h, 0)))
-    )
-    return {
-        "backend": "redis",
-        "job": job_name,
-        "queued": int(stats.get("queued", 0)),
-        "leased": int(leased),
-        "done": int(stats.get("acked", 0)),
-        "pushed": int(stats.get("pushed", 0)),
-        "seen": int(stats.get("seen", 0)),
-        "requeued": int(stats.get("requeued", 0)),
-        "lost_leases": int(stats.get("lost_leases", 0)),
-        "workers": worker_rows,
-        "hosts": [
-            {"host": h, "queued": queued_by_host.get(h, 0), "done": int(done.get(h, 0))}
-            for h in hosts[:top_hosts]
-        ],
-    }

@@ -63,9 +63,11 @@ def redis_required() -> bool:
     return os.environ.get("CRAWLER_REQUIRE_REDIS") == "1" or bool(os.environ.get("CI"))
 
 
-def start_redis(*, appendonly: bool = False, port: int | None = None, directory: Path | None = None) -> RedisServer:
+def start_redis(*, appendonly: bool = False, port: int | None = None, directory: Path | None = None,
+                extra: list[str] | None = None) -> RedisServer:
     """A private redis-server on a free loopback port. `appendonly`: an AOF fsynced on every write, so that a
-    kill -9 loses nothing acknowledged (what a crawl needs to come through a Redis crash exactly once)."""
+    kill -9 loses nothing acknowledged (what a crawl needs to come through a Redis crash exactly once).
+    `extra`: more server options (cluster mode)."""
     exe = shutil.which("redis-server")
     if exe is None:
         message = ("redis-server is not installed: the Redis frontier tests need a real server "
@@ -83,7 +85,7 @@ def start_redis(*, appendonly: bool = False, port: int | None = None, directory:
         log = open(directory / "redis.log", "ab")
         proc = subprocess.Popen(
             [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", *persistence,
-             "--dir", str(directory), "--protected-mode", "no", "--daemonize", "no"],
+             "--dir", str(directory), "--protected-mode", "no", "--daemonize", "no", *(extra or [])],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         log.close()
@@ -105,12 +107,79 @@ def start_redis(*, appendonly: bool = False, port: int | None = None, directory:
 
 
 @dataclass
+class RedisClusterServers:
+    """A real Redis Cluster on loopback: `masters` redis-server processes with cluster mode on, no replicas."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+    @property
+    def ports(self) -> list[int]:
+        return [n.port for n in self.nodes]
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def clients(self) -> list[Any]:
+        """A plain client per master (for INFO, CONFIG RESETSTAT): the cluster's own view of each node."""
+        return [n.client() for n in self.nodes]
+
+
+def start_redis_cluster(masters: int = 3) -> RedisClusterServers:
+    """`masters` redis-server processes with `--cluster-enabled yes`, joined by `redis-cli --cluster create
+    ... --cluster-replicas 0 --cluster-yes`, waited for until every node says `cluster_state:ok`. Fails (never
+    skips) when redis-server is there but the cluster cannot be made; without redis-server it fails or skips
+    as `start_redis` does."""
+    if shutil.which("redis-server") is None:
+        start_redis()  # fails in CI, skips elsewhere, with the message saying what to install
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        message = ("redis-cli is not installed: the Redis Cluster tests make their cluster with it "
+                   "(Debian: apt-get install redis-tools; .ci/run installs it)")  # fmt: skip
+        if redis_required():
+            pytest.fail(message + " [CRAWLER_REQUIRE_REDIS/CI is set, so this fails instead of skipping]",
+                        pytrace=False)  # fmt: skip
+        pytest.skip(message)
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(masters):
+            bus = free_port()
+            nodes.append(start_redis(extra=["--cluster-enabled", "yes", "--cluster-port", str(bus),
+                                            "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000"]))  # fmt: skip
+        create = subprocess.run([cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes),
+                                 "--cluster-replicas", "0", "--cluster-yes"],
+                                capture_output=True, timeout=60, check=False)  # fmt: skip
+        if create.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{create.stdout.decode(errors='replace')[-2000:]}"
+                               f"{create.stderr.decode(errors='replace')[-2000:]}")  # fmt: skip
+        deadline = time.monotonic() + 30
+        for node in nodes:
+            client = node.client()
+            try:
+                while "cluster_state:ok" not in (state := str(client.execute_command("CLUSTER", "INFO"))):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"node {node.port} never reached cluster_state:ok: {state}")
+                    time.sleep(0.1)
+            finally:
+                client.close()
+    except Exception as exc:
+        for node in nodes:
+            node.stop()
+        pytest.fail(f"the Redis Cluster fixture could not start: {exc}", pytrace=False)
+    return RedisClusterServers(nodes)
+
+
+@dataclass
 class Backend:
     """Opens frontiers on one crawl's state. `open()` twice = two processes (Redis) or a restart (SQLite)."""
 
     name: str
     tmp: Path
-    redis: RedisServer | None = None
+    redis: RedisServer | RedisClusterServers | None = None
     job: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:10]}")
     opened: list[Any] = field(default_factory=list)
     _memory: MemoryFrontier | None = None
@@ -122,7 +191,12 @@ class Backend:
     @property
     def shared(self) -> bool:
         """Several live instances may work on the same crawl at once."""
-        return self.name == "redis"
+        return self.name.startswith("redis")
+
+    @property
+    def shares_rates(self) -> bool:
+        """The backend holds per-host rates for every process (host-partitioned workers hold their own)."""
+        return self.shared and self.name != "redis-partitioned"
 
     async def open(self, *, worker: str | None = None, lease: float = 30.0, **kwargs: Any) -> FrontierBackend:
         frontier: Any
@@ -139,7 +213,8 @@ class Backend:
             from crawler.frontier.redis import RedisFrontier
 
             assert self.redis is not None
-            frontier = await RedisFrontier.connect(f"{self.redis.url}?lease={lease}", self.job,
+            options = f"?lease={lease}" + ("&partitions=8" if self.name == "redis-partitioned" else "")
+            frontier = await RedisFrontier.connect(f"{self.redis.url}{options}", self.job,
                                                    worker=worker or f"w-{uuid.uuid4().hex[:6]}", **kwargs)  # fmt: skip
         self.opened.append(frontier)
         return frontier  # type: ignore[no-any-return]
@@ -150,7 +225,7 @@ class Backend:
         if self.name == "sqlite":
             frontier._conn.close()  # an open transaction is rolled back, as after a kill
             frontier._lock.release()
-        elif self.name == "redis":
+        elif self.shared:
             frontier._closed = True
             assert frontier._keepalive is not None
             for task in (frontier._keepalive, frontier._pusher):
@@ -164,7 +239,7 @@ class Backend:
         for frontier in reversed(self.opened):
             await frontier.close()
         self.opened.clear()
-        if self.name == "redis":
+        if self.shared:
             from crawler.frontier.redis import RedisFrontier
 
             assert self.redis is not None

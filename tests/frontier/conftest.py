@@ -1,8 +1,8 @@
-"""Fixtures for the frontier backends: a real `redis-server` per session, and one factory per backend so the
-same specification runs against memory, SQLite and Redis.
+"""Fixtures for the frontier backends: a real `redis-server` and a real 3-master Redis Cluster per session, and
+one factory per backend so the same specification runs against memory, SQLite, Redis and Redis Cluster.
 
 Without `redis-server` the Redis tests fail when `CRAWLER_REQUIRE_REDIS=1` (set by .ci/run) or `CI` is set,
-and are skipped only on a developer machine.
+and are skipped only on a developer machine; a cluster that cannot be made fails everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.frontier._backends import Backend, RedisServer, start_redis
+from tests.frontier._backends import (
+    Backend,
+    RedisClusterServers,
+    RedisServer,
+    start_redis,
+    start_redis_cluster,
+)
 
 
 @pytest.fixture(scope="session")
@@ -25,11 +31,22 @@ def redis_server() -> Iterator[RedisServer]:
         server.stop()
 
 
-BACKENDS = ["memory", "sqlite", "redis"]
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """Three redis-server masters in cluster mode (no replicas), joined by `redis-cli --cluster create`."""
+    cluster = start_redis_cluster(3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+BACKENDS = ["memory", "sqlite", "redis", "redis-cluster", "redis-partitioned"]
+_SERVERS = {"redis": "redis_server", "redis-cluster": "redis_cluster", "redis-partitioned": "redis_server"}
 
 
 async def _backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    server = request.getfixturevalue(_SERVERS[request.param]) if request.param in _SERVERS else None
     b = Backend(request.param, tmp_path, server)
     try:
         yield b
@@ -55,6 +72,15 @@ async def bounded_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Asy
     """The backends that hold a bounded number of requests in memory and keep the rest on disk."""
     async for b in _backend(request, tmp_path):
         yield b
+
+
+@pytest.fixture
+async def cluster_backend(redis_cluster: RedisClusterServers, tmp_path: Path) -> AsyncIterator[Backend]:
+    b = Backend("redis-cluster", tmp_path, redis_cluster)
+    try:
+        yield b
+    finally:
+        await b.close_all()
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from crawler.demo.launcher import free_port  # noqa: E402
-from crawler.demo.site import SiteServer, render_home, render_page  # noqa: E402
+from crawler.demo.site import SiteServer, page_links, render_home, render_page  # noqa: E402
 from tests.frontier._backends import start_redis  # noqa: E402
 from tests.frontier._crawl import count_lines, write_job  # noqa: E402
 
@@ -46,14 +46,40 @@ Result = tuple[int, float, float | None, float]
 
 class StaticSite:
     """The test site's pages rendered to files and served by nginx (one worker), so that the server is not
-    what limits the crawl. Same URLs, same links as `SiteServer`."""
+    what limits the crawl. Same URLs, same links as `SiteServer`.
 
-    def __init__(self, pages: int, workdir: Path) -> None:
+    With `hosts` > 1 the site is spread over that many hosts, 127.0.0.1 ... 127.0.0.N (loopback answers on the
+    whole 127/8), one nginx listening on each: page k lives on host k % N, and every link is absolute to its
+    target's host (same link graph). A crawl of it reaches `expected_urls()`, each once."""
+
+    def __init__(self, pages: int, workdir: Path, *, hosts: int = 1) -> None:
         self.pages = pages
         self.dir = workdir / "nginx"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.hosts = [f"127.0.0.{i + 1}" for i in range(hosts)]
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def page_url(self, k: int) -> str:
+        return f"http://{self.hosts[k % len(self.hosts)]}:{self.port}/page/{k}"
+
+    def expected_urls(self) -> set[str]:
+        return {self.url + "/"} | {self.page_url(k) for k in range(self.pages)}
+
+    def _render_page(self, n: int) -> bytes:
+        if len(self.hosts) == 1:
+            return render_page(n, self.pages, self.url)
+        links = "\n".join(f'<li><a href="{self.page_url(k)}">Page {k}</a></li>' for k in page_links(n, self.pages))
+        filler = ("crawl fetch frontier shard host queue " * 200)[: 1000 + (n * 7919) % 5300]
+        return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">\n<title>Page {n}</title></head>'
+                f"<body><h1>Page {n}</h1>\n<nav><ul>\n{links}\n</ul></nav>\n<article>{filler}</article>"
+                "</body></html>\n").encode()  # fmt: skip
+
+    def _render_home(self) -> bytes:
+        if len(self.hosts) == 1:
+            return render_home(self.pages)
+        links = "\n".join(f'<li><a href="{self.page_url(k)}">Page {k}</a></li>' for k in range(min(self.pages, 10)))
+        return f"<!doctype html>\n<html><head><title>Home</title></head><body><ul>{links}</ul></body></html>\n".encode()
 
     def __enter__(self) -> StaticSite:
         www = self.dir / "www"
@@ -61,9 +87,10 @@ class StaticSite:
         (self.dir / "logs").mkdir()
         for d in (self.dir.parent, self.dir, www, www / "page"):
             d.chmod(0o755)  # nginx workers run as an unprivileged user when started as root
-        (www / "index.html").write_bytes(render_home(self.pages))
+        (www / "index.html").write_bytes(self._render_home())
         for n in range(self.pages):
-            (www / "page" / str(n)).write_bytes(render_page(n, self.pages, self.url))
+            (www / "page" / str(n)).write_bytes(self._render_page(n))
+        listen = " ".join(f"listen {h}:{self.port};" for h in self.hosts)
         conf = f"""
 worker_processes 1;
 error_log {self.dir}/logs/error.log warn;
@@ -79,7 +106,7 @@ http {{
     fastcgi_temp_path {self.dir}/tmp_fcgi;
     uwsgi_temp_path {self.dir}/tmp_uwsgi;
     scgi_temp_path {self.dir}/tmp_scgi;
-    server {{ listen 127.0.0.1:{self.port}; root {www}; location = /robots.txt {{ return 404; }} }}
+    server {{ {listen} root {www}; location = /robots.txt {{ return 404; }} }}
 }}
 """
         (self.dir / "nginx.conf").write_text(conf)

@@ -35,7 +35,7 @@ def urls(requests: list[Request]) -> list[str]:
 async def test_the_lifecycle_hooks_are_the_protocol(backend: Backend) -> None:
     f = await backend.open()
     assert isinstance(f, FrontierBackend)
-    assert f.shares_rates is backend.shared
+    assert f.shares_rates is backend.shares_rates
     assert (f.worker is not None) is backend.shared, "a shared crawl names its workers; one process needs no name"
     f.bind(lambda: None, lambda host: 5.0 if host == "slow.test" else None)
     await f.push_many([req(f"http://slow.test/{i}") for i in range(10)] + [req("http://fast.test/1")])
@@ -47,9 +47,10 @@ async def test_the_lifecycle_hooks_are_the_protocol(backend: Backend) -> None:
         assert hosts == {"slow.test": 1, "fast.test": 1}
         assert wait is not None and 0.05 < wait <= 0.25, wait
     else:
-        # The engine's own limiter holds the rate (through `budget`); the backend has nothing to wait for.
+        # The engine's own limiter holds the rate (through `budget`); the backend has nothing to wait for, but
+        # a host-partitioned worker with nothing pulled looks again shortly: others push to its partitions.
         assert hosts == {"slow.test": 10, "fast.test": 1}
-        assert wait is None
+        assert wait is None or (backend.shared and wait <= 0.1), wait
     await f.ack(batch, {"items_offset": 0})
     await f.close()
     await f.close()  # closing twice is harmless: the engine and its owner may both close
@@ -149,8 +150,8 @@ async def test_concurrent_poppers_never_get_the_same_request(backend: Backend) -
     everything = [r.url for batch in got for r in batch]
     assert len(everything) == 700
     assert len(set(everything)) == 700
-    if backend.shared:
-        assert all(got), "every worker got a share"
+    if backend.shares_rates:
+        assert all(got), "every worker got a share"  # host-partitioned workers: those owning the 7 hosts
 
 
 # -- bounded memory: past the bound, requests wait on disk -----------------------------------------------------

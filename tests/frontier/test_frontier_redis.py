@@ -151,8 +151,8 @@ async def test_every_key_is_under_the_jobs_prefix_and_discard_removes_them(redis
     keys = set(r.keys("*"))
     mine = {k for k in keys if k.startswith(prefix)}
     kinds = {k[len(prefix) :].split(":")[0] for k in mine}
-    assert {"seq", "req", "ready", "q", "leased", "owner", "worker", "workers", "beat", "checkpoint", "seen",
-            "stats", "done"} >= kinds >= {"seq", "req", "ready", "q", "workers", "beat", "checkpoint", "seen", "stats",
+    assert {"layout", "seq", "req", "ready", "q", "leased", "owner", "worker", "workers", "beat", "checkpoint",
+            "seen", "stats", "done"} >= kinds >= {"seq", "req", "ready", "q", "workers", "beat", "checkpoint", "seen", "stats",
                                           "done"}  # fmt: skip
     with pytest.raises(WorkerBusy):
         await RedisFrontier.discard(redis_backend.redis.url, redis_backend.job)

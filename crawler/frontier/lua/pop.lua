@@ -1,22 +1,23 @@
 -- pop: lease up to `limit` requests from the given hosts, within each host's allowance and every limit the
 -- processes share: the host's pause (Retry-After), its in-flight cap (slots) and its rate (a GCRA bucket).
 -- With no hosts it only reports: then it is how a process learns which hosts are ready.
--- KEYS: ready req leased owner my-leases tat stats slots slot pause rate, then one queue key per host.
--- ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, cap (in-flight per host, 0: none),
+-- KEYS: ready req leased owner my-leases tat stats slots slot pause rate, then one queue key per host (all
+-- of one shard: the hosts a worker picks are grouped by shard, one call each).
+-- ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, cap (in-flight per host, 0: none), mode,
 --   then the ids this worker is done with (their slots come back): a count, the ids;
 --   then the pauses it was asked for (Retry-After): a count, then host and ms for each;
 --   then four per host: host, allowance, interval ms (0: unlimited), set (1: store the interval as the host's
 --   shared rate, because this worker's own rate for it changed; 0: use the shared rate when there is one).
 -- GCRA: k requests may start now when tat + (k - 1) * interval - tau <= now; each start moves tat an interval.
--- Returns {now, 2 * popped, id, record, ..., then host, start, ... for the hosts that may start within the
--- horizon, longest-waiting first}.
-local K = keys_of(ARGV[4])
+-- Returns {now, leases in limbo (journaled crawls), 2 * popped, id, record, ..., then host, start, ... for the
+-- hosts that may start within the horizon, longest-waiting first}.
+local K = keys_of(ARGV[4], ARGV[8])
 local now = now_ms()
 reclaim(K, now)
 local exp = now + tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local cap = tonumber(ARGV[7])
-local a = 8
+local a = 9
 local n = tonumber(ARGV[a])
 for i = a + 1, a + n do free_slot(K, ARGV[i], now) end
 a = a + n + 1
@@ -111,7 +112,9 @@ for b = a, #ARGV - 1, 4 do
   end
   if taken >= limit then break end
 end
-local reply = {tostring(now), #out}
+local limbo = 0
+if K.journaled then limbo = redis.call('SCARD', K.limbo) end
+local reply = {tostring(now), limbo, #out}
 for _, v in ipairs(out) do reply[#reply + 1] = v end
 local hosts = redis.call('ZRANGEBYSCORE', K.ready, '-inf', now + tonumber(ARGV[6]), 'WITHSCORES', 'LIMIT', 0,
                          tonumber(ARGV[5]))

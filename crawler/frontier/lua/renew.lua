@@ -1,16 +1,15 @@
--- renew: extend this worker's leases and its liveness key, and record its heartbeat.
--- KEYS: leased owner alive beat. ARGV: worker, lease ms, alive value, alive ms, heartbeat ("<pages/s> <acked>"),
--- ids. Returns the ids no longer ours. The heartbeat is stored as "<Redis time ms> <pages/s> <acked>".
-local now = now_ms()
-local exp = now + tonumber(ARGV[2])
+-- renew: extend this worker's leases on one shard (a lease in limbo that is still ours comes back).
+-- KEYS: leased owner limbo. ARGV: worker, lease ms, ids. Returns the ids no longer ours.
+local now = redis.call('TIME')
+local exp = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[2])
 local lost = {}
-for i = 6, #ARGV do
+for i = 3, #ARGV do
   if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[1] then
-    redis.call('ZADD', KEYS[1], 'XX', exp, ARGV[i])
+    if redis.call('ZADD', KEYS[1], 'XX', 'CH', exp, ARGV[i]) == 0 and redis.call('SREM', KEYS[3], ARGV[i]) == 1 then
+      redis.call('ZADD', KEYS[1], exp, ARGV[i])
+    end
   else
     lost[#lost + 1] = ARGV[i]
   end
 end
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
-redis.call('HSET', KEYS[4], ARGV[1], now .. ' ' .. ARGV[5])
 return lost
