@@ -7,7 +7,10 @@ from typing import Any
 
 from crawler.model.url import canonicalize, fingerprint, host_key
 
-__all__ = ["Request"]
+__all__ = ["IDEMPOTENT_METHODS", "Request"]
+
+# RFC 9110 §9.2.2: a request with one of these methods may be sent again (a retry, a reconnect) without a new effect.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 
 
 @dataclass(slots=True, eq=False)

@@ -27,6 +27,7 @@ import tenacity
 from tenacity import RetryCallState
 
 from crawler.config.job import RetryConfig
+from crawler.model.request import IDEMPOTENT_METHODS
 
 __all__ = [
     "HOST_PAUSE_STATUSES",
@@ -36,7 +37,6 @@ __all__ = [
     "parse_retry_after",
 ]
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # idempotent per RFC 9110
 RETRYABLE_ERRORS: tuple[type[BaseException], ...] = (
     httpx.TimeoutException,
     httpx.NetworkError,
@@ -130,7 +130,7 @@ class RetryPolicy:
         return isinstance(outcome, _Status) and outcome.code in self.statuses
 
     def method_retryable(self, method: str) -> bool:
-        return self.config.unsafe_methods or method.upper() in SAFE_METHODS
+        return self.config.unsafe_methods or method.upper() in IDEMPOTENT_METHODS
 
     def retryable_error(self, exc: BaseException) -> bool:
         return isinstance(exc, RETRYABLE_ERRORS)

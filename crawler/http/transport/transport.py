@@ -21,12 +21,12 @@ from crawler.http.transport.http2 import HTTP2Connection, RetryRequest
 from crawler.http.transport.http11 import StaleConnection, request_content
 from crawler.http.transport.pool import ConnectionPool
 from crawler.http.transport.proxy import ProxyRouter, ProxyUnreachable
+from crawler.model.request import IDEMPOTENT_METHODS
 
 __all__ = ["CrawlerTransport", "make_transport"]
 
 _NO_TIMEOUTS: dict[str, float | None] = {"connect": None, "read": None, "write": None, "pool": None}
 # Safe to send again when a reused keep-alive connection turns out to have been closed by the server.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _MAX_SAFE_RETRIES = 50
 _MAX_UNSAFE_RETRIES = 2
 _MAX_PROXY_TRIES = 3  # other proxies tried when the chosen one cannot be reached
@@ -89,7 +89,7 @@ def _replayable(request: httpx.Request, safe: bool) -> bool:
     """May this request be sent again? Its body must be in memory, and it must be idempotent unless `safe`."""
     if request_content(request) is None:
         return False  # a streamed body cannot be sent twice
-    return safe or request.method in _IDEMPOTENT
+    return safe or request.method in IDEMPOTENT_METHODS
 
 
 class CrawlerTransport(httpx.AsyncBaseTransport):
@@ -184,7 +184,7 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                 except StaleConnection as exc:
                     if exc.sent:
                         unsafe_left -= 1
-                        retry = unsafe_left >= 0 and content is not None and request.method in _IDEMPOTENT
+                        retry = unsafe_left >= 0 and content is not None and request.method in IDEMPOTENT_METHODS
                     else:
                         safe_left -= 1
                         retry = safe_left >= 0
