@@ -30,6 +30,8 @@ from typing import Any
 
 import httpx
 
+from crawler.http.transport.headers import headers_from_raw
+
 __all__ = ["FAST_URLS", "FastURL", "HeaderMerge"]
 
 # Characters httpx's quoting leaves as they are: in a path, printable ASCII but space " # < > ? ` { };
@@ -139,7 +141,7 @@ class HeaderMerge:
         merged: list[tuple[bytes, bytes]] = kept if has_host else [(b"Host", netloc), *kept]
         if headers:
             merged = merged + [(k.encode("ascii"), _value(v)) for k, v in headers.items()]
-        return httpx.Headers(merged)
+        return headers_from_raw(merged)
 
 
 def _value(value: Any) -> bytes:

@@ -255,6 +255,14 @@ async def test_auth_hooks_and_followed_redirects_go_httpx_s_way(server: _Server)
         await c.get(f"{server.base}/warm")
         await c.get(f"{server.base}/hooked")
     assert seen == [f"{server.base}/warm", f"{server.base}/hooked"]
+
+    async def response_hook(response: httpx.Response) -> None:
+        seen.append(f"{response.status_code} {response.url}")
+
+    async with CrawlerClient(transport=transport(), event_hooks={"response": [response_hook]}) as c:
+        await c.get(f"{server.base}/warm")
+        await c.get(f"{server.base}/answered")
+    assert seen[-2:] == [f"200 {server.base}/warm", f"200 {server.base}/answered"]
     async with CrawlerClient(transport=transport(), follow_redirects=True) as c:
         await c.get(f"{server.base}/warm")
         resp = await c.get(f"{server.base}/redirect")
@@ -263,3 +271,35 @@ async def test_auth_hooks_and_followed_redirects_go_httpx_s_way(server: _Server)
         await c.get(f"{server.base}/warm")
         await c.get(f"http://u:p@{server.base.removeprefix('http://')}/userinfo")
         assert b"Authorization: Basic dTpw" in server.heads[-1]
+
+
+# Spaces, percent-escapes valid or not, non-ASCII paths and queries, dot segments, a fragment, characters httpx
+# quotes in a path but not in a query.
+_ODD_PATHS = ["/a b", "/%7Efoo/%zz?q=a b", "/é?x=ü", "/a/./b/../c", "/p?q=%41#frag", "/x;y@z|`{}?k={v}`",
+              "/%E2%82%AC?%e2%82%ac"]  # fmt: skip
+
+
+async def test_odd_urls_reach_the_wire_as_httpx_sends_them(server: _Server) -> None:
+    async with _client() as c:
+        await c.get(f"{server.base}/warm")
+        for path in _ODD_PATHS:
+            slow = await httpx.AsyncClient.send(c, _slow_build(c, "GET", f"{server.base}{path}"))
+            fast = await c.send(c.build_request("GET", f"{server.base}{path}"))
+            assert server.heads[-1] == server.heads[-2], path
+            assert (fast.url, fast.status_code) == (slow.url, slow.status_code), path
+
+
+async def test_idna_hosts_are_sent_as_httpx_encodes_them() -> None:
+    sent: list[tuple[bytes, bytes, list[tuple[bytes, bytes]]]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.raw_host, request.url.raw_path, request.headers.raw))
+        return httpx.Response(200)
+
+    async with CrawlerClient(transport=httpx.MockTransport(answer)) as c:
+        for url in ("http://bücher.example/a", "http://BÜCHER.example:8080/é", "http://xn--bcher-kva.example/",
+                    "https://faß.example/?q=ß"):  # fmt: skip
+            await httpx.AsyncClient.send(c, _slow_build(c, "GET", url))
+            await c.send(c.build_request("GET", url))
+            assert sent[-1] == sent[-2], url
+    assert sent[0][0] == b"xn--bcher-kva.example"
