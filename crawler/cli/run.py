@@ -62,6 +62,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--stall-timeout", type=float, metavar="SECONDS",
                    help="stop with exit 1 when no request finishes for this long, after logging what each "
                         "host waits for (default 600; overrides stall_timeout)")  # fmt: skip
+    p.add_argument("--proxy", metavar="URL",
+                   help="send every request through this http:// proxy (user:password@ for Basic auth); "
+                        "overrides http.proxy and the environment's http_proxy/https_proxy")  # fmt: skip
     p.add_argument("--fresh", action="store_true", help="discard saved crawl state before starting")
     p.add_argument("--recrawl", action="store_true",
                    help="revisit every page the state remembers, with If-None-Match / If-Modified-Since from "
@@ -118,6 +121,8 @@ def main(args: argparse.Namespace) -> int:
         overrides.append(f"concurrency.processes={args.processes}")
     if args.stall_timeout is not None:
         overrides.append(f"stall_timeout={args.stall_timeout}")
+    if args.proxy is not None:
+        overrides.append(f"http.proxy={args.proxy}")  # a string field: taken verbatim
     try:
         job = load_job(args.job, overrides=overrides)
     except JobError as exc:

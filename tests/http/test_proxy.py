@@ -7,8 +7,10 @@ Every test asserts at the proxy, from its log, which requests went through it.
 from __future__ import annotations
 
 import logging
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from crawler.demo.launcher import free_port
 from crawler.demo.site import SiteServer
 from crawler.http.client import build_client
 from crawler.http.transport.transport import CrawlerTransport
+from tests.cli.conftest import crawler_command
 from tests.engine._helpers import crawl_all, make_job
 from tests.http.tinyproxy import TinyProxy
 
@@ -176,3 +179,14 @@ def test_only_http_proxies_are_accepted() -> None:
             Job.model_validate({"start_urls": ["http://a.test/"], "http": {"proxy": bad}})
         with pytest.raises(ValueError, match="proxy"):
             Job.model_validate({"start_urls": ["http://a.test/"], "http": {"proxies": [bad]}})
+
+
+def test_crawler_run_proxy_flag(proxy: TinyProxy, http1_site: SiteServer, tmp_path: Path) -> None:
+    tag = _tag()
+    job = tmp_path / "job.yaml"
+    job.write_text(f"start_urls: ['{http1_site.url}/page/1?d={tag}']\nextract: {{links: null}}\n"
+                   "scope: {robots_txt: false}\nhttp: {trust_env: false}\n")  # fmt: skip
+    run = subprocess.run([*crawler_command(), "run", str(job), "--proxy", proxy.url, "--progress", "off"],
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert [t for _, t in proxy.requests() if f"d={tag}" in t] == [f"{http1_site.url}/page/1?d={tag}"]
