@@ -13,6 +13,7 @@ Endpoints (GET unless said):
   /slow-body?delay=S  sends the head and 10 bytes, sleeps S seconds, then 10 more
   /echo (POST, PUT)   the request body's length and Transfer-Encoding, as JSON
   /short/N            announces Content-Length N, sends N/2 bytes and ends (a truncated body)
+  /repeated-headers   DUPLICATED_HEADERS: Set-Cookie and Link twice each, a latin-1 byte in a value
 
 The launcher's keep_alive_timeout and keep_alive_max_requests set hypercorn's idle keep-alive timeout and
 the requests it serves per connection before closing it (GOAWAY in h2).
@@ -28,6 +29,14 @@ from urllib.parse import parse_qs
 from crawler.demo.asgi import Receive, Scope, Send, respond
 
 GZIP_TEXT = "hello from the transport test site\n" * 50
+DUPLICATED_HEADERS: list[tuple[bytes, bytes]] = [
+    (b"set-cookie", b"a=1; Path=/"),
+    (b"link", b"</one>; rel=preload"),
+    (b"content-type", b"text/plain"),
+    (b"set-cookie", b"b=2; Path=/"),
+    (b"link", b"</two>; rel=preload"),
+    (b"x-name", b"caf\xe9"),
+]
 
 
 async def _respond(
@@ -94,6 +103,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             {"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(n).encode())]}
         )
         await send({"type": "http.response.body", "body": b"s" * (n // 2), "more_body": False})
+    elif parts[0] == "repeated-headers":
+        await _respond(send, 200, b"ok", DUPLICATED_HEADERS)
     elif parts[0] == "echo":
         size = 0
         while True:

@@ -16,6 +16,7 @@ import httpx
 
 from crawler.http.transport.base import ConnectionOwner
 from crawler.http.transport.errors import HeaderTooLarge
+from crawler.http.transport.headers import headers_from_raw
 
 __all__ = ["HTTP1Connection", "ResponseBody", "StaleConnection", "request_content"]
 
@@ -422,12 +423,11 @@ class HTTP1Connection(asyncio.Protocol):
                 self.abort()
             raise
         # The connection may already carry the next exchange: read the head from this exchange's body.
-        return httpx.Response(
-            body.status,
-            headers=body.headers,
-            stream=body,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": body.reason},
+        response = httpx.Response(
+            body.status, stream=body, extensions={"http_version": b"HTTP/1.1", "reason_phrase": body.reason}
         )
+        response.headers = headers_from_raw(body.headers)
+        return response
 
     async def _send_stream(self, request: httpx.Request, chunked: bool, write_timeout: float | None) -> None:
         transport = self.transport

@@ -25,6 +25,7 @@ import hyperframe.frame
 
 from crawler.http.transport.base import ConnectionOwner
 from crawler.http.transport.errors import LIBRARY_ERRORS, HeaderTooLarge, to_httpx
+from crawler.http.transport.headers import headers_from_raw
 from crawler.http.transport.hpack_request import RequestHeaderEncoder
 from crawler.http.transport.hpack_response import ResponseHeaderDecoder
 from crawler.http.transport.http11 import HTTP1Connection, request_content
@@ -481,12 +482,9 @@ class HTTP2Connection(asyncio.Protocol):
         except BaseException:
             st.abandon()
             raise
-        return httpx.Response(
-            st.status,
-            headers=st.headers,
-            stream=st,
-            extensions={"http_version": b"HTTP/2", "stream_id": stream_id},
-        )
+        response = httpx.Response(st.status, stream=st, extensions={"http_version": b"HTTP/2", "stream_id": stream_id})
+        response.headers = headers_from_raw(st.headers)
+        return response
 
     async def _send_body(self, st: _Stream, request: httpx.Request, content: bytes | None,
                          write_timeout: float | None) -> None:  # fmt: skip
