@@ -11,11 +11,18 @@ import gc
 import importlib
 import os
 import sys
+import types
 from collections.abc import Sequence
 
 # pydantic looks for plugins through every installed distribution's entry points the first time a model is
 # built: ~40 ms of start-up for plugins a command-line crawl never uses. Library users keep their plugins.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
+if os.environ["PYDANTIC_DISABLE_PLUGINS"] in ("__all__", "1", "true") and "pydantic" not in sys.modules:
+    # With plugins off, pydantic's loader still imports importlib.metadata (zipfile, email, ...) at the first
+    # model: ~10% of start-up. This stand-in answers what the real loader answers when plugins are off.
+    _loader = types.ModuleType("pydantic.plugin._loader")
+    _loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+    sys.modules.setdefault("pydantic.plugin._loader", _loader)
 # httpx imports its own command line (click, rich's syntax highlighting, pygments) whenever click is installed:
 # ~1/3 of httpx's import time. A None entry makes that import fail the way httpx expects when click is missing.
 sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
@@ -45,14 +52,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; with `command`, only that subcommand's parser (start-up: `crawler download` then
+    never imports what `crawler run` or `crawler check` need, and the help and errors it prints are the same)."""
     parser = _Parser(prog="crawler", description="High-throughput async crawler and downloader.",
                      formatter_class=argparse.RawDescriptionHelpFormatter,
                      epilog="examples:\n  crawler run configs/demo.yaml\n  crawler check job.yaml\n"
                             "  crawler download -i urls.txt -d out/")  # fmt: skip
     parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in _COMMANDS:
+    for name in (command,) if command in _COMMANDS else _COMMANDS:
         try:
             module = importlib.import_module(f"crawler.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -67,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Start-up allocates ~100k long-lived objects (modules, pydantic schemas) and no garbage worth collecting:
     # the collector stays off until `run_async` starts the event loop, which freezes them out of its way.
     gc.disable()
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

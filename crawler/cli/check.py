@@ -6,8 +6,6 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-import yaml
-
 from crawler.cli import EXIT_OK, EXIT_USAGE
 from crawler.cli.run import NO_ITEMS_WARNING
 from crawler.config.secrets import redact_tree
@@ -63,6 +61,8 @@ def check_job(path: str, overrides: list[str]) -> tuple[Job | None, str | None]:
 
 
 def main(args: argparse.Namespace) -> int:
+    import yaml  # here, not at module level: `crawler --help` builds every subcommand's parser
+
     code = EXIT_OK
     for path in args.jobs:
         job, error = check_job(path, args.overrides)

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import IO
-
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
+from typing import IO, TYPE_CHECKING
 
 from crawler.downloader.results import DownloadProgress
 from crawler.output.report import format_bytes, format_duration
+
+if TYPE_CHECKING:  # rich loads only for the live display: plain lines (not a terminal) never need it
+    from rich.console import RenderableType
+    from rich.live import Live
 
 __all__ = ["PlainProgress", "ProgressDisplay", "progress_line", "render"]
 
@@ -25,6 +23,11 @@ _SHOWN_ACTIVE = 8
 def render(p: DownloadProgress) -> RenderableType:
     """One overall line (bar over the active files' known sizes, bytes, speed, ETA, file counts), then the
     largest active files."""
+    from rich.console import Group
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+
     total_known = sum(a.total for a in p.active if a.total is not None)
     done_active = sum(a.done for a in p.active if a.total is not None)
     files = f"{p.files_done} done"
@@ -105,12 +108,17 @@ class ProgressDisplay:
     """A live view on stderr, refreshed from snapshots; a no-op when stderr is not a terminal."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
+        from rich.console import Console
+
         self.console = Console(file=stream or sys.stderr)
         self.enabled = self.console.is_terminal
         self._live: Live | None = None
 
     def __enter__(self) -> ProgressDisplay:
         if self.enabled:
+            from rich.live import Live
+            from rich.text import Text
+
             self._live = Live(Text(""), console=self.console, refresh_per_second=8, transient=True)
             self._live.__enter__()
         return self

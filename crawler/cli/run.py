@@ -12,7 +12,6 @@ from typing import Any
 
 from crawler.cli import EXIT_ERRORS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from crawler.config.secrets import redact, redact_tree
-from crawler.engine.runtime import configure_logging, install_stop_signals, mask_secrets_in_logs, run_async
 
 log = logging.getLogger("crawler")
 
@@ -91,6 +90,7 @@ def _use_rich_logging(console: Any) -> None:
 
 def _discard_state(job: Any) -> None:
     """`--fresh`: delete the job's saved frontier (the SQLite state directory, or its Redis keys)."""
+    from crawler.engine.runtime import run_async
     from crawler.frontier.backends import discard_state
 
     if run_async(lambda: discard_state(job)):
@@ -105,6 +105,12 @@ def main(args: argparse.Namespace) -> int:
     from crawler.config.job import load_job
     from crawler.config.jobfile import JobError
     from crawler.engine.crawler import Crawler
+    from crawler.engine.runtime import (
+        configure_logging,
+        install_stop_signals,
+        mask_secrets_in_logs,
+        run_async,
+    )
     from crawler.model.errors import OutputError
 
     try:
@@ -198,6 +204,7 @@ COMPLETE_HINT = """crawl complete: the state in {state} has nothing left to fetc
 
 def _run_processes(job: Any, log_level: str) -> int:
     from crawler.engine.processes import run_processes
+    from crawler.engine.runtime import run_async
 
     try:
         stats = run_async(lambda: run_processes(job, job.concurrency.processes, log_level))

@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from crawler.config.jobfile import load_model, load_model_text
 from crawler.config.secrets import collect_secrets
 from crawler.config.specs import FieldSpec, check_css, parse_field_spec, parse_key_path, writer_format
 from crawler.config.units import Rate, RateValue, SizeValue
@@ -799,8 +798,12 @@ class Job(_Section):
 
 def load_job(path: str | Path, overrides: list[str] | None = None) -> Job:
     """Load and validate a YAML job file; raises `JobError` naming each bad key and its line."""
+    from crawler.config.jobfile import load_model  # yaml loads with the first job file, not at start-up
+
     return load_model(path, Job, overrides)
 
 
 def load_job_text(text: str, source: str = "<job>", overrides: list[str] | None = None) -> Job:
+    from crawler.config.jobfile import load_model_text
+
     return load_model_text(text, Job, source, overrides)

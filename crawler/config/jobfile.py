@@ -11,7 +11,6 @@ builds `load_job` on it)."""
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import types
@@ -323,6 +322,8 @@ def _problems_from_validation(root: type[BaseModel], exc: ValidationError, data:
             parent = _model_at(root, real[:-1])
             allowed = _allowed_keys(parent) if parent else []
             msg = "unknown key"
+            import difflib  # only to suggest a name for an unknown key
+
             close = difflib.get_close_matches(str(real[-1]), allowed, n=1, cutoff=0.6)
             if close:
                 msg += f"; did you mean {close[0]!r}?"

@@ -19,10 +19,12 @@ import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-
-from aiolimiter import AsyncLimiter
+from typing import TYPE_CHECKING
 
 from crawler.config.units import Rate
+
+if TYPE_CHECKING:
+    from aiolimiter import AsyncLimiter
 
 __all__ = ["HostGate", "HostLimiter"]
 
@@ -54,6 +56,10 @@ class _HostState:
 def _make_limiter(rate: Rate | None) -> tuple[AsyncLimiter | None, float | None]:
     if rate is None:
         return None, None
+    # Imported with the first rate: aiolimiter's package reads its own version from the installed metadata
+    # (importlib.metadata, a scan of sys.path), start-up time a run without a rate limit never needs.
+    from aiolimiter import AsyncLimiter
+
     per_second = rate.per_second
     burst = max(1.0, per_second * _BUCKET_SECONDS)
     return AsyncLimiter(burst, burst / per_second), per_second

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
+from pathlib import Path
+from typing import Any
 
 from crawler.config.job import HttpConfig
 from crawler.http.client import build_ssl_context
@@ -45,3 +47,40 @@ def test_certifi_bundle_is_read_by_the_first_tls_connection() -> None:
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     context.wrap_bio(ssl.MemoryBIO(), ssl.MemoryBIO(), server_hostname="example.com")
     assert context.cert_store_stats()["x509_ca"] > 50
+
+
+# What a plain HTTP/1.1 download never needs: HTTP/2 (h2, hpack, hyperframe and our HTTP/2 connection), the
+# live display (rich), job files (yaml), a rate limiter (aiolimiter, which reads installed metadata), pydantic's
+# plugin scan (importlib.metadata) and the other subcommands.
+_NOT_FOR_A_PLAIN_DOWNLOAD = {"h2", "hpack", "hyperframe", "crawler.http.transport.http2", "rich", "yaml",
+                             "aiolimiter", "importlib.metadata", "crawler.cli.run", "crawler.cli.check",
+                             "crawler.engine.crawler", "crawler.config.jobfile"}  # fmt: skip
+
+
+def test_a_plain_http1_download_loads_no_http2_rich_yaml_or_other_commands(http1_site: Any, tmp_path: Path) -> None:
+    out = tmp_path / "dl"
+    code = (f"import crawler.cli\ncode = crawler.cli.main(['download', {http1_site.url + '/robots.txt'!r}, "
+            f"'-d', {str(out)!r}, '--progress', 'auto'])\nassert code == 0, code")  # fmt: skip
+    mods = _modules_after(code)
+    assert (out / "robots.txt").read_bytes().startswith(b"User-agent")  # the download did happen
+    assert {"crawler.downloader.driver", "crawler.http.transport.http11", "crawler.cli.download"} <= mods
+    assert not _NOT_FOR_A_PLAIN_DOWNLOAD & mods, sorted(_NOT_FOR_A_PLAIN_DOWNLOAD & mods)
+
+
+def test_http2_and_its_errors_load_with_the_first_http2_connection(h2_site: Any, tmp_path: Path) -> None:
+    out = tmp_path / "dl"
+    code = (f"import crawler.cli\ncode = crawler.cli.main(['download', {h2_site.url + '/robots.txt'!r}, "
+            f"'-d', {str(out)!r}, '-q', '--ca-bundle', {str(h2_site.ca_path)!r}])\nassert code == 0, code\n"
+            "from crawler.http.transport import errors\nimport h2.exceptions\n"
+            "assert errors.library_errors() == errors.LIBRARY_ERRORS\n"
+            "assert h2.exceptions.H2Error in errors.LIBRARY_ERRORS")  # fmt: skip
+    mods = _modules_after(code)
+    assert (out / "robots.txt").read_bytes().startswith(b"User-agent")
+    assert {"h2", "crawler.http.transport.http2"} <= mods
+
+
+def test_a_subcommand_parses_without_importing_the_others() -> None:
+    mods = _modules_after("import crawler.cli\nparser = crawler.cli.build_parser('download')\n"
+                          "assert parser.parse_args(['download', 'http://x/']).urls == ['http://x/']")  # fmt: skip
+    assert "crawler.cli.download" in mods
+    assert not {"crawler.cli.run", "crawler.cli.check", "crawler.cli.shell", "yaml", "pydantic"} & mods

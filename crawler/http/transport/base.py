@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-__all__ = ["ConnectionOwner"]
+__all__ = ["ConnectionOwner", "RetryRequest"]
 
 
 class ConnectionOwner(Protocol):
@@ -47,3 +47,15 @@ class ConnectionOwner(Protocol):
 
     def h2_goaway(self, conn: Any) -> None:
         """The server sent GOAWAY: new requests of the origin need a new connection."""
+
+
+class RetryRequest(Exception):
+    """The request could not be completed on this connection and may be sent again on another one.
+
+    `safe` means the server certainly did not process it (refused stream, beyond a GOAWAY, never sent);
+    otherwise (the connection dropped before any response) only idempotent requests should be replayed.
+    """
+
+    def __init__(self, safe: bool = True) -> None:
+        super().__init__("the request can be retried on another connection")
+        self.safe = safe

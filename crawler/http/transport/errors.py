@@ -8,21 +8,42 @@ illegal header) is `httpx.LocalProtocolError`, raised where it is detected, not 
 
 from __future__ import annotations
 
-import h2.exceptions
-import hpack.exceptions
+import sys
+from typing import TYPE_CHECKING
+
 import httptools
 import httpx
-import hyperframe.exceptions
 
-__all__ = ["LIBRARY_ERRORS", "HeaderTooLarge", "to_httpx"]
+__all__ = ["LIBRARY_ERRORS", "HeaderTooLarge", "library_errors", "to_httpx"]
 
-# Every exception type the protocol libraries raise of their own (their bases).
-LIBRARY_ERRORS: tuple[type[Exception], ...] = (
-    h2.exceptions.H2Error,
-    hpack.exceptions.HPACKError,
-    hyperframe.exceptions.HyperframeError,
-    httptools.HttpParserError,
-)
+if TYPE_CHECKING:
+    # Every exception type the protocol libraries raise of their own (their bases). Built on first use
+    # (`__getattr__`): h2, hpack and hyperframe load with the first HTTP/2 connection, not at start-up.
+    LIBRARY_ERRORS: tuple[type[Exception], ...]
+
+_HTTP11_ERRORS: tuple[type[Exception], ...] = (httptools.HttpParserError,)
+
+
+def __getattr__(name: str) -> tuple[type[Exception], ...]:
+    if name != "LIBRARY_ERRORS":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import h2.exceptions
+    import hpack.exceptions
+    import hyperframe.exceptions
+
+    errors: tuple[type[Exception], ...] = (h2.exceptions.H2Error, hpack.exceptions.HPACKError, hyperframe.exceptions.HyperframeError,
+              *_HTTP11_ERRORS)  # fmt: skip
+    globals()["LIBRARY_ERRORS"] = errors
+    return errors
+
+
+def library_errors() -> tuple[type[Exception], ...]:
+    """`LIBRARY_ERRORS` once HTTP/2 has loaded; before, the HTTP/1.1 parser's only (h2, hpack and hyperframe
+    cannot have raised anything while none of them is imported). For an `except` clause: evaluated only when
+    an exception is being matched."""
+    if "h2" in sys.modules or "hpack" in sys.modules or "hyperframe" in sys.modules:
+        return __getattr__("LIBRARY_ERRORS")
+    return _HTTP11_ERRORS
 
 
 class HeaderTooLarge(httpx.TransportError):

@@ -23,7 +23,7 @@ import h2.settings
 import httpx
 import hyperframe.frame
 
-from crawler.http.transport.base import ConnectionOwner
+from crawler.http.transport.base import ConnectionOwner, RetryRequest
 from crawler.http.transport.errors import LIBRARY_ERRORS, HeaderTooLarge, to_httpx
 from crawler.http.transport.headers import headers_from_raw
 from crawler.http.transport.hpack_request import RequestHeaderEncoder
@@ -48,18 +48,6 @@ _PRUNE_STREAMS_AT = 256  # closed streams h2 may hold before they are counted ou
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade", b"host"}
 )
-
-
-class RetryRequest(Exception):
-    """The request could not be completed on this connection and may be sent again on another one.
-
-    `safe` means the server certainly did not process it (refused stream, beyond a GOAWAY, never sent);
-    otherwise (the connection dropped before any response) only idempotent requests should be replayed.
-    """
-
-    def __init__(self, safe: bool = True) -> None:
-        super().__init__("the request can be retried on another connection")
-        self.safe = safe
 
 
 def _expire(fut: asyncio.Future[None], exc_type: type[Exception], message: str) -> None:

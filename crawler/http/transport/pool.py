@@ -16,17 +16,19 @@ import asyncio
 import socket
 import ssl
 from collections import OrderedDict, deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import httpx
 
-from crawler.http.transport.http2 import HTTP2Connection
 from crawler.http.transport.http11 import HTTP1Connection
 from crawler.http.transport.proxy import Proxy, ProxyUnreachable
 
+if TYPE_CHECKING:  # HTTP/2 (h2, hpack, hyperframe) loads with the first connection that speaks it
+    from crawler.http.transport.http2 import HTTP2Connection
+
 __all__ = ["ConnectionPool", "Origin"]
 
-Connection = HTTP1Connection | HTTP2Connection
+Connection: TypeAlias = "HTTP1Connection | HTTP2Connection"
 
 _SLOT = object()  # a waiter's result meaning "a slot of the budget is yours: connect"
 
@@ -343,6 +345,8 @@ class ConnectionPool:
     def _adopt_h2(self, origin: Origin, conn: HTTP1Connection) -> HTTP2Connection:
         """Turn a fresh socket that speaks HTTP/2 (ALPN h2, or h2c by prior knowledge) into the origin's
         shared HTTP/2 connection, retiring any previous one."""
+        from crawler.http.transport.http2 import HTTP2Connection  # start-up: h2 only once it is spoken
+
         origin.h2_capable = True
         h2 = HTTP2Connection.take_over(self, origin, conn)
         old = origin.h2

@@ -16,9 +16,9 @@ import ssl
 
 import httpx
 
-from crawler.http.transport.errors import LIBRARY_ERRORS, to_httpx
-from crawler.http.transport.http2 import HTTP2Connection, RetryRequest
-from crawler.http.transport.http11 import StaleConnection, request_content
+from crawler.http.transport.base import RetryRequest
+from crawler.http.transport.errors import library_errors, to_httpx
+from crawler.http.transport.http11 import HTTP1Connection, StaleConnection, request_content
 from crawler.http.transport.pool import ConnectionPool
 from crawler.http.transport.proxy import ProxyRouter, ProxyUnreachable
 from crawler.model.request import IDEMPOTENT_METHODS
@@ -156,7 +156,7 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                         origin = pool.origin(url.raw_scheme, url.raw_host, url.port, proxy)
                         prepared = False  # the head names the proxy's credentials
                         continue
-                    if isinstance(acquired, HTTP2Connection):
+                    if not isinstance(acquired, HTTP1Connection):  # HTTP/2 (http2.py loads only then)
                         try:
                             return await acquired.send(request)
                         except RetryRequest as exc:
@@ -192,7 +192,7 @@ class CrawlerTransport(httpx.AsyncBaseTransport):
                         raise httpx.RemoteProtocolError(
                             "Server disconnected without sending a response."
                         ) from None
-        except LIBRARY_ERRORS as exc:  # a last line: no protocol library's exception leaves the transport
+        except library_errors() as exc:  # a last line: no protocol library's exception leaves the transport
             raise to_httpx(exc) from exc
 
     async def aclose(self) -> None:
