@@ -20,8 +20,17 @@ os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 if os.environ["PYDANTIC_DISABLE_PLUGINS"] in ("__all__", "1", "true") and "pydantic" not in sys.modules:
     # With plugins off, pydantic's loader still imports importlib.metadata (zipfile, email, ...) at the first
     # model: ~10% of start-up. This stand-in answers what the real loader answers when plugins are off.
+    # Anything else asked of it (a later pydantic) loads the real loader instead: never an ImportError.
     _loader = types.ModuleType("pydantic.plugin._loader")
     _loader.get_plugins = lambda: ()  # type: ignore[attr-defined]
+
+    def _real_loader(name: str) -> object:
+        if name.startswith("__"):  # the import system's probes (__path__, __file__...): a plain module's answer
+            raise AttributeError(name)
+        sys.modules.pop("pydantic.plugin._loader", None)
+        return getattr(importlib.import_module("pydantic.plugin._loader"), name)
+
+    _loader.__getattr__ = _real_loader  # type: ignore[method-assign]
     sys.modules.setdefault("pydantic.plugin._loader", _loader)
 # httpx imports its own command line (click, rich's syntax highlighting, pygments) whenever click is installed:
 # ~1/3 of httpx's import time. A None entry makes that import fail the way httpx expects when click is missing.

@@ -3,6 +3,7 @@ CA bundle is read by the first TLS connection. (The time itself is measured by `
 
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 import sys
@@ -84,3 +85,17 @@ def test_a_subcommand_parses_without_importing_the_others() -> None:
                           "assert parser.parse_args(['download', 'http://x/']).urls == ['http://x/']")  # fmt: skip
     assert "crawler.cli.download" in mods
     assert not {"crawler.cli.run", "crawler.cli.check", "crawler.cli.shell", "yaml", "pydantic"} & mods
+
+
+def test_the_pydantic_loader_stand_in_hands_anything_else_to_the_real_loader() -> None:
+    # A later pydantic asking the loader for more than get_plugins gets the real module, never an ImportError.
+    code = ("import sys, crawler.cli\n"
+            "stub = sys.modules['pydantic.plugin._loader']\n"
+            "assert stub.get_plugins() == ()\n"
+            "from pydantic.plugin._loader import _plugins\n"
+            "real = sys.modules['pydantic.plugin._loader']\n"
+            "assert real is not stub and hasattr(real, 'get_plugins')\n"
+            "print('ok')\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
