@@ -132,8 +132,8 @@ class _Shard:
         self.k_leased, self.k_owner, self.k_stats, self.k_limbo = p + "leased", p + "owner", p + "stats", p + "limbo"
         self.k_my_leases = f"{p}worker:{worker}:leases"
         ready, req = p + "ready", p + "req"
-        self.pop_keys = [ready, req, self.k_leased, self.k_owner, self.k_my_leases, p + "tat", self.k_stats,
-                         p + "slots", p + "slot", p + "pause", p + "rate"]  # fmt: skip
+        # The pop script names the shard's other keys from its prefix: each argument costs the client.
+        self.pop_keys = [ready, self.k_my_leases]
         # `checkpoint` here is the global one when the shard shares the job's slot (ack stores it), else unused.
         self.ack_keys = [ready, req, self.k_leased, self.k_owner, self.k_my_leases, self.k_stats,
                          p + "checkpoint", p + "done", p + "slots", p + "slot"]  # fmt: skip
@@ -452,38 +452,27 @@ class RedisFrontier(FrontierBase):
         return fresh
 
     async def _push_batch(self, shard: _Shard, requests: list[Request], indexes: list[int]) -> tuple[list[int], str]:
-        keys = list(shard.push_keys)
-        index: dict[str, int] = {}
         partitioned = self.partitioned
         partition_of = self.layout.partition_of
-        args: list[Any] = ["p" if partitioned else "-"]
-        prefix = shard.prefix
-        seen = self.layout.seen
+        seen_bucket = self.layout.seen_bucket
+        args: list[str] = ["p" if partitioned else "-"]
         sent: list[int] = []
-
-        def key_index(key: str) -> int:
-            i = index.get(key)
-            if i is None:
-                keys.append(key)
-                i = index[key] = len(keys)
-            return i
-
         for i in indexes:
             req = requests[i]
             if req.dont_filter:
-                seen_idx, member = 0, 0
+                bucket, member = "-", 0
             else:
                 fp = req.fingerprint
                 sent.append(fp)
-                seen_key, member = seen(shard.index, fp)
-                seen_idx = key_index(seen_key)
+                bucket, member = seen_bucket(fp)
             priority = max(-_PRIORITY_LIMIT, min(_PRIORITY_LIMIT, req.priority))
-            args += (seen_idx, member, key_index(f"{prefix}q:{req.host}"), req.host, priority,
-                     orjson.dumps(req.to_dict()).decode())  # fmt: skip
-            if partitioned:
-                args.append(partition_of(req.host))
+            host = req.host
+            partition = partition_of(host) if partitioned else 0
+            # One argument a request, the seen and queue keys named by the script from the shard's prefix (see
+            # push.lua): redis-py's cost is per argument, not per byte.
+            args.append(f"{bucket} {member} {priority} {partition} {host} {orjson.dumps(req.to_dict()).decode()}")
         script = self._scripts["push"]
-        flags = str(await self._call(lambda: script(keys=keys, args=args)))
+        flags = str(await self._call(lambda: script(keys=shard.push_keys, args=args)))
         for fp in sent:
             self._known.add(fp)
         return indexes, flags
@@ -541,18 +530,15 @@ class RedisFrontier(FrontierBase):
         given back and the pauses asked for since the last call; caches the shard's ready hosts of the reply."""
         releases, shard.releases = shard.releases, []
         pauses, shard.pauses = shard.pauses, {}
-        keys = list(shard.pop_keys)
         args: list[Any] = [self.worker, int(self.lease_timeout * 1000), limit, shard.prefix, _MAX_READY_HOSTS,
-                           _READY_HORIZON_MS, self.per_host, self._mode, len(releases), *releases,
+                           _READY_HORIZON_MS, self.per_host, self._mode, ",".join(map(str, releases)),
                            len(pauses)]  # fmt: skip
         for host, seconds in pauses.items():
             args += (host, int(seconds * 1000))
-        prefix = shard.prefix
         for host, allowance, interval, share in picks:
-            keys.append(f"{prefix}q:{host}")
-            args += (host, allowance, interval, share)
+            args.append(f"{allowance} {interval!r} {share} {host}")
         script = self._scripts["pop"]
-        reply: list[Any] = await self._call(lambda: script(keys=keys, args=args))
+        reply: list[Any] = await self._call(lambda: script(keys=shard.pop_keys, args=args))
         self._take_ready(shard, reply, 3 + int(reply[2]))
         await self._maybe_settle(shard, reply)
         return reply
@@ -639,7 +625,7 @@ class RedisFrontier(FrontierBase):
                 else:
                     shard = self._shards[0]
                     script = self._scripts["ack"]
-                    args = [self.worker, payload, shard.prefix, self._mode, *tokens]
+                    args = [self.worker, payload, shard.prefix, self._mode, ",".join(map(str, tokens))]
                     lost = int(await self._call(lambda: script(keys=shard.ack_keys, args=args)))
             except FrontierUnavailable:
                 # Nothing acked: these pages are fetched again after a restart, as after a crash (the items
@@ -670,7 +656,8 @@ class RedisFrontier(FrontierBase):
 
         async def apply(shard: _Shard, ids: list[int]) -> int:
             lost = int(await self._call(lambda: ack(keys=shard.ack_keys,
-                                                    args=[self.worker, "", shard.prefix, self._mode, *ids])))  # fmt: skip
+                                                    args=[self.worker, "", shard.prefix, self._mode,
+                                                          ",".join(map(str, ids))])))  # fmt: skip
             pending.pop(shard.index, None)
             return lost
 

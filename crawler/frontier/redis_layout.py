@@ -95,9 +95,13 @@ class Layout:
     def seen(self, shard: int, fingerprint: int) -> tuple[str, int]:
         """The seen-set key and member of a fingerprint: its top `seen_bits` bits name the bucket, the rest is
         the member (an integer, so the bucket stays a packed intset)."""
+        bucket, member = self.seen_bucket(fingerprint)
+        return f"{self.prefixes[shard]}seen:{bucket}", member
+
+    def seen_bucket(self, fingerprint: int) -> tuple[str, int]:
+        """The seen-set bucket of a fingerprint (the key's last part, after `seen:`) and its member there."""
         bits = self.seen_bits
-        bucket = fingerprint >> (64 - bits)
-        return f"{self.prefixes[shard]}seen:{bucket:0{(bits + 3) // 4}x}", fingerprint & ((1 << (64 - bits)) - 1)
+        return f"{fingerprint >> (64 - bits):0{(bits + 3) // 4}x}", fingerprint & ((1 << (64 - bits)) - 1)
 
     def to_json(self) -> str:
         stored: dict[str, Any] = {"shards": self.tags}

@@ -1,13 +1,14 @@
 -- pop: lease up to `limit` requests from the given hosts, within each host's allowance and every limit the
 -- processes share: the host's pause (Retry-After), its in-flight cap (slots) and its rate (a GCRA bucket).
 -- With no hosts it only reports: then it is how a process learns which hosts are ready.
--- KEYS: ready req leased owner my-leases tat stats slots slot pause rate, then one queue key per host (all
--- of one shard: the hosts a worker picks are grouped by shard, one call each).
+-- KEYS: ready, my-leases (of one shard: the hosts a worker picks are grouped by shard, one call each). The
+-- shard's other keys, the host queues among them, are named from its prefix (`keys_of`), so in the same slot.
 -- ARGV: worker, lease ms, limit, prefix, max hosts, horizon ms, cap (in-flight per host, 0: none), mode,
---   then the ids this worker is done with (their slots come back): a count, the ids;
+--   then the ids this worker is done with (their slots come back), joined by commas ('' for none);
 --   then the pauses it was asked for (Retry-After): a count, then host and ms for each;
---   then four per host: host, allowance, interval ms (0: unlimited), set (1: store the interval as the host's
---   shared rate, because this worker's own rate for it changed; 0: use the shared rate when there is one).
+--   then one argument per host (the client's cost is per argument): '<allowance> <interval ms (0: unlimited)>
+--   <set> <host>', set 1: store the interval as the host's shared rate, because this worker's own rate for it
+--   changed; 0: use the shared rate when there is one.
 -- GCRA: k requests may start now when tat + (k - 1) * interval - tau <= now; each start moves tat an interval.
 -- Returns {now, leases in limbo (journaled crawls), 2 * popped, id, record, ..., then host, start, ... for the
 -- hosts that may start within the horizon, longest-waiting first}.
@@ -17,11 +18,9 @@ reclaim(K, now)
 local exp = now + tonumber(ARGV[2])
 local limit = tonumber(ARGV[3])
 local cap = tonumber(ARGV[7])
-local a = 9
+for id in string.gmatch(ARGV[9], '%d+') do free_slot(K, id, now) end
+local a = 10
 local n = tonumber(ARGV[a])
-for i = a + 1, a + n do free_slot(K, ARGV[i], now) end
-a = a + n + 1
-n = tonumber(ARGV[a])
 for i = 0, n - 1 do
   local host, untill = ARGV[a + 1 + 2 * i], now + tonumber(ARGV[a + 2 + 2 * i])
   if untill > tonumber(redis.call('HGET', K.pause, host) or '0') then
@@ -31,14 +30,12 @@ for i = 0, n - 1 do
 end
 a = a + 2 * n + 1
 local out, taken = {}, 0
-local i = 0
-for b = a, #ARGV - 1, 4 do
-  i = i + 1
-  local host = ARGV[b]
-  local allow = math.min(tonumber(ARGV[b + 1]), limit - taken)
-  local interval = tonumber(ARGV[b + 2])
-  local qk = KEYS[11 + i]
-  if ARGV[b + 3] == '1' then
+for b = a, #ARGV do
+  local allowance, interval_arg, set, host = string.match(ARGV[b], '^(%d+) (%S+) ([01]) (%S+)$')
+  local allow = math.min(tonumber(allowance), limit - taken)
+  local interval = tonumber(interval_arg)
+  local qk = K.prefix .. 'q:' .. host
+  if set == '1' then
     if interval > 0 then redis.call('HSET', K.rate, host, interval) else redis.call('HDEL', K.rate, host) end
   else
     local shared = redis.call('HGET', K.rate, host)
@@ -86,7 +83,7 @@ for b = a, #ARGV - 1, 4 do
       local id = popped[2 * j - 1]
       redis.call('ZADD', K.leased, exp, id)
       redis.call('HSET', K.owner, id, ARGV[1])
-      redis.call('SADD', KEYS[5], id)
+      redis.call('SADD', KEYS[2], id)
       if cap > 0 then redis.call('HSET', K.slot, id, host) end
       out[#out + 1] = id
       out[#out + 1] = redis.call('HGET', K.req, id)

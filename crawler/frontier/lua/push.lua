@@ -1,28 +1,28 @@
 -- push: dedup and enqueue a batch of requests (all of one shard).
--- KEYS: seq req ready stats, then the queue and seen keys the requests refer to.
--- ARGV: mode ('p': host-partitioned workers; anything else: shared), then per request: seen key index
--- (0: dont_filter), seen member, queue key index, host, priority, data, and with 'p' its partition.
+-- KEYS: seq req ready stats. A request's seen bucket and host queue are keys of the same shard, named here from
+-- its prefix (`<prefix>seen:<bucket>`, `<prefix>q:<host>`), so in the same slot.
+-- ARGV: mode ('p': host-partitioned workers; anything else: shared), then one argument per request:
+-- '<seen bucket> <seen member> <priority> <partition> <host> <data>' (seen bucket '-': dont_filter;
+-- partition: 0 unless 'p'). One argument, not seven: the client's cost is per argument, not per byte.
 -- Returns one character per request, '1' when it was new (queued) and '0' when it had been seen.
 local partitioned = ARGV[1] == 'p'
-local step = partitioned and 7 or 6
 local prefix = string.sub(KEYS[1], 1, -4)  -- KEYS[1] is <prefix>seq
 local added, fresh_seen = 0, 0
 local flags = {}
-for b = 2, #ARGV - 1, step do
-  local sk = tonumber(ARGV[b])
+for b = 2, #ARGV do
+  local bucket, member, priority, p, record, host =
+    string.match(ARGV[b], '^(%S+) (%d+) (%-?%d+) (%d+) ((%S+) .*)$')
   local fresh = true
-  if sk > 0 then
-    fresh = redis.call('SADD', KEYS[sk], ARGV[b + 1]) == 1
+  if bucket ~= '-' then
+    fresh = redis.call('SADD', prefix .. 'seen:' .. bucket, member) == 1
     if fresh then fresh_seen = fresh_seen + 1 end
   end
   if fresh then
     local id = redis.call('INCR', KEYS[1])
-    local score = string.format('%d', id - tonumber(ARGV[b + 4]) * 4294967296)
-    local host = ARGV[b + 3]
-    redis.call('HSET', KEYS[2], id, score .. ' ' .. host .. ' ' .. ARGV[b + 5])
-    redis.call('ZADD', KEYS[tonumber(ARGV[b + 2])], score, id)
+    local score = string.format('%d', id - tonumber(priority) * 4294967296)
+    redis.call('HSET', KEYS[2], id, score .. ' ' .. record)
+    redis.call('ZADD', prefix .. 'q:' .. host, score, id)
     if partitioned then
-      local p = ARGV[b + 6]
       if redis.call('ZADD', prefix .. 'pready:' .. p, 'NX', 0, host) == 1 then
         redis.call('HSET', prefix .. 'hostp', host, p)
         redis.call('ZADD', prefix .. 'pwork', 'NX', 0, p)
