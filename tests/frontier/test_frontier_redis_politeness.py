@@ -1,7 +1,8 @@
 """Every politeness limit holds for all the processes of a Redis crawl together, measured at the server: the
 per-host in-flight cap (`concurrency.per_host`, a lease-based semaphore in Redis), a Retry-After pause
 seen by one process (kept in Redis by the same script that pops), and the adaptive rate a process learns from
-429s (it becomes the host's shared rate). The configured shared rate has its own test in
+429s (it becomes the host's shared rate). The cap and the pause are measured on one Redis and on a 3-master
+Redis Cluster (the journaled, sharded layout). The configured shared rate has its own test in
 test_frontier_redis.py."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from crawler.demo.site import SiteServer
-from tests.frontier._backends import RedisServer
+from tests.frontier._backends import RedisClusterServers, RedisServer
 from tests.frontier._crawl import CrawlProcess, count_lines, write_job
 from tests.frontier._ratelimited import RateLimitedServer
 
@@ -27,7 +28,17 @@ def site() -> Iterator[SiteServer]:
         yield server
 
 
-def _two_workers(tmp_path: Path, site: SiteServer, redis: RedisServer, start: list[str], per_host: int) -> int:
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared(request: pytest.FixtureRequest) -> RedisServer | RedisClusterServers:
+    """The Redis the two processes share: one server, or a 3-master cluster."""
+    server: RedisServer | RedisClusterServers = request.getfixturevalue(
+        {"redis": "redis_server", "redis-cluster": "redis_cluster"}[request.param]
+    )
+    return server
+
+
+def _two_workers(tmp_path: Path, site: SiteServer, redis: RedisServer | RedisClusterServers, start: list[str],
+                 per_host: int) -> int:  # fmt: skip
     """Run two `crawler run` processes on one Redis crawl of `start`; returns the items both wrote."""
     files = {w: tmp_path / f"items-{w}.jsonl" for w in ("A", "B")}
     procs = []
@@ -58,11 +69,11 @@ def _max_overlap(entries: list[dict[str, Any]]) -> int:
 
 @pytest.mark.timeout(120)
 def test_per_host_caps_the_requests_in_flight_of_all_processes_together(
-    site: SiteServer, redis_server: RedisServer, tmp_path: Path
+    site: SiteServer, shared: RedisServer | RedisClusterServers, tmp_path: Path
 ) -> None:
     site.clear_log()
     start = [f"{site.url}/slow/150?n={i}" for i in range(40)]
-    assert _two_workers(tmp_path, site, redis_server, start, per_host=2) == 40
+    assert _two_workers(tmp_path, site, shared, start, per_host=2) == 40
     slow = [e for e in site.log("/slow/") if e["t_end"] is not None]
     assert len(slow) == 40
     # Each process alone would allow 2: together they would reach 4 without the shared semaphore.
@@ -72,13 +83,13 @@ def test_per_host_caps_the_requests_in_flight_of_all_processes_together(
 
 @pytest.mark.timeout(120)
 def test_a_retry_after_seen_by_one_process_pauses_all_of_them(
-    site: SiteServer, redis_server: RedisServer, tmp_path: Path
+    site: SiteServer, shared: RedisServer | RedisClusterServers, tmp_path: Path
 ) -> None:
     site.reset()
     key = tmp_path.name
     start = [f"{site.url}/retry-after/{key}?status=429&after=2&times=1"]
     start += [f"{site.url}/slow/100?n={i}" for i in range(60)]
-    assert _two_workers(tmp_path, site, redis_server, start, per_host=3) == 61
+    assert _two_workers(tmp_path, site, shared, start, per_host=3) == 61
     log = site.log()
     first, *retried = [e for e in log if e["path"].startswith("/retry-after/")]
     assert first["status"] == 429 and len(retried) == 1 and retried[0]["status"] == 200
