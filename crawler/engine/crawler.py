@@ -623,6 +623,8 @@ class Crawler:
             stats.links_capped += 1
         if result is not None:
             page = result
+            if not self._emit_pages:
+                page.drop_parsed()  # its tree is done with: not held while the push waits on the frontier
             if page.requests:
                 await self._push(page.requests)
             if self._writer is not None:
@@ -646,6 +648,7 @@ class Crawler:
             except DropPage as exc:
                 self.stats.dropped += 1
                 log.debug("dropped %s: %s", page.url, exc)
+                page.drop_parsed()  # a dropped page is no one's any more
                 if page.requests:
                     await self._push(page.requests)
                 return None

@@ -177,6 +177,13 @@ class Page:
             raise self._json
         return self._json
 
+    def drop_parsed(self) -> None:
+        """Free the parsed tree and the decoded text (about a megabyte for an ordinary HTML page); `html` and
+        `text` build them again if read later. The engine calls it after the stages, before waiting on the
+        frontier: many pages waiting on a round trip (a shared frontier's push) must not hold their trees."""
+        self._html = None
+        self._text = None
+
     @property
     def record_count(self) -> int:
         """Records this page writes: one, or one per element of `items`."""
