@@ -52,3 +52,28 @@ def test_a_page_just_under_the_tag_limit_parses() -> None:
     over = _page("<html><body>" + "<br>" * (MAX_HTML_TAGS + 1) + "</body></html>")
     with pytest.raises(FetchError):
         over.html  # noqa: B018
+
+
+@pytest.mark.parametrize("depth", [MAX_HTML_DEPTH - 100, MAX_HTML_DEPTH + 1])
+def test_the_cheap_depth_bound_never_hides_a_deep_document(depth: int) -> None:
+    from crawler.model.page import _may_nest_deeper
+
+    # Padded with 30,000 flat elements so the exact scan is considered at all; the deep part sits in the middle.
+    flat = "<p>x</p>" * 15_000
+    body = ("<html><body>" + flat + "<div>" * depth + "x" + "</div>" * depth + flat + "</body></html>").encode()
+    assert _may_nest_deeper(body, MAX_HTML_DEPTH) or depth <= MAX_HTML_DEPTH
+    page = _page(body.decode())
+    if depth > MAX_HTML_DEPTH:
+        with pytest.raises(FetchError) as caught:
+            page.html  # noqa: B018 - parsing is the point
+        assert caught.value.kind == "html_too_deep"
+    else:
+        assert page.html.css_first("div") is not None
+
+
+def test_a_long_flat_page_is_cleared_by_the_cheap_bound() -> None:
+    from crawler.model.page import _may_nest_deeper
+
+    body = ("<html><body>" + "<li><a href=/x>x</a> <span>y</span></li>" * 20_000 + "</body></html>").encode()
+    assert body.count(b"</") >= 20_000  # past the point where the exact scan would run
+    assert not _may_nest_deeper(body, MAX_HTML_DEPTH)
