@@ -46,6 +46,7 @@ def cached_transport(transport: httpx.AsyncBaseTransport, config: HttpConfig) ->
 
 
 _STATUS_HEADER = "x-crawler-cached-status"
+_STATUS_HEADER_RAW = _STATUS_HEADER.encode()
 
 
 def _kept(status: int) -> bool:
@@ -53,17 +54,27 @@ def _kept(status: int) -> bool:
     return status != 429 and status < 500 and not 200 <= status < 300
 
 
-class _StatusIn(httpx.AsyncBaseTransport):
+def _unmarked(response: httpx.Response) -> list[tuple[bytes, bytes]]:
+    """The response's header pairs without the status marker."""
+    return [(k, v) for k, v in response.headers.raw if k.lower() != _STATUS_HEADER_RAW]
+
+
+class _Wrapping(httpx.AsyncBaseTransport):
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         self._transport = transport
 
+    async def aclose(self) -> None:
+        await self._transport.aclose()
+
+
+class _StatusIn(_Wrapping):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._transport.handle_async_request(request)
         kept = _kept(response.status_code)
         if not kept and _STATUS_HEADER not in response.headers:
             return response
         # A server's own header of that name never reaches _StatusOut: only ours does.
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() != _STATUS_HEADER.encode()]
+        headers = _unmarked(response)
         stream = response.stream
         if kept:
             # hishel stores an entry once its body has been read to the end, but the crawl reads no body
@@ -71,12 +82,9 @@ class _StatusIn(httpx.AsyncBaseTransport):
             stream, complete = await _read_ahead(response.stream)
             kept = complete
         if kept:
-            headers.append((_STATUS_HEADER.encode(), str(response.status_code).encode()))
+            headers.append((_STATUS_HEADER_RAW, str(response.status_code).encode()))
         status = 200 if kept else response.status_code
         return httpx.Response(status, headers=headers, stream=stream, extensions=response.extensions)
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
 
 
 _READ_AHEAD_MAX = 1 << 20  # bytes on the wire: an error page or a redirect's body is a few kB
@@ -123,10 +131,7 @@ class _Replay(httpx.AsyncByteStream):
         await self._stream.aclose()
 
 
-class _StatusOut(httpx.AsyncBaseTransport):
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        self._transport = transport
-
+class _StatusOut(_Wrapping):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         response = await self._transport.handle_async_request(request)
         status = response.headers.get(_STATUS_HEADER)
@@ -138,9 +143,5 @@ class _StatusOut(httpx.AsyncBaseTransport):
             body = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
         finally:
             await response.aclose()
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() != _STATUS_HEADER.encode()]
-        return httpx.Response(int(status), headers=headers, stream=httpx.ByteStream(body),
+        return httpx.Response(int(status), headers=_unmarked(response), stream=httpx.ByteStream(body),
                               extensions=response.extensions)  # fmt: skip
-
-    async def aclose(self) -> None:
-        await self._transport.aclose()
