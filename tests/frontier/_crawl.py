@@ -136,3 +136,13 @@ def assert_exactly_once(urls: Counter[str], expected: set[str]) -> None:
     assert not twice, f"{len(twice)} pages written more than once, e.g. {twice[:5]}"
     assert not missing, f"{len(missing)} pages never written, e.g. {missing[:5]}"
     assert not extra, f"unexpected pages: {extra[:5]}"
+
+
+def max_overlap(entries: list[dict[str, Any]]) -> int:
+    """The most requests in flight at once at the server, from its log entries' start (`t`) and end (`t_end`)."""
+    events = sorted([(e["t"], 1) for e in entries] + [(e["t_end"], -1) for e in entries])
+    most = now = 0
+    for _, step in events:
+        now += step
+        most = max(most, now)
+    return most

@@ -18,7 +18,7 @@ from crawler.frontier.redis import RedisFrontier, read_status
 from crawler.frontier.redis_partitions import LocalQueues, owned_partitions
 from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisServer
-from tests.frontier._crawl import CrawlProcess, count_lines, write_job
+from tests.frontier._crawl import CrawlProcess, count_lines, max_overlap, write_job
 
 pytestmark = pytest.mark.redis
 
@@ -130,15 +130,6 @@ def site() -> Iterator[SiteServer]:
         yield server
 
 
-def _max_overlap(entries: list[dict[str, Any]]) -> int:
-    events = sorted([(e["t"], 1) for e in entries] + [(e["t_end"], -1) for e in entries])
-    most = now = 0
-    for _, step in events:
-        now += step
-        most = max(most, now)
-    return most
-
-
 @pytest.mark.timeout(120)
 def test_partitioned_workers_hold_the_in_flight_cap_of_a_host_together(
     site: SiteServer, redis_server: RedisServer, tmp_path: Path
@@ -163,4 +154,4 @@ def test_partitioned_workers_hold_the_in_flight_cap_of_a_host_together(
     assert len(slow) == 40
     # One host, one partition, one owner at a time: each process's own limiter caps it at 2, and the other
     # never reaches it (a handover waits for the old owner's requests there to finish).
-    assert _max_overlap(slow) == 2, _max_overlap(slow)
+    assert max_overlap(slow) == 2, max_overlap(slow)

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from crawler.demo.site import SiteServer
 from tests.frontier._backends import RedisClusterServers, RedisServer
-from tests.frontier._crawl import CrawlProcess, count_lines, write_job
+from tests.frontier._crawl import CrawlProcess, count_lines, max_overlap, write_job
 from tests.frontier._ratelimited import RateLimitedServer
 
 pytestmark = pytest.mark.redis
@@ -58,15 +57,6 @@ def _two_workers(tmp_path: Path, site: SiteServer, redis: RedisServer | RedisClu
     return count_lines(files.values())
 
 
-def _max_overlap(entries: list[dict[str, Any]]) -> int:
-    events = sorted([(e["t"], 1) for e in entries] + [(e["t_end"], -1) for e in entries])
-    most = now = 0
-    for _, step in events:
-        now += step
-        most = max(most, now)
-    return most
-
-
 @pytest.mark.timeout(120)
 def test_per_host_caps_the_requests_in_flight_of_all_processes_together(
     site: SiteServer, shared: RedisServer | RedisClusterServers, tmp_path: Path
@@ -77,8 +67,8 @@ def test_per_host_caps_the_requests_in_flight_of_all_processes_together(
     slow = [e for e in site.log("/slow/") if e["t_end"] is not None]
     assert len(slow) == 40
     # Each process alone would allow 2: together they would reach 4 without the shared semaphore.
-    assert _max_overlap(slow) <= 2, _max_overlap(slow)
-    assert _max_overlap(slow) == 2, "the cap is a cap, not a serialisation"
+    assert max_overlap(slow) <= 2, max_overlap(slow)
+    assert max_overlap(slow) == 2, "the cap is a cap, not a serialisation"
 
 
 @pytest.mark.timeout(120)
