@@ -121,8 +121,8 @@ class Page:
     @property
     def encoding(self) -> str:
         """BOM, else the Content-Type charset, else `<meta charset>`, else UTF-8 when the body decodes as
-        UTF-8, else what charset-normalizer detects (windows-1252 when it finds nothing, or when
-        windows-1252 reads the page as well as its first choice: the HTML standard's fallback)."""
+        UTF-8, else what charset-normalizer detects (windows-1252, the HTML standard's fallback, when it finds
+        nothing, or when its choice also reads the page as Latin script and windows-1252 reads it nearly as well)."""
         if self._encoding is None:
             self._encoding = self._sniff_encoding()
         return self._encoding
