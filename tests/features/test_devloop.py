@@ -77,10 +77,9 @@ def test_always_mode_caches_redirects_and_error_pages_but_not_transient_answers(
     assert sorted(str(i["title"]) for i in jsonl(tmp_path / "items.jsonl")) == titles
 
 
-async def test_always_mode_never_keeps_a_429_or_a_5xx_and_ignores_a_servers_own_marker() -> None:
+async def test_always_mode_never_keeps_a_429_or_a_5xx_and_ignores_a_servers_own_marker(tmp_path: Path) -> None:
     import httpx
 
-    from crawler.config.job import HttpConfig as Http
     from crawler.http.cache import cached_transport
 
     calls: list[str] = []
@@ -91,17 +90,15 @@ async def test_always_mode_never_keeps_a_429_or_a_5xx_and_ignores_a_servers_own_
         # A server sending the cache's own header never changes the status the crawl sees.
         return httpx.Response(status, headers={"X-Crawler-Cached-Status": "404"}, text=request.url.path)
 
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as cache_dir:
-        transport = cached_transport(httpx.MockTransport(answer), Http(cache=cache_dir, cache_mode="always"))
-        async with httpx.AsyncClient(transport=transport) as client:
-            for _ in range(2):
-                seen = {path: (await client.get(f"http://t.test{path}")) for path in ("/ok", "/busy", "/slow", "/gone")}
-                assert {p: r.status_code for p, r in seen.items()} == {"/ok": 200, "/busy": 503, "/slow": 429,
-                                                                      "/gone": 410}  # fmt: skip
-                assert all("x-crawler-cached-status" not in r.headers for r in seen.values())
-                assert seen["/gone"].text == "/gone"
+    config = HttpConfig(cache=str(tmp_path / "cache"), cache_mode="always")
+    transport = cached_transport(httpx.MockTransport(answer), config)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for _ in range(2):
+            seen = {path: (await client.get(f"http://t.test{path}")) for path in ("/ok", "/busy", "/slow", "/gone")}
+            assert {p: r.status_code for p, r in seen.items()} == {"/ok": 200, "/busy": 503, "/slow": 429,
+                                                                  "/gone": 410}  # fmt: skip
+            assert all("x-crawler-cached-status" not in r.headers for r in seen.values())
+            assert seen["/gone"].text == "/gone"
     # Kept: /ok and /gone (asked once); never kept: /busy and /slow (asked both times).
     assert sorted(calls) == ["/busy", "/busy", "/gone", "/ok", "/slow", "/slow"]
 
