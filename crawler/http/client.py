@@ -104,9 +104,10 @@ class CrawlerClient(httpx.AsyncClient):
     `default_encoding`): `build_request` for a GET or HEAD without body, params, cookies (none in the jar),
     timeout or extensions, whose URL `FastURL` takes; `send` when no auth applies (the client has none or
     the call says `auth=None`, and the URL has no userinfo), redirects are not followed and there are no
-    event hooks. It sends straight through the transport, then does what httpx's client does with the
+    request hooks. It sends straight through the transport, then does what httpx's client does with the
     response: the request attached (also to a transport error), the cookies extracted, the "HTTP Request"
-    log line, a redirect's `next_request`, the body read unless `stream`. Anything else is httpx's way.
+    log line, the response hooks run, a redirect's `next_request`, the body read unless `stream`. Anything
+    else is httpx's way.
     """
 
     def __init__(self, *, cookies: _CookieTypes | None = None, **kwargs: Any) -> None:
@@ -158,7 +159,7 @@ class CrawlerClient(httpx.AsyncClient):
                    follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:  # fmt: skip
         transport = self._fast_transport
         hooks = self.event_hooks
-        if (transport is None or not self._fast_opened or hooks["request"] or hooks["response"]
+        if (transport is None or not self._fast_opened or hooks["request"]
                 or (self.follow_redirects if follow_redirects is httpx.USE_CLIENT_DEFAULT else follow_redirects)
                 or (self.auth if auth is httpx.USE_CLIENT_DEFAULT else auth) is not None
                 or request.url.userinfo or not isinstance(request.stream, httpx.AsyncByteStream)):  # fmt: skip
@@ -179,6 +180,8 @@ class CrawlerClient(httpx.AsyncClient):
             if _log.isEnabledFor(logging.INFO):
                 _log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
                           response.status_code, response.reason_phrase)  # fmt: skip
+            for hook in hooks["response"]:  # the shared client's own: refuse_unparseable_location
+                await hook(response)
             if response.has_redirect_location:
                 response.next_request = self._build_redirect_request(request, response)
             if not stream:

@@ -178,6 +178,26 @@ async def test_the_fast_path_sends_the_bytes_httpx_sends(server: _Server) -> Non
             assert resp.headers["content-type"] == "text/plain"
 
 
+async def test_the_shared_client_takes_the_fast_path_with_its_response_hook(server: _Server,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client build_client makes has a response hook (refuse_unparseable_location); the fast path runs it
+    itself rather than handing every request to httpx's auth/redirect loop."""
+    async with _client() as c:
+        assert c.event_hooks["response"]
+        await c.get(f"{server.base}/warm")  # the first send of a client is httpx's
+
+        async def refuse(*args: object, **kwargs: object) -> httpx.Response:
+            raise AssertionError("httpx's send loop was used")
+
+        monkeypatch.setattr(httpx.AsyncClient, "_send_handling_auth", refuse)
+        resp = await c.send(c.build_request("GET", f"{server.base}/fast"))
+        assert (resp.status_code, resp.content) == (200, b"hello")
+        resp = await c.send(c.build_request("GET", f"{server.base}/redirect"))
+        assert resp.next_request is not None and resp.next_request.url == httpx.URL(f"{server.base}/target")
+        with pytest.raises(RedirectError):  # the hook ran
+            await c.send(c.build_request("GET", f"{server.base}/bad-location"))
+
+
 async def test_a_streamed_fast_response_reads_and_closes(server: _Server) -> None:
     async with _client() as c:
         await c.get(f"{server.base}/warm")  # the first send of a client is httpx's
