@@ -203,11 +203,13 @@ COMPLETE_HINT = """crawl complete: the state in {state} has nothing left to fetc
 
 
 def _run_processes(job: Any, log_level: str) -> int:
-    from crawler.engine.processes import run_processes
+    from crawler.engine.processes import fork_children, run_processes
     from crawler.engine.runtime import run_async
 
+    count = job.concurrency.processes
     try:
-        stats = run_async(lambda: run_processes(job, job.concurrency.processes, log_level))
+        children = fork_children(count, log_level)
+        stats = run_async(lambda: run_processes(job, count, log_level, children=children))
     except Exception as exc:
         log.error("crawl aborted: %s: %s", type(exc).__name__, exc)
         log.debug("traceback", exc_info=True)

@@ -117,7 +117,10 @@ def test_children_die_with_the_parent_and_the_job_never_touches_disk(site_factor
             time.sleep(0.05)
         assert len(children) == 2 and items.stat().st_size, "the crawl did not get going"
         for pid in children:
-            assert token not in Path(f"/proc/{pid}/cmdline").read_text(), "the job is not on the command line"
+            cmdline = Path(f"/proc/{pid}/cmdline").read_text()
+            assert token not in cmdline, "the job is not on the command line"
+            # Forked by the command line before its loop started (no second import of the engine).
+            assert cmdline == Path(f"/proc/{parent.pid}/cmdline").read_text()
         assert any(e["headers"].get("authorization") == f"Bearer {token}" for e in site.log()), \
             "the children got the token through the pipe"  # fmt: skip
 
@@ -138,6 +141,22 @@ def test_children_die_with_the_parent_and_the_job_never_touches_disk(site_factor
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+@pytest.mark.timeout(60)
+async def test_a_library_call_inside_a_running_loop_spawns_its_processes(site_factory, tmp_path: Path) -> None:
+    """Forking under a running event loop is unsafe: `run_processes` called from a coroutine spawns
+    `python -m crawler.engine.shard` instead, with the same result."""
+    from crawler.engine.processes import fork_children, run_processes
+
+    assert fork_children(2, "WARNING") is None  # a loop is running here
+    site = site_factory(tls=False, pages=150)
+    job, items = _write_job(tmp_path, site.url, "rate_limit: {per_host: unlimited}\n")
+    stats = await run_processes(Job.from_yaml(job), 2, "WARNING")
+    urls = sorted(json.loads(line)["url"] for line in items.read_text().splitlines())
+    assert urls == sorted({site.url + "/"} | {f"{site.url}/page/{n}" for n in range(150)})
+    assert stats.pages == 151
+    assert len({e["client"] for e in site.log()}) >= 2
 
 
 async def test_a_process_whose_pipe_closes_learns_its_parent_is_gone() -> None:
