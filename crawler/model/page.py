@@ -217,6 +217,8 @@ _VOID = frozenset(b"area base br col embed hr img input link meta param source t
 def _check_parse_cost(body: bytes) -> None:
     """Refuse a document the parser would spend minutes (nested deeper than MAX_HTML_DEPTH) or hundreds of MB
     (more than MAX_HTML_TAGS start tags) on, before it is parsed."""
+    if len(body) < 2 * _SCAN_END_TAGS:
+        return  # too short for either check to fire (an end tag is 2 bytes at least): spares a pass over it
     end_tags = body.count(b"</")
     # Counted only on a body long enough to hold that many tags (`<a>` is 3 bytes): one more pass over it.
     if len(body) > 3 * MAX_HTML_TAGS and body.count(b"<") - end_tags > MAX_HTML_TAGS:
