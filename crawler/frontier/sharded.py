@@ -61,13 +61,26 @@ async def read_job(reader: asyncio.StreamReader) -> bytes:
     return payload
 
 
+def _row(r: Request) -> list[Any]:
+    row = [r.url, r.depth, r.priority, r.referer, r.fingerprint, r.host, r.meta]
+    if r.method != "GET" or r.retries or r.dont_filter:  # rare: a request a user queued so, or a re-fetch
+        row += [r.method, r.retries, r.dont_filter]
+    return row
+
+
 def _encode(requests: Sequence[Request]) -> bytes:
-    return orjson.dumps([[r.url, r.depth, r.priority, r.referer, r.fingerprint, r.host, r.meta] for r in requests])
+    return orjson.dumps([_row(r) for r in requests])
 
 
 def _decode(payload: bytes) -> list[Request]:
-    return [Request(url=u, depth=d, priority=p, referer=ref, fingerprint=fp, host=h, meta=m)
-            for u, d, p, ref, fp, h, m in orjson.loads(payload)]  # fmt: skip
+    out = []
+    for row in orjson.loads(payload):
+        u, d, p, ref, fp, h, m = row[:7]
+        req = Request(url=u, depth=d, priority=p, referer=ref, fingerprint=fp, host=h, meta=m)
+        if len(row) > 7:
+            req.method, req.retries, req.dont_filter = row[7], row[8], row[9]
+        out.append(req)
+    return out
 
 
 class ShardedFrontier(FrontierBase):

@@ -15,7 +15,8 @@ import pytest
 
 from crawler import Job
 from crawler.engine.processes import shard_job
-from crawler.frontier.sharded import ShardedFrontier, open_pipes
+from crawler.frontier.sharded import PUSH, ROUTE, ShardedFrontier, open_pipes, read_message, write_message
+from crawler.model.request import Request
 
 
 def _write_job(tmp_path: Path, site_url: str, extra: str = "") -> tuple[Path, Path]:
@@ -172,3 +173,40 @@ async def test_a_process_whose_pipe_closes_learns_its_parent_is_gone() -> None:
     await frontier.close()
     writer.close()
     os.close(up_r)
+
+
+async def test_a_routed_request_keeps_its_method_retries_and_dont_filter() -> None:
+    """What one process routes to another arrives whole: a POST, a retry count and dont_filter too."""
+    ends = [(os.pipe(), os.pipe()) for _ in range(2)]  # per shard: (up_r, up_w), (down_r, down_w)
+    shards, parent_side = [], []
+    for i, ((up_r, up_w), (down_r, down_w)) in enumerate(ends):
+        reader, writer = await open_pipes(up_w, down_r)
+        shards.append(ShardedFrontier(i, 2, reader, writer, on_parent_lost=lambda: None))
+        parent_side.append(await open_pipes(down_w, up_r))
+    for f in shards:
+        f.bind(lambda: None, lambda host: None)
+    owned_by_1 = [Request.make(f"http://e.com/{n}", method=m, dont_filter=df) for n in range(40)
+                  for m, df in (("GET", False), ("POST", True))]  # fmt: skip
+    owned_by_1 = [r for r in owned_by_1 if r.fingerprint % 2 == 1][:4]
+    for r in owned_by_1:
+        r.retries = 2 if r.method == "POST" else 0
+    assert {r.method for r in owned_by_1} == {"GET", "POST"}
+    await shards[0].push_many(owned_by_1)
+    up_reader = parent_side[0][0]
+    while True:  # status reports come up the same pipe
+        kind, payload = await asyncio.wait_for(read_message(up_reader), 2)
+        if kind == ROUTE:
+            break
+    assert payload[0] == 1
+    write_message(parent_side[1][1], PUSH, payload[1:])
+    got: list[Request] = []
+    deadline = time.monotonic() + 2
+    while len(got) < len(owned_by_1) and time.monotonic() < deadline:
+        got += await shards[1].pop_ready(10, lambda host: 10)
+        await asyncio.sleep(0.01)
+    sent = sorted((r.url, r.method, r.retries, r.dont_filter, r.fingerprint) for r in owned_by_1)
+    assert sorted((r.url, r.method, r.retries, r.dont_filter, r.fingerprint) for r in got) == sent
+    for f in shards:
+        await f.close()
+    for _, writer in parent_side:
+        writer.close()
