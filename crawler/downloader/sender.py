@@ -92,16 +92,6 @@ class Retryable:
         return self.failure if isinstance(self.failure, int) else None
 
 
-def _headers(base: tuple[tuple[str, str], ...],
-             extra: tuple[tuple[str, str], ...]) -> dict[str, str] | list[tuple[str, str]]:  # fmt: skip
-    """The request's headers as a dict when no name repeats (the shared client's fast path takes a dict,
-    ~0.1 ms less per file than httpx's own merge), else the list as given."""
-    pairs = [*base, *extra]
-    if len({name.lower() for name, _ in pairs}) == len(pairs):
-        return dict(pairs)
-    return pairs
-
-
 async def send_once(ctx: RunContext, request: FileRequest, extra: tuple[tuple[str, str], ...] = (), *,
                     ok_416: bool = False, deadline: float | None = None) -> OpenResponse | Failure | Retryable:  # fmt: skip
     """One GET of `request` (plus the `extra` headers: Range, If-Range), redirects followed: the open
@@ -117,7 +107,7 @@ async def send_once(ctx: RunContext, request: FileRequest, extra: tuple[tuple[st
         sent_at = time.monotonic()
         try:
             if hop is None:
-                built = client.build_request("GET", request.url, headers=_headers(request.headers, extra))
+                built = client.build_request("GET", request.url, headers=[*request.headers, *extra])
                 resp = await client.send(built, stream=True, follow_redirects=False)
             else:
                 resp = await send_hop(client, hop)

@@ -141,7 +141,7 @@ class CrawlerClient(httpx.AsyncClient):
         if (fast is not None and type(url) is str and (method == "GET" or method == "HEAD")
                 and content is None and data is None and files is None and json is None and params is None
                 and cookies is None and extensions is None and timeout is httpx.USE_CLIENT_DEFAULT
-                and (headers is None or type(headers) is dict) and not self.params
+                and (headers is None or type(headers) is dict or type(headers) is list) and not self.params
                 and not self._crawler_cookies):  # fmt: skip
             parsed = fast.parse(url)
             if parsed is not None:

@@ -107,7 +107,8 @@ FAST_URLS = _self_check()
 
 class HeaderMerge:
     """The headers `client.build_request(method, url, headers=...)` gives a GET or HEAD without a body:
-    Host first, then the client's headers minus those the request names, then the request's, in order.
+    Host first, then the client's headers minus those the request names, then the request's, in order (a
+    name the request repeats is sent as often as it is given).
 
     The client's headers are snapshotted and compared with the live ones on every call (users may edit
     `client.headers` in place); the filtered snapshot is kept per tuple of request header names.
@@ -119,14 +120,21 @@ class HeaderMerge:
         self._snapshot: list[tuple[bytes, bytes]] | None = None
         self._by_names: dict[tuple[str, ...], tuple[list[tuple[bytes, bytes]], bool]] = {}
 
-    def merge(self, client_headers: httpx.Headers, headers: dict[str, Any] | None,
+    def merge(self, client_headers: httpx.Headers, headers: dict[str, Any] | list[Any] | None,
               netloc: bytes) -> httpx.Headers | None:  # fmt: skip
-        """The merged headers, or None when they hold something this does not handle (then httpx merges)."""
+        """The merged headers, or None when they hold something this does not handle (then httpx merges).
+        `headers`: a dict, or a list of (name, value) pairs where a name may repeat (as httpx takes them)."""
         raw = client_headers.raw
         if raw != self._snapshot:
             self._snapshot = raw
             self._by_names = {}
-        names: tuple[str, ...] = tuple(headers) if headers else ()
+        if isinstance(headers, list):  # the caller passes exactly a list or a dict
+            if not all(type(pair) is tuple and len(pair) == 2 for pair in headers):
+                return None
+            pairs: list[tuple[Any, Any]] = headers
+        else:
+            pairs = list(headers.items()) if headers else []
+        names: tuple[str, ...] = tuple(name for name, _ in pairs)
         entry = self._by_names.get(names)
         if entry is None:
             if not all(type(name) is str for name in names):
@@ -139,8 +147,8 @@ class HeaderMerge:
             entry = self._by_names[names] = (kept, has_host)
         kept, has_host = entry
         merged: list[tuple[bytes, bytes]] = kept if has_host else [(b"Host", netloc), *kept]
-        if headers:
-            merged = merged + [(k.encode("ascii"), _value(v)) for k, v in headers.items()]
+        if pairs:
+            merged = merged + [(k.encode("ascii"), _value(v)) for k, v in pairs]
         return headers_from_raw(merged)
 
 

@@ -74,8 +74,10 @@ def _slow_build(client: httpx.AsyncClient, method: str, url: str, **kw: object) 
 
 @pytest.mark.parametrize("headers", [None, {}, {"Accept-Encoding": "br"}, {"Referer": "http://a.example/"},
                                      {"accept-encoding": "x", "User-Agent": "other", "X-A": "1"},
-                                     {"Host": "elsewhere.example"}, {"If-None-Match": b'"etag"'}])  # fmt: skip
-async def test_build_request_gives_httpx_s_request(headers: dict[str, object] | None) -> None:
+                                     {"Host": "elsewhere.example"}, {"If-None-Match": b'"etag"'},
+                                     [("Range", "bytes=0-"), ("X-Team", "mine")],
+                                     [("X-A", "1"), ("x-a", "2"), ("Accept", "a/b")], []])  # fmt: skip
+async def test_build_request_gives_httpx_s_request(headers: dict[str, object] | list[tuple[str, str]] | None) -> None:
     async with build_client(HttpConfig(http2=False, headers={"X-Team": "t", "Accept": "text/html"})) as c:
         for method in ("GET", "HEAD"):
             fast = c.build_request(method, "http://example.com:8080/a?b=c", headers=headers)
@@ -83,6 +85,20 @@ async def test_build_request_gives_httpx_s_request(headers: dict[str, object] | 
             assert fast.headers.raw == slow.headers.raw
             assert (fast.method, fast.url, fast.extensions, fast.content) == \
                 (slow.method, slow.url, slow.extensions, slow.content)  # fmt: skip
+
+
+async def test_header_lists_take_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A list of pairs (the downloader's, where a name may repeat) is merged here, not by httpx."""
+    async with build_client(HttpConfig(http2=False, headers={"X-Team": "t"})) as c:
+        expected = _slow_build(c, "GET", "http://example.com/f", headers=[("X-A", "1"), ("x-a", "2")]).headers.raw
+
+        def refuse(*args: object, **kwargs: object) -> httpx.Request:
+            raise AssertionError("httpx's build_request was used")
+
+        monkeypatch.setattr(httpx.AsyncClient, "build_request", refuse)
+        fast = c.build_request("GET", "http://example.com/f", headers=[("X-A", "1"), ("x-a", "2")])
+        assert fast.headers.raw == expected
+        assert fast.headers.get_list("x-a") == ["1", "2"]
 
 
 async def test_build_request_follows_edits_of_the_client_headers() -> None:
