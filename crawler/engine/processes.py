@@ -150,36 +150,39 @@ def _can_fork() -> bool:
     return False
 
 
-def _spawn(index: int, count: int, log_level: str) -> _Child:
+def _start_child(index: int, count: int, log_level: str, siblings: list[_Child], *, fork: bool) -> _Child:
+    """Start process `index` running `shard.main` with its pipes: forked (this process's imports shared) or
+    spawned as `python -m crawler.engine.shard`; either way it is in its own session, so Ctrl-C reaches it
+    through this parent, once."""
     up_r, up_w = os.pipe()
     down_r, down_w = os.pipe()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "crawler.engine.shard", str(index), str(count), str(up_w), str(down_r), log_level,
-         str(os.getpid())],
-        pass_fds=(up_w, down_r), start_new_session=True,  # Ctrl-C reaches them through us, once
-    )  # fmt: skip
+    args = [str(index), str(count), str(up_w), str(down_r), log_level, str(os.getpid())]
+    proc: _Process
+    if fork:
+        proc = _Forked(_fork(args, close=(up_r, down_w, *(f for c in siblings for f in (c.up_r, c.down_w)))))
+    else:
+        proc = subprocess.Popen([sys.executable, "-m", "crawler.engine.shard", *args], pass_fds=(up_w, down_r),
+                                start_new_session=True)  # fmt: skip
     os.close(up_w)
     os.close(down_r)
     return _Child(index, proc, up_r, down_w)
 
 
-def _fork(index: int, count: int, log_level: str, siblings: list[_Child]) -> _Child:
+def _fork(args: list[str], close: tuple[int, ...]) -> int:
+    """Fork a child that closes `close` (the parent's ends of every pipe: a sibling's pipe must reach end of
+    file when the parent dies) and runs `shard.main(args)`; its pid."""
     from crawler.engine import shard
 
-    up_r, up_w = os.pipe()
-    down_r, down_w = os.pipe()
-    parent = os.getpid()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # else the child would write the parent's buffered output again
     pid = os.fork()
     if pid == 0:  # the child: never returns into the parent's code
         code = 1
         try:
-            os.setsid()  # as start_new_session: Ctrl-C reaches it through the parent, once
-            # The parent's ends of every pipe: a sibling's pipe must reach end of file when the parent dies.
-            for fd in (up_r, down_w, *(f for c in siblings for f in (c.up_r, c.down_w))):
+            os.setsid()
+            for fd in close:
                 os.close(fd)
-            code = shard.main([str(index), str(count), str(up_w), str(down_r), log_level, str(parent)])
+            code = shard.main(args)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -191,9 +194,7 @@ def _fork(index: int, count: int, log_level: str, siblings: list[_Child]) -> _Ch
                 except Exception:  # exiting anyway
                     pass
             os._exit(code)
-    os.close(up_w)
-    os.close(down_r)
-    return _Child(index, _Forked(pid), up_r, down_w)
+    return pid
 
 
 def fork_children(count: int, log_level: str) -> list[_Child] | None:
@@ -206,14 +207,14 @@ def fork_children(count: int, log_level: str) -> list[_Child] | None:
 
     children: list[_Child] = []
     for i in range(count):
-        children.append(_fork(i, count, log_level, children))
+        children.append(_start_child(i, count, log_level, children, fork=True))
     return children
 
 
 async def _run(job: Job, count: int, log_level: str, children: list[_Child] | None) -> Stats:
     _prepare_outputs(job)
     if children is None:
-        children = [_spawn(i, count, log_level) for i in range(count)]
+        children = [_start_child(i, count, log_level, [], fork=False) for i in range(count)]
     loop = asyncio.get_running_loop()
     for child in children:
         child.reader, child.writer = await open_pipes(child.down_w, child.up_r)
