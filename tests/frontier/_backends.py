@@ -14,7 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -63,6 +63,14 @@ def redis_required() -> bool:
     return os.environ.get("CRAWLER_REQUIRE_REDIS") == "1" or bool(os.environ.get("CI"))
 
 
+def _missing(message: str) -> NoReturn:
+    """A Redis program is not installed: fail where Redis is required (CI), skip elsewhere."""
+    if redis_required():
+        pytest.fail(message + " [CRAWLER_REQUIRE_REDIS/CI is set, so this fails instead of skipping]",
+                    pytrace=False)  # fmt: skip
+    pytest.skip(message)
+
+
 def start_redis(*, appendonly: bool = False, port: int | None = None, directory: Path | None = None,
                 extra: list[str] | None = None) -> RedisServer:
     """A private redis-server on a free loopback port. `appendonly`: an AOF fsynced on every write, so that a
@@ -70,12 +78,8 @@ def start_redis(*, appendonly: bool = False, port: int | None = None, directory:
     `extra`: more server options (cluster mode)."""
     exe = shutil.which("redis-server")
     if exe is None:
-        message = ("redis-server is not installed: the Redis frontier tests need a real server "
-                   "(Debian: apt-get install redis-server; .ci/run installs it)")  # fmt: skip
-        if redis_required():
-            pytest.fail(message + " [CRAWLER_REQUIRE_REDIS/CI is set, so this fails instead of skipping]",
-                        pytrace=False)  # fmt: skip
-        pytest.skip(message)
+        _missing("redis-server is not installed: the Redis frontier tests need a real server "
+                 "(Debian: apt-get install redis-server; .ci/run installs it)")  # fmt: skip
     directory = directory or Path(tempfile.mkdtemp(prefix="crawler-redis-"))
     persistence = ["--appendonly", "yes", "--appendfsync", "always"] if appendonly else ["--appendonly", "no"]
     last_error = ""
@@ -138,12 +142,8 @@ def start_redis_cluster(masters: int = 3) -> RedisClusterServers:
         start_redis()  # fails in CI, skips elsewhere, with the message saying what to install
     cli = shutil.which("redis-cli")
     if cli is None:
-        message = ("redis-cli is not installed: the Redis Cluster tests make their cluster with it "
-                   "(Debian: apt-get install redis-tools; .ci/run installs it)")  # fmt: skip
-        if redis_required():
-            pytest.fail(message + " [CRAWLER_REQUIRE_REDIS/CI is set, so this fails instead of skipping]",
-                        pytrace=False)  # fmt: skip
-        pytest.skip(message)
+        _missing("redis-cli is not installed: the Redis Cluster tests make their cluster with it "
+                 "(Debian: apt-get install redis-tools; .ci/run installs it)")  # fmt: skip
     nodes: list[RedisServer] = []
     try:
         for _ in range(masters):

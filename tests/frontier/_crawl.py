@@ -88,6 +88,18 @@ class CrawlProcess:
             self.kill9()
 
 
+def finish_all(procs: Iterable[CrawlProcess], timeout: float) -> None:
+    """Each process must exit 0 within `timeout` (its log in the failure); any still running is killed on
+    the way out, pass or fail."""
+    procs = list(procs)
+    try:
+        for proc in procs:
+            assert proc.wait(timeout) == 0, proc.output()
+    finally:
+        for proc in procs:
+            proc.stop()
+
+
 def count_lines(paths: Iterable[Path]) -> int:
     n = 0
     for p in paths:

@@ -24,7 +24,7 @@ from crawler.frontier.redis import RedisFrontier, key_prefix, read_status, repai
 from crawler.frontier.redis_client import split_url
 from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisClusterServers
-from tests.frontier._crawl import CrawlProcess, assert_exactly_once, item_urls, write_job
+from tests.frontier._crawl import CrawlProcess, assert_exactly_once, finish_all, item_urls, write_job
 from tests.frontier.crawl_bench import StaticSite, nginx_available
 
 pytestmark = pytest.mark.redis
@@ -214,12 +214,7 @@ def test_two_processes_crawl_a_site_exactly_once_spread_evenly_over_three_master
                         frontier=redis_cluster.url + ("?partitions=48" if design == "partitioned" else ""), scope={"allowed_domains": many_hosts_site.hosts},
                         concurrency={"workers": 32, "per_host": 4})  # fmt: skip
         procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
-    try:
-        for proc in procs:
-            assert proc.wait(180) == 0, proc.output()
-    finally:
-        for proc in procs:
-            proc.stop()
+    finish_all(procs, 180)
     assert_exactly_once(item_urls(files.values()), many_hosts_site.expected_urls())
     assert all(item_urls([f]) for f in files.values()), "both processes took part"
     counts = _commands_per_master(redis_cluster)

@@ -18,7 +18,7 @@ from crawler.frontier.redis import RedisFrontier, read_status
 from crawler.frontier.redis_partitions import LocalQueues, owned_partitions
 from crawler.model.request import Request
 from tests.frontier._backends import Backend, RedisServer
-from tests.frontier._crawl import CrawlProcess, count_lines, max_overlap, write_job
+from tests.frontier._crawl import CrawlProcess, count_lines, finish_all, max_overlap, write_job
 
 pytestmark = pytest.mark.redis
 
@@ -143,12 +143,7 @@ def test_partitioned_workers_hold_the_in_flight_cap_of_a_host_together(
                         start_urls=[f"{site.url}/slow/150?n={i}" for i in range(40)], scope={"max_depth": 0},
                         concurrency={"workers": 8, "per_host": 2})  # fmt: skip
         procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
-    try:
-        for proc in procs:
-            assert proc.wait(90) == 0, proc.output()
-    finally:
-        for proc in procs:
-            proc.stop()
+    finish_all(procs, 90)
     assert count_lines(files.values()) == 40
     slow = [e for e in site.log("/slow/") if e["t_end"] is not None]
     assert len(slow) == 40

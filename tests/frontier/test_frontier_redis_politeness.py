@@ -15,7 +15,7 @@ import pytest
 
 from crawler.demo.site import SiteServer
 from tests.frontier._backends import RedisClusterServers, RedisServer
-from tests.frontier._crawl import CrawlProcess, count_lines, max_overlap, write_job
+from tests.frontier._crawl import CrawlProcess, count_lines, finish_all, max_overlap, write_job
 from tests.frontier._ratelimited import RateLimitedServer
 
 pytestmark = pytest.mark.redis
@@ -47,12 +47,7 @@ def _two_workers(tmp_path: Path, site: SiteServer, redis: RedisServer | RedisClu
                         concurrency={"workers": 8, "per_host": per_host},
                         retry={"attempts": 3, "backoff": {"initial": 0.05, "max": 0.2}, "max_retry_after": 10})  # fmt: skip
         procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
-    try:
-        for proc in procs:
-            assert proc.wait(90) == 0, proc.output()
-    finally:
-        for proc in procs:
-            proc.stop()
+    finish_all(procs, 90)
     assert all(count_lines([f]) for f in files.values()), "both processes took part"
     return count_lines(files.values())
 
@@ -106,12 +101,7 @@ def test_the_rate_learnt_from_429s_holds_for_all_processes_together(redis_server
                             concurrency={"workers": 8, "per_host": 8}, http={"http2": False, "headers": {"X-Worker": w}},
                             retry={"attempts": 20, "backoff": {"initial": 0.2, "max": 1.0}})  # fmt: skip
             procs.append(CrawlProcess(job, env={"CRAWLER_WORKER": w}, name=f"worker-{w}").start())
-        try:
-            for proc in procs:
-                assert proc.wait(120) == 0, proc.output()
-        finally:
-            for proc in procs:
-                proc.stop()
+        finish_all(procs, 120)
         hits = list(server.hits)
     assert count_lines(files.values()) == 400
     first_429 = next(h.t for h in hits if h.status == 429)
